@@ -1,0 +1,41 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "amplify-run",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "amplify-run", targets: ["amplify-run"]),
+        .library(name: "AmplifyWorkflow", targets: ["AmplifyWorkflow"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // libyaml, the system library (Debian: libyaml-dev). Named CLibYAML, not CYaml (Yams has one).
+        .systemLibrary(
+            name: "CLibYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"]), .brew(["libyaml"])]
+        ),
+        // YAML document → checked Workflow model with diagnostics → Plan (the DAG).
+        .target(
+            name: "AmplifyWorkflow",
+            dependencies: ["CLibYAML"]
+        ),
+        // Argument parsing and terminal output only.
+        .executableTarget(
+            name: "amplify-run",
+            dependencies: [
+                "AmplifyWorkflow",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "AmplifyWorkflowTests",
+            dependencies: ["AmplifyWorkflow"],
+            resources: [.copy("Malformed")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

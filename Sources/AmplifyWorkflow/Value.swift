@@ -1,0 +1,171 @@
+/// A JSON-like value: what YAML scalars resolve to, what work items and stage outputs are,
+/// and what expressions evaluate to.
+public enum Value: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case list([Value])
+    case object(OrderedObject)
+
+    /// "a string", "a number", … for error messages.
+    public var kindDescription: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .int: return "an integer"
+        case .double: return "a number"
+        case .string: return "a string"
+        case .list: return "a list"
+        case .object: return "a mapping"
+        }
+    }
+
+    /// Truthiness as in GitHub Actions: null, false, 0, "" and NaN are false; lists and objects true.
+    public var isTruthy: Bool {
+        switch self {
+        case .null: return false
+        case .bool(let b): return b
+        case .int(let i): return i != 0
+        case .double(let d): return d != 0 && !d.isNaN
+        case .string(let s): return !s.isEmpty
+        case .list, .object: return true
+        }
+    }
+
+    /// The text a value becomes when substituted into a string: null is empty,
+    /// lists and objects are their JSON.
+    public var renderedText: String {
+        switch self {
+        case .null: return ""
+        case .bool(let b): return b ? "true" : "false"
+        case .int(let i): return String(i)
+        case .double(let d): return Value.format(d)
+        case .string(let s): return s
+        case .list, .object: return json
+        }
+    }
+
+    /// Compact JSON with keys in their original order.
+    public var json: String {
+        var out = ""
+        writeJSON(into: &out, indent: nil, level: 0)
+        return out
+    }
+
+    /// JSON indented by two spaces, for people.
+    public var prettyJSON: String {
+        var out = ""
+        writeJSON(into: &out, indent: "  ", level: 0)
+        return out
+    }
+
+    func writeJSON(into out: inout String, indent: String?, level: Int) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d): out += d.isFinite ? Value.format(d) : "null"
+        case .string(let s): Value.writeJSONString(s, into: &out)
+        case .list(let items):
+            guard !items.isEmpty else { out += "[]"; return }
+            out += "["
+            for (n, item) in items.enumerated() {
+                if n > 0 { out += "," }
+                Value.newline(&out, indent, level + 1)
+                item.writeJSON(into: &out, indent: indent, level: level + 1)
+            }
+            Value.newline(&out, indent, level)
+            out += "]"
+        case .object(let object):
+            guard !object.isEmpty else { out += "{}"; return }
+            out += "{"
+            for (n, (key, value)) in object.enumerated() {
+                if n > 0 { out += "," }
+                Value.newline(&out, indent, level + 1)
+                Value.writeJSONString(key, into: &out)
+                out += indent == nil ? ":" : ": "
+                value.writeJSON(into: &out, indent: indent, level: level + 1)
+            }
+            Value.newline(&out, indent, level)
+            out += "}"
+        }
+    }
+
+    private static func newline(_ out: inout String, _ indent: String?, _ level: Int) {
+        guard let indent else { return }
+        out += "\n"
+        for _ in 0..<level { out += indent }
+    }
+
+    static func writeJSONString(_ s: String, into out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+
+    static func format(_ d: Double) -> String {
+        if d.isNaN { return "NaN" }
+        if d.isInfinite { return d > 0 ? "Infinity" : "-Infinity" }
+        if d == d.rounded(), abs(d) < 1e15 { return String(Int(d)) }
+        return String(d)
+    }
+
+    /// The number a value means, when it is one (strings are not converted).
+    var number: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        default: return nil
+        }
+    }
+}
+
+/// A string-keyed map that keeps the order its keys were first written in.
+public struct OrderedObject: Sendable, Hashable, Sequence {
+    public private(set) var keys: [String] = []
+    private var storage: [String: Value] = [:]
+
+    public init() {}
+
+    public init(_ pairs: [(String, Value)]) {
+        for (k, v) in pairs { self[k] = v }
+    }
+
+    public subscript(key: String) -> Value? {
+        get { storage[key] }
+        set {
+            if let newValue {
+                if storage.updateValue(newValue, forKey: key) == nil { keys.append(key) }
+            } else if storage.removeValue(forKey: key) != nil {
+                keys.removeAll { $0 == key }
+            }
+        }
+    }
+
+    public var count: Int { keys.count }
+    public var isEmpty: Bool { keys.isEmpty }
+
+    public func makeIterator() -> AnyIterator<(String, Value)> {
+        var index = 0
+        return AnyIterator {
+            guard index < keys.count else { return nil }
+            defer { index += 1 }
+            let key = keys[index]
+            return (key, storage[key]!)
+        }
+    }
+}

@@ -1,0 +1,223 @@
+/// The shape of a value in the workflow file: what the checker accepts and the schema describes.
+public indirect enum ValueType: Sendable, Hashable {
+    case string
+    case integer(minimum: Int)
+    case boolean
+    case duration
+    /// One of these words.
+    case choice([String])
+    /// A string or a list of strings (`label: api` or `label: [api, cli]`).
+    case stringOrList
+    /// A list of strings (argv-like), at least one element.
+    case argv
+    /// A string run by `/bin/sh -c`, or a list that is an argv.
+    case command
+    /// One command or a list of commands.
+    case commands
+    /// A mapping of names to strings (`env`).
+    case stringMap
+    /// A list given literally or as one `${{ }}` expression (`for-each`).
+    case listExpression
+    /// An expression, with or without `${{ }}`, or `true`/`false` (`if`).
+    case condition
+    /// A count, or `{attempts, backoff, max-backoff}` (`retry`).
+    case retry
+    /// A list of names (`outputs`, `copy`).
+    case names
+    /// Any value.
+    case any
+
+    /// How a message names the expected type.
+    public var expectation: String {
+        switch self {
+        case .string: return "a string"
+        case .integer(let minimum): return minimum == 0 ? "a whole number" : "a whole number ≥ \(minimum)"
+        case .boolean: return "true or false"
+        case .duration: return "a duration such as 500ms, 90s, 15m, 4h or 1h30m"
+        case .choice(let words): return "one of " + words.map { "'\($0)'" }.joined(separator: ", ")
+        case .stringOrList: return "a string or a list of strings"
+        case .argv: return "a list of strings (an argv)"
+        case .command: return "a command: a string for /bin/sh -c, or a list of strings (an argv)"
+        case .commands: return "a command or a list of commands"
+        case .stringMap: return "a mapping of names to strings"
+        case .listExpression: return "a list, or a `${{ }}` expression that gives one"
+        case .condition: return "an expression or true/false"
+        case .retry: return "a number of attempts or {attempts, backoff, max-backoff}"
+        case .names: return "a list of names"
+        case .any: return "a value"
+        }
+    }
+}
+
+/// One key of a mapping in the workflow file: its type, default and the help editors show.
+public struct KeySpec: Sendable {
+    public var name: String
+    public var type: ValueType
+    public var required: Bool
+    public var defaultValue: Value?
+    public var description: String
+
+    public init(_ name: String, _ type: ValueType, required: Bool = false, default defaultValue: Value? = nil, _ description: String) {
+        self.name = name
+        self.type = type
+        self.required = required
+        self.defaultValue = defaultValue
+        self.description = description
+    }
+}
+
+/// A built-in stage kind (`uses:`): its parameters, its outputs and where it may stand.
+public enum StageKind: String, CaseIterable, Sendable, Hashable {
+    case queryReady = "query-ready"
+    case dispatch
+    case waitApproved = "wait-approved"
+    case merge
+    case close
+    case cleanup
+    case run
+
+    public var summary: String {
+        switch self {
+        case .queryReady: return "Ask the issue tracker which work items are ready (bd ready --json, a Beads file, or a command)."
+        case .dispatch: return "Per item: claim it, create its worktree and branch and session directory, and start the agent."
+        case .waitApproved: return "Per item: wait until the session is approved or rejected, surfacing its questions."
+        case .merge: return "Per item: merge the approved branch into the base branch, one at a time (git merge --no-ff by default)."
+        case .close: return "Per item: close the item in the tracker (bd close <id> --reason Merged)."
+        case .cleanup: return "Per item: remove the worktree (and the branch once merged) and archive the session directory."
+        case .run: return "Run a command: a string under /bin/sh -c, or an argv list."
+        }
+    }
+
+    /// Kinds that work on one item and so must be per-item stages.
+    public var isPerItemOnly: Bool {
+        switch self {
+        case .dispatch, .waitApproved, .merge, .close, .cleanup: return true
+        case .queryReady, .run: return false
+        }
+    }
+
+    /// Kinds that act on an item's session and so need a `dispatch` stage upstream.
+    public var needsSession: Bool {
+        switch self {
+        case .waitApproved, .merge, .cleanup: return true
+        default: return false
+        }
+    }
+
+    public var parameters: [KeySpec] {
+        switch self {
+        case .queryReady:
+            return [
+                KeySpec("source", .choice(["bd", "file", "command"]), default: .string("bd"), "Where ready items come from: `bd` runs `bd ready --json`; `file` reads a Beads JSON/JSONL issues file the way bd does; `command` runs any command that prints a JSON array of objects with an `id`."),
+                KeySpec("path", .string, "With `source: file`: the Beads issues file (JSON array or JSONL), relative to the repository."),
+                KeySpec("command", .command, "With `source: command`: the command that prints the JSON array of items."),
+                KeySpec("limit", .integer(minimum: 1), "At most this many new items per query (applied after items already seen in this run are left out)."),
+                KeySpec("label", .stringOrList, "Only items with every one of these labels."),
+                KeySpec("exclude-type", .stringOrList, "Leave out items of these `issue_type`s (for example `[epic]`)."),
+                KeySpec("args", .argv, "Extra arguments for `bd ready` (with `source: bd`)."),
+                KeySpec("refill", .boolean, default: .bool(false), "Query again each time an item's pipeline ends and every `refill-interval`; new items get their own pipelines."),
+                KeySpec("refill-interval", .duration, default: .string("30s"), "With `refill: true`: how often to query while pipelines run."),
+                KeySpec("max-items", .integer(minimum: 1), "The most items one run dispatches."),
+            ]
+        case .dispatch:
+            return [
+                KeySpec("agent", .argv, default: .list(["claude", "-p", "${{ prompt }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"].map(Value.string)), "The agent's argv, started in the item's worktree; `${{ prompt }}` is the rendered prompt (also in the file named by $AMPLIFY_PROMPT_FILE)."),
+                KeySpec("prompt", .string, required: true, "The prompt for the agent; may use `${{ item.<field> }}`, `${{ session.dir }}` and the rest. Tracker text is untrusted: it is a prompt-injection surface."),
+                KeySpec("branch", .string, default: .string("amplify/${{ item.id }}"), "The item's branch name template."),
+                KeySpec("setup", .commands, "Commands run in the new worktree before the agent starts."),
+                KeySpec("copy", .names, "Untracked files of the repository (such as `.env`) copied into the worktree."),
+            ]
+        case .waitApproved:
+            return [
+                KeySpec("on-exit", .choice(["fail", "wait", "approve"]), default: .string("fail"), "When the agent exits without a decision: `fail` the item, `wait` for a human decision, or `approve`."),
+                KeySpec("resume", .argv, default: .list(["claude", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"].map(Value.string)), "The argv that restarts an agent that exited with a blocking question, once it is answered; `${{ answer }}` is the answer."),
+            ]
+        case .merge:
+            return [
+                KeySpec("strategy", .choice(["no-ff", "squash", "rebase"]), default: .string("no-ff"), "How the branch is merged: a merge commit (`no-ff`), one squashed commit, or the branch rebased onto the base."),
+                KeySpec("verify", .commands, "Commands run on the merged tree before it lands (the project's tests); a failure leaves the base as it was."),
+                KeySpec("commit-leftovers", .boolean, default: .bool(true), "Commit changes the session left uncommitted before merging; `false` fails the item instead."),
+                KeySpec("empty", .choice(["fail", "skip"]), default: .string("fail"), "A branch with no commits beyond the base: fail the item, or skip it."),
+                KeySpec("message", .string, default: .string("Merge ${{ item.id }}: ${{ item.title }}"), "The merge commit's subject."),
+            ]
+        case .close:
+            return [
+                KeySpec("reason", .string, default: .string("Merged"), "The reason recorded with `bd close`."),
+                KeySpec("command", .command, "The command that closes the item when the source is `command`."),
+            ]
+        case .cleanup:
+            return [
+                KeySpec("remove-branch", .choice(["merged", "always", "never"]), default: .string("merged"), "Delete the item's branch: once merged (default), always, or never."),
+            ]
+        case .run:
+            return [
+                KeySpec("command", .command, "The command: a string under /bin/sh -c (each `${{ }}` becomes a quoted environment variable reference) or an argv list."),
+                KeySpec("working-directory", .string, "Where the command runs, relative to the repository (default: the repository)."),
+            ]
+        }
+    }
+
+    /// The outputs every instance of the kind sets, with their descriptions.
+    public var outputs: [(name: String, description: String)] {
+        switch self {
+        case .queryReady: return [("items", "The ready items (objects as the tracker prints them)."), ("count", "How many items.")]
+        case .dispatch: return [("session", "The session id."), ("dir", "The session directory."), ("worktree", "The item's worktree."), ("branch", "The item's branch."), ("pid", "The agent's process id.")]
+        case .waitApproved: return [("decision", "approved or rejected."), ("summary", "The session's summary."), ("cost", "Cost in USD when the agent printed a Claude result line."), ("turns", "Turns when the agent printed a Claude result line.")]
+        case .merge: return [("commit", "The commit that landed on the base branch.")]
+        case .close: return []
+        case .cleanup: return []
+        case .run: return [("exit-code", "The command's exit status."), ("stdout", "Its standard output, trimmed, at most 1 MiB.")]
+        }
+    }
+}
+
+/// The keys of the workflow file, shared by the checker and the JSON Schema.
+public enum WorkflowLanguage {
+    public static let supportedVersion = 1
+
+    public static let topLevelKeys: [KeySpec] = [
+        KeySpec("version", .integer(minimum: 1), required: true, "The version of the workflow language; this amplify-run reads version 1."),
+        KeySpec("name", .string, "The workflow's name (default: the file name)."),
+        KeySpec("description", .string, "What the workflow does, for people."),
+        KeySpec("settings", .any, "Run-wide settings; every key is optional."),
+        KeySpec("vars", .any, "Variables for `${{ vars.<name> }}`, overridable with `--var NAME=VALUE`."),
+        KeySpec("stages", .any, required: true, "The stages, in order: each stage needs the one above it unless `needs` says otherwise."),
+    ]
+
+    public static let settingsKeys: [KeySpec] = [
+        KeySpec("base", .string, default: .string("main"), "The branch approved work is merged into."),
+        KeySpec("worktrees", .string, default: .string(".worktrees"), "Where item worktrees are created, relative to the repository."),
+        KeySpec("state", .string, default: .string(".amplify"), "The state directory (runs, sessions, archive), relative to the repository."),
+        KeySpec("concurrency", .integer(minimum: 1), default: .int(4), "Item pipelines that may hold a live session at once."),
+        KeySpec("poll", .duration, default: .string("2s"), "Fallback poll interval when file notifications are unavailable."),
+        KeySpec("max-processes", .integer(minimum: 1), "Child processes of `run` stages at once (default: twice the number of cores)."),
+    ]
+
+    public static let stageKeys: [KeySpec] = [
+        KeySpec("uses", .choice(StageKind.allCases.map(\.rawValue)), "A built-in stage kind."),
+        KeySpec("run", .command, "Shorthand for `uses: run` with this command: a string runs under /bin/sh -c, a list is an argv."),
+        KeySpec("with", .any, "The stage kind's parameters."),
+        KeySpec("needs", .stringOrList, "Stage ids this stage waits for; omitted = the stage above it in the file; [] = none."),
+        KeySpec("for-each", .listExpression, "An expression giving a list: one instance of the stage per element (`item`)."),
+        KeySpec("if", .condition, "An expression; false skips the instance. `success()`, `failure()`, `always()` and `cancelled()` decide whether it runs after what it needs failed."),
+        KeySpec("timeout", .duration, "How long one attempt may take (500ms, 90s, 15m, 4h, 1h30m); time the runner was down counts."),
+        KeySpec("retry", .retry, "Attempts after a failure: `3` or `{attempts: 3, backoff: 10s, max-backoff: 5m}` (exponential backoff)."),
+        KeySpec("continue-on-error", .boolean, default: .bool(false), "A failed instance still lets its dependants run and does not fail the run."),
+        KeySpec("fan-in", .boolean, default: .bool(false), "Run once, after every item's instance of the stages it needs has ended; sees lists of their outputs."),
+        KeySpec("concurrency", .integer(minimum: 1), "Instances of this stage running at once (merge: 1 unless set)."),
+        KeySpec("env", .stringMap, "Extra environment for the commands the stage runs."),
+        KeySpec("outputs", .names, "For `run` stages: the keys the command may write to $AMPLIFY_OUTPUT."),
+        KeySpec("working-directory", .string, "For `run` stages: where the command runs, relative to the repository."),
+    ]
+
+    public static let retryKeys: [KeySpec] = [
+        KeySpec("attempts", .integer(minimum: 1), required: true, "Attempts in all, the first included."),
+        KeySpec("backoff", .duration, default: .string("10s"), "The wait before the second attempt; it doubles each time."),
+        KeySpec("max-backoff", .duration, default: .string("5m"), "The longest wait between attempts."),
+    ]
+
+    /// Names an expression may start with.
+    public static let expressionRoots = ["item", "stages", "vars", "env", "run", "session", "settings", "prompt", "answer"]
+    public static let sessionFields = ["id", "dir", "agent-session"]
+    public static let runFields = ["id"]
+}

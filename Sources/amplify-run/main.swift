@@ -1,0 +1,55 @@
+import AmplifyWorkflow
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Entry point: applies `-C DIR` (anywhere before `--`), catches misspelt subcommands, and maps
+/// swift-argument-parser's usage errors (64) to exit code 2.
+var arguments = Array(CommandLine.arguments.dropFirst())
+var directory: String?
+var index = 0
+while index < arguments.count, arguments[index] != "--" {
+    let a = arguments[index]
+    if a == "-C" || a == "--directory" {
+        guard index + 1 < arguments.count else {
+            Terminal.err("amplify-run: error: -C needs a directory")
+            exit(2)
+        }
+        directory = arguments[index + 1]
+        arguments.removeSubrange(index...(index + 1))
+    } else if a.hasPrefix("-C"), a.count > 2 {
+        directory = String(a.dropFirst(2))
+        arguments.remove(at: index)
+    } else {
+        index += 1
+    }
+}
+if let directory, chdir(directory) != 0 {
+    Terminal.err("amplify-run: error: -C \(directory): \(String(cString: strerror(errno)))")
+    exit(2)
+}
+
+// `amplify-run validat a.yaml` would otherwise be taken as `run` with two files.
+if let first = arguments.first, !first.hasPrefix("-"), !AmplifyRun.subcommandNames.contains(first), access(first, F_OK) != 0,
+   let meant = DidYouMean.closest(to: first, in: AmplifyRun.subcommandNames), !first.contains("."), !first.contains("/") {
+    Terminal.err("amplify-run: error: unknown command '\(first)'; did you mean '\(meant)'? (and no file named '\(first)' exists)")
+    exit(2)
+}
+
+do {
+    var command = try AmplifyRun.parseAsRoot(arguments)
+    try command.run()
+    exit(0)
+} catch let code as ExitCode {
+    exit(code.rawValue)
+} catch {
+    let status = AmplifyRun.exitCode(for: error)
+    let message = AmplifyRun.fullMessage(for: error)
+    if status == .success {
+        print(message)
+        exit(0)
+    }
+    if !message.isEmpty { Terminal.err(message) }
+    exit(status == .validationFailure ? 2 : status.rawValue)
+}
