@@ -33,8 +33,8 @@ let package = Package(
         ),
         .testTarget(
             name: "AmplifyWorkflowTests",
-            dependencies: ["AmplifyWorkflow"],
-            resources: [.copy("Malformed")]
+            dependencies: ["AmplifyWorkflow", "amplify-run"],
+            exclude: ["Malformed"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,5 @@
 /// A position in a source file, 1-based like every editor and compiler shows it.
-public struct SourceLocation: Sendable, Hashable, Comparable, CustomStringConvertible {
+public struct SourcePosition: Sendable, Hashable, Comparable, CustomStringConvertible {
     public var line: Int
     public var column: Int
 
@@ -8,9 +8,9 @@ public struct SourceLocation: Sendable, Hashable, Comparable, CustomStringConver
         self.column = column
     }
 
-    public static let start = SourceLocation(line: 1, column: 1)
+    public static let start = SourcePosition(line: 1, column: 1)
 
-    public static func < (a: SourceLocation, b: SourceLocation) -> Bool {
+    public static func < (a: SourcePosition, b: SourcePosition) -> Bool {
         (a.line, a.column) < (b.line, b.column)
     }
 
@@ -25,23 +25,23 @@ public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var severity: Severity
-    public var location: SourceLocation
+    public var location: SourcePosition
     public var message: String
     /// The file the location refers to; filled in when diagnostics are rendered.
     public var file: String
 
-    public init(_ severity: Severity = .error, at location: SourceLocation, _ message: String, file: String = "") {
+    public init(_ severity: Severity = .error, at location: SourcePosition, _ message: String, file: String = "") {
         self.severity = severity
         self.location = location
         self.message = message
         self.file = file
     }
 
-    public static func error(at location: SourceLocation, _ message: String) -> Diagnostic {
+    public static func error(at location: SourcePosition, _ message: String) -> Diagnostic {
         Diagnostic(.error, at: location, message)
     }
 
-    public static func warning(at location: SourceLocation, _ message: String) -> Diagnostic {
+    public static func warning(at location: SourcePosition, _ message: String) -> Diagnostic {
         Diagnostic(.warning, at: location, message)
     }
 
@@ -64,7 +64,7 @@ extension Array where Element == Diagnostic {
     }
 }
 
-private func < (a: (SourceLocation, Int, String), b: (SourceLocation, Int, String)) -> Bool {
+private func < (a: (SourcePosition, Int, String), b: (SourcePosition, Int, String)) -> Bool {
     if a.0 != b.0 { return a.0 < b.0 }
     if a.1 != b.1 { return a.1 < b.1 }
     return a.2 < b.2

@@ -8,6 +8,10 @@ public struct Template: Sendable, Hashable {
 
     public var parts: [Part]
 
+    public init(parts: [Part]) {
+        self.parts = parts
+    }
+
     /// A template that is exactly one `${{ }}` (surrounding spaces allowed) keeps the value's type.
     public var singleExpression: Expression? {
         var found: Expression?

@@ -124,6 +124,16 @@ public enum Value: Sendable, Hashable {
         return String(d)
     }
 
+    /// The value of a key of an object (nil for other values); setting it on another value does nothing.
+    public subscript(key: String) -> Value? {
+        get { if case .object(let o) = self { return o[key] } else { return nil } }
+        set {
+            guard case .object(var o) = self else { return }
+            o[key] = newValue
+            self = .object(o)
+        }
+    }
+
     /// The number a value means, when it is one (strings are not converted).
     var number: Double? {
         switch self {

@@ -146,7 +146,7 @@ public struct TemplateEntry: Sendable, Hashable {
 public struct Stage: Sendable {
     public var id: String
     /// Where the stage's id is written.
-    public var location: SourceLocation
+    public var location: SourcePosition
     public var kind: StageKind
     /// The `with` parameters that were given (defaults are in `kind.parameters`).
     public var with: [String: TemplateValue] = [:]

@@ -28,8 +28,8 @@ public struct WorkflowChecker {
     private var currentStage: String?
     private var currentField: Site.Field = .general
     private var stageNodes: [String: YAMLNode] = [:]
-    private var needsLocations: [String: SourceLocation] = [:]
-    private var kindLocations: [String: SourceLocation] = [:]
+    private var needsLocations: [String: SourcePosition] = [:]
+    private var kindLocations: [String: SourcePosition] = [:]
     /// Stages on or after a cycle: which of them run per item cannot be known.
     private var unresolved = Set<String>()
 
@@ -64,11 +64,11 @@ public struct WorkflowChecker {
 
     // MARK: - Diagnostics
 
-    private mutating func error(_ at: SourceLocation, _ message: String) {
+    private mutating func error(_ at: SourcePosition, _ message: String) {
         diagnostics.append(.error(at: at, message))
     }
 
-    private mutating func warning(_ at: SourceLocation, _ message: String) {
+    private mutating func warning(_ at: SourcePosition, _ message: String) {
         diagnostics.append(.warning(at: at, message))
     }
 
@@ -107,7 +107,10 @@ public struct WorkflowChecker {
             return nil
         }
         if stagePairs.isEmpty {
-            error(stagesNode.location, "`stages` is empty; a workflow needs at least one stage")
+            // Entries the loader already rejected (non-string keys) leave the mapping empty: don't pile on.
+            if !diagnostics.contains(where: { $0.isError && $0.location >= stagesNode.location && $0.location <= stagesNode.endLocation }) {
+                error(stagesNode.location, "`stages` is empty; a workflow needs at least one stage")
+            }
             return nil
         }
         var stages: [Stage] = []
@@ -131,7 +134,7 @@ public struct WorkflowChecker {
     }
 
     /// Reports unknown keys (with a suggestion) and missing required ones.
-    private mutating func checkKeys(_ pairs: [YAMLPair], allowed: [KeySpec], in what: String, at location: SourceLocation, extraHint: (String) -> String? = { _ in nil }) {
+    private mutating func checkKeys(_ pairs: [YAMLPair], allowed: [KeySpec], in what: String, at location: SourcePosition, extraHint: (String) -> String? = { _ in nil }) {
         let names = allowed.map(\.name)
         for pair in pairs where !names.contains(pair.key) {
             let hint = extraHint(pair.key) ?? DidYouMean.hint(pair.key, names)
@@ -560,10 +563,11 @@ public struct WorkflowChecker {
         var stage = Stage(id: id, location: pair.keyLocation, kind: kind ?? .run)
 
         // `with`, per kind.
-        if let withNode = node["with"] {
+        let withKeyLocation = pairs.first { $0.key == "with" }?.keyLocation
+        if let withNode = node["with"], withNode.mapping != nil || withNode.scalar?.resolved != .null {
             if let withPairs = withNode.mapping {
                 if let kind {
-                    checkKeys(withPairs, allowed: kind.parameters, in: "`with` of \(kind.rawValue) stage '\(id)'", at: withNode.location)
+                    checkKeys(withPairs, allowed: kind.parameters, in: "`with` of \(kind.rawValue) stage '\(id)'", at: withKeyLocation ?? withNode.location)
                 }
                 for p in withPairs {
                     guard let spec = kind?.parameters.first(where: { $0.name == p.key }) else { continue }
@@ -574,17 +578,12 @@ public struct WorkflowChecker {
                     if let v = value(p.value, spec.type, key: "with.\(p.key)") { stage.with[p.key] = v }
                     currentField = .general
                 }
-            } else if withNode.scalar?.resolved != .null {
+            } else {
                 error(withNode.location, "`with` must be a mapping of parameters, not \(describe(withNode))")
             }
         } else if let kind {
             for spec in kind.parameters where spec.required {
-                error(pair.keyLocation, "\(kind.rawValue) stage '\(id)' is missing `with.\(spec.name)`")
-            }
-        }
-        if let kind, let withPairs = node["with"]?.mapping {
-            for spec in kind.parameters where spec.required && !withPairs.contains(where: { $0.key == spec.name }) {
-                error(node["with"]!.location, "`with` of \(kind.rawValue) stage '\(id)' is missing the required parameter '\(spec.name)'")
+                error(withKeyLocation ?? pair.keyLocation, "\(kind.rawValue) stage '\(id)' is missing the required parameter `with.\(spec.name)`")
             }
         }
         if kind == .run {
@@ -884,7 +883,7 @@ public struct WorkflowChecker {
         }
     }
 
-    private mutating func checkPath(root: String, components: [Expression.PathComponent], at: (Int) -> SourceLocation, offset: Int, site: Site, stage: Stage?, upstream: Set<String>, workflow: Workflow) {
+    private mutating func checkPath(root: String, components: [Expression.PathComponent], at: (Int) -> SourcePosition, offset: Int, site: Site, stage: Stage?, upstream: Set<String>, workflow: Workflow) {
         func name(_ i: Int) -> (String, Int)? {
             guard i < components.count else { return nil }
             switch components[i] {
@@ -994,11 +993,11 @@ public struct WorkflowChecker {
     /// The file position of `offset` (in Unicode scalars) into a scalar's value: the k-th `${{`
     /// of the value is found as the k-th `${{` of the node's source text, and offsets on the
     /// same line are counted from there.
-    private func locate(_ node: YAMLNode, offset: Int, in text: String) -> SourceLocation {
+    private func locate(_ node: YAMLNode, offset: Int, in text: String) -> SourcePosition {
         WorkflowChecker.locate(node, offset: offset, in: text, lines: lines)
     }
 
-    private static func locate(_ node: YAMLNode, offset: Int, in text: String, lines: [[Unicode.Scalar]]) -> SourceLocation {
+    private static func locate(_ node: YAMLNode, offset: Int, in text: String, lines: [[Unicode.Scalar]]) -> SourcePosition {
         let value = Array(text.unicodeScalars)
         // Which `${{` the offset belongs to, and how far past it.
         var k = -1
@@ -1014,13 +1013,13 @@ public struct WorkflowChecker {
             let quote = s.style == .plain ? 0 : 1
             let line = node.location.line
             let column = node.location.column + quote + max(0, offset)
-            if line <= lines.count, column - 1 <= lines[line - 1].count { return SourceLocation(line: line, column: column) }
+            if line <= lines.count, column - 1 <= lines[line - 1].count { return SourcePosition(line: line, column: column) }
             return node.location
         }
         var line = node.location.line - 1
         var column = node.location.column - 1
         var found = -1
-        while line < lines.count, SourceLocation(line: line + 1, column: column + 1) <= node.endLocation {
+        while line < lines.count, SourcePosition(line: line + 1, column: column + 1) <= node.endLocation {
             let l = lines[line]
             if column + 2 < l.count, l[column] == "$", l[column + 1] == "{", l[column + 2] == "{" {
                 found += 1
@@ -1028,7 +1027,7 @@ public struct WorkflowChecker {
                     var delta = offset - anchor
                     var c = column
                     while delta > 0, c < l.count { c += 1; delta -= 1 }
-                    return SourceLocation(line: line + 1, column: (delta == 0 ? c : column) + 1)
+                    return SourcePosition(line: line + 1, column: (delta == 0 ? c : column) + 1)
                 }
             }
             column += 1

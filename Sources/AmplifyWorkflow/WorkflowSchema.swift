@@ -145,7 +145,9 @@ public enum WorkflowSchema {
         case .stringOrList: body = obj([("oneOf", .list([obj([("type", .string("string"))]), strings]))])
         case .argv: body = obj([("type", .string("array")), ("minItems", .int(1)), ("items", obj([("type", .list([.string("string"), .string("number"), .string("boolean")]))]))])
         case .command: body = ref("command")
-        case .commands: body = obj([("oneOf", .list([ref("command"), obj([("type", .string("array")), ("items", ref("command"))])]))])
+        case .commands:
+            // A string is one shell command; a list holds commands (each a string or an argv).
+            body = obj([("oneOf", .list([obj([("type", .string("string")), ("minLength", .int(1))]), obj([("type", .string("array")), ("items", ref("command"))])]))])
         case .stringMap: body = obj([("type", .string("object")), ("propertyNames", obj([("pattern", .string("^[A-Za-z_][A-Za-z0-9_]*$"))])), ("additionalProperties", obj([("type", .list([.string("string"), .string("number"), .string("boolean")]))]))])
         case .listExpression: body = obj([("oneOf", .list([obj([("type", .string("array"))]), ref("expression")]))])
         case .condition: body = obj([("type", .list([.string("string"), .string("boolean")]))])
@@ -162,17 +164,5 @@ public enum WorkflowSchema {
 
     private static func obj(_ pairs: [(String, Value)]) -> Value {
         .object(OrderedObject(pairs))
-    }
-}
-
-extension Value {
-    /// Sets a key of an object value (no effect on other values).
-    subscript(key: String) -> Value? {
-        get { if case .object(let o) = self { return o[key] } else { return nil } }
-        set {
-            guard case .object(var o) = self else { return }
-            o[key] = newValue
-            self = .object(o)
-        }
     }
 }

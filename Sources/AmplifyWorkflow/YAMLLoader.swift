@@ -65,14 +65,14 @@ public struct YAMLLoader: Sendable {
     }
 
     /// Line and column (in characters) of a byte offset.
-    static func location(ofByte offset: Int, in bytes: [UInt8]) -> SourceLocation {
+    static func location(ofByte offset: Int, in bytes: [UInt8]) -> SourcePosition {
         var line = 1
         var column = 1
         for b in bytes[..<min(offset, bytes.count)] {
             if b == 0x0A { line += 1; column = 1 }
             else if b & 0xC0 != 0x80 { column += 1 }
         }
-        return SourceLocation(line: line, column: column)
+        return SourcePosition(line: line, column: column)
     }
 }
 
@@ -89,15 +89,15 @@ private struct Composer {
 
     private final class Frame {
         let isMapping: Bool
-        let start: SourceLocation
+        let start: SourcePosition
         let anchor: String?
         var items: [YAMLNode] = []
         var entries: [Entry] = []
         var pendingKey: YAMLNode?
-        var firstKeyLocation: [String: SourceLocation] = [:]
+        var firstKeyLocation: [String: SourcePosition] = [:]
         var size = 1
 
-        init(isMapping: Bool, start: SourceLocation, anchor: String?) {
+        init(isMapping: Bool, start: SourcePosition, anchor: String?) {
             self.isMapping = isMapping
             self.start = start
             self.anchor = anchor
@@ -143,8 +143,8 @@ private struct Composer {
         return root
     }
 
-    private static func mark(_ m: yaml_mark_t) -> SourceLocation {
-        SourceLocation(line: Int(m.line) + 1, column: Int(m.column) + 1)
+    private static func mark(_ m: yaml_mark_t) -> SourcePosition {
+        SourcePosition(line: Int(m.line) + 1, column: Int(m.column) + 1)
     }
 
     private static func string(_ pointer: UnsafeMutablePointer<yaml_char_t>?, length: Int? = nil) -> String? {
@@ -153,7 +153,7 @@ private struct Composer {
         return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
     }
 
-    private mutating func fail(_ location: SourceLocation, _ message: String) {
+    private mutating func fail(_ location: SourcePosition, _ message: String) {
         diagnostics.append(.error(at: location, message))
         failed = true
     }
@@ -223,7 +223,7 @@ private struct Composer {
         stack.append(frame)
     }
 
-    private mutating func add(_ node: YAMLNode, via alias: SourceLocation? = nil) {
+    private mutating func add(_ node: YAMLNode, via alias: SourcePosition? = nil) {
         guard let frame = stack.last else {
             root = node
             if node.expandedSize > loader.maxExpandedNodes {
@@ -264,7 +264,7 @@ private struct Composer {
     }
 
     /// `<<: *base` or `<<: [*a, *b]`: the entries of those mappings, below the explicit keys.
-    private mutating func merge(_ value: YAMLNode, into frame: Frame, at location: SourceLocation) {
+    private mutating func merge(_ value: YAMLNode, into frame: Frame, at location: SourcePosition) {
         let sources: [YAMLNode]
         switch value.content {
         case .mapping: sources = [value]
@@ -325,12 +325,12 @@ private struct Composer {
     }
 
     /// The position of a tab in the leading whitespace of the error's line or the line above it.
-    private func tabInIndentation(near location: SourceLocation) -> SourceLocation? {
+    private func tabInIndentation(near location: SourcePosition) -> SourcePosition? {
         let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
         for lineNumber in [location.line, location.line - 1] where lineNumber >= 1 && lineNumber <= lines.count {
             var column = 1
             for b in lines[lineNumber - 1] {
-                if b == 0x09 { return SourceLocation(line: lineNumber, column: column) }
+                if b == 0x09 { return SourcePosition(line: lineNumber, column: column) }
                 if b != 0x20 { break }
                 column += 1
             }

@@ -11,12 +11,12 @@ public struct YAMLNode: Sendable {
     }
 
     public var content: Content
-    public var location: SourceLocation
-    public var endLocation: SourceLocation
+    public var location: SourcePosition
+    public var endLocation: SourcePosition
     /// Nodes visited by a walk of this node, aliases expanded (saturating).
     public var expandedSize: Int
 
-    public init(_ content: Content, at location: SourceLocation, end: SourceLocation? = nil, expandedSize: Int = 1) {
+    public init(_ content: Content, at location: SourcePosition, end: SourcePosition? = nil, expandedSize: Int = 1) {
         self.content = content
         self.location = location
         self.endLocation = end ?? location
@@ -65,7 +65,7 @@ public struct YAMLNode: Sendable {
 /// One `key: value` entry of a mapping; keys are strings (the loader rejects others).
 public struct YAMLPair: Sendable {
     public var key: String
-    public var keyLocation: SourceLocation
+    public var keyLocation: SourcePosition
     public var value: YAMLNode
 }
 
