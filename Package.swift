@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "amplify-run", targets: ["amplify-run"]),
         .library(name: "AmplifyWorkflow", targets: ["AmplifyWorkflow"]),
+        .library(name: "AmplifyEngine", targets: ["AmplifyEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,13 +24,25 @@ let package = Package(
             name: "AmplifyWorkflow",
             dependencies: ["CLibYAML"]
         ),
+        // The run state machine, the journal, the runner and the stage executors.
+        .target(
+            name: "AmplifyEngine",
+            dependencies: ["AmplifyWorkflow", "CAmplifySystem"]
+        ),
+        // posix_spawn with a new session, and other calls Swift's Glibc module lacks.
+        .target(name: "CAmplifySystem"),
         // Argument parsing and terminal output only.
         .executableTarget(
             name: "amplify-run",
             dependencies: [
                 "AmplifyWorkflow",
+                "AmplifyEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .testTarget(
+            name: "AmplifyEngineTests",
+            dependencies: ["AmplifyEngine", "AmplifyWorkflow", "amplify-run"]
         ),
         .testTarget(
             name: "AmplifyWorkflowTests",

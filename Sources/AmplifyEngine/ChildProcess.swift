@@ -1,0 +1,154 @@
+import CAmplifySystem
+import Foundation
+import Synchronization
+
+/// Starting child processes in their own session and process group, and waiting for them.
+///
+/// Exits are noticed by one thread that polls a pidfd per child (no `waitpid(-1)`, which would
+/// steal other code's children, and no blocking call on the concurrency pool's two threads).
+public enum ChildProcess {
+    /// How a process ended.
+    public enum Termination: Sendable, Equatable, CustomStringConvertible {
+        case exited(Int32)
+        case signalled(Int32)
+
+        init(waitStatus s: Int32) {
+            if s & 0x7F == 0 { self = .exited((s >> 8) & 0xFF) } else { self = .signalled(s & 0x7F) }
+        }
+
+        public var description: String {
+            switch self {
+            case .exited(let c): return "exited with status \(c)"
+            case .signalled(let s): return "killed by signal \(s)\(s == SIGKILL ? " (SIGKILL)" : s == SIGTERM ? " (SIGTERM)" : "")"
+            }
+        }
+    }
+
+    public struct SpawnError: Error, Sendable, CustomStringConvertible {
+        public var program: String
+        public var reason: String
+        public var description: String { "cannot start '\(program)': \(reason)" }
+    }
+
+    /// Starts `argv` with the environment and working directory given, output to files opened
+    /// here (appending). Returns the pid, which is also the process group id.
+    public static func spawn(_ argv: [String], environment: [String: String], directory: String?, stdout: String?, stderr: String?) throws(SpawnError) -> Int32 {
+        guard let program = argv.first, !program.isEmpty else { throw SpawnError(program: "", reason: "empty command") }
+        let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { if devnull >= 0 { close(devnull) } }
+        func openOutput(_ path: String?) -> Int32 {
+            guard let path else { return -1 }
+            return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        }
+        let out = openOutput(stdout)
+        let err = stderr == stdout ? out : openOutput(stderr)
+        defer {
+            if out >= 0 { close(out) }
+            if err >= 0 && err != out { close(err) }
+        }
+        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        var cEnv: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            cArgs.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = cArgs.withUnsafeMutableBufferPointer { a in
+            cEnv.withUnsafeMutableBufferPointer { e in
+                if let directory {
+                    return directory.withCString { amplify_spawn(a.baseAddress, e.baseAddress, $0, devnull, out, err, &pid) }
+                }
+                return amplify_spawn(a.baseAddress, e.baseAddress, nil, devnull, out, err, &pid)
+            }
+        }
+        guard rc == 0 else { throw SpawnError(program: program, reason: String(cString: strerror(rc))) }
+        return pid
+    }
+
+    /// Waits for a child of this process to end, without blocking a pool thread.
+    public static func wait(_ pid: Int32) async -> Termination {
+        await Watcher.shared.wait(pid)
+    }
+
+    /// Ends a process group: SIGTERM, then SIGKILL after `grace` if anything of it is left.
+    public static func terminateGroup(_ pgid: Int32, grace: Duration) async {
+        Processes.signalGroup(pgid, SIGTERM)
+        let deadline = ContinuousClock.now + grace
+        while Processes.groupExists(pgid), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if Processes.groupExists(pgid) { Processes.signalGroup(pgid, SIGKILL) }
+    }
+}
+
+/// The thread that notices children's exits.
+private final class Watcher: Sendable {
+    static let shared = Watcher()
+
+    private struct Entry {
+        var pid: Int32
+        var continuation: CheckedContinuation<ChildProcess.Termination, Never>
+    }
+
+    private struct State {
+        var entries: [Int32: Entry] = [:]
+        var started = false
+    }
+
+    private let state = Mutex(State())
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+
+    private init() {
+        var fds: [Int32] = [0, 0]
+        amplify_pipe_cloexec_nonblock(&fds)
+        wakeRead = fds[0]
+        wakeWrite = fds[1]
+    }
+
+    func wait(_ pid: Int32) async -> ChildProcess.Termination {
+        let pidfd = amplify_pidfd_open(pid)
+        if pidfd < 0 {
+            // No pidfd (an old kernel): a thread of its own blocks in waitpid.
+            return await withCheckedContinuation { c in
+                Thread.detachNewThread {
+                    var status: Int32 = 0
+                    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                    c.resume(returning: ChildProcess.Termination(waitStatus: status))
+                }
+            }
+        }
+        return await withCheckedContinuation { c in
+            let start = state.withLock { s -> Bool in
+                s.entries[pidfd] = Entry(pid: pid, continuation: c)
+                defer { s.started = true }
+                return !s.started
+            }
+            if start { Thread.detachNewThread { [self] in loop() } }
+            var b: UInt8 = 1
+            _ = write(wakeWrite, &b, 1)
+        }
+    }
+
+    private func loop() {
+        while true {
+            var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+            fds += state.withLock { s in s.entries.keys.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
+            let n = poll(&fds, nfds_t(fds.count), -1)
+            if n < 0 { continue }
+            if fds[0].revents != 0 {
+                var buffer = [UInt8](repeating: 0, count: 256)
+                while read(wakeRead, &buffer, buffer.count) > 0 {}
+            }
+            for f in fds.dropFirst() where f.revents != 0 {
+                guard let entry = state.withLock({ $0.entries[f.fd] }) else { continue }
+                var status: Int32 = 0
+                let r = waitpid(entry.pid, &status, WNOHANG)
+                guard r == entry.pid || (r < 0 && errno == ECHILD) else { continue }
+                state.withLock { _ = $0.entries.removeValue(forKey: f.fd) }
+                close(f.fd)
+                entry.continuation.resume(returning: r < 0 ? .exited(255) : ChildProcess.Termination(waitStatus: status))
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import AmplifyWorkflow
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A problem with a journal or the state directory, with a message a user can act on.
+public struct JournalError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+    public init(_ message: String) { self.message = message }
+}
+
+/// One event read back from a journal.
+public struct JournalEntry: Sendable {
+    public var seq: Int
+    public var at: Int64
+    public var event: RunEvent
+}
+
+/// `journal.jsonl`: append-only, one JSON event per line with `seq`, `at` and `type`.
+///
+/// Events are written in batches (group commit): one `write` and at most one `fsync` however
+/// many events are ready at once. A batch that announces a side effect not safe to repeat is
+/// synced before the effect starts. A write that fails part-way is cut back, so the journal
+/// stays well formed. The file is opened with O_CLOEXEC: no child process inherits it.
+public final class Journal {
+    public let path: String
+    private let fd: Int32
+    public private(set) var lastSeq: Int
+    private var size: Int
+
+    /// Opens (creating) the journal for appending after `lastSeq` events and `size` bytes.
+    public init(path: String, lastSeq: Int, size: Int) throws(JournalError) {
+        self.path = path
+        self.lastSeq = lastSeq
+        self.size = size
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw JournalError("cannot open \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(fd) }
+
+    /// Appends events that happened at `at`; returns their entries.
+    @discardableResult
+    public func append(_ events: [RunEvent], at: Int64, sync: Bool) throws(JournalError) -> [JournalEntry] {
+        guard !events.isEmpty else { return [] }
+        var text = ""
+        var entries: [JournalEntry] = []
+        for e in events {
+            lastSeq += 1
+            text += e.line(seq: lastSeq, at: at)
+            text += "\n"
+            entries.append(JournalEntry(seq: lastSeq, at: at, event: e))
+        }
+        var bytes = Array(text.utf8)[...]
+        let total = bytes.count
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                // Cut a partial batch back so the journal stays well formed.
+                _ = ftruncate(fd, off_t(size))
+                lastSeq -= events.count
+                throw JournalError("cannot write the journal \(path): \(reason)")
+            }
+            bytes = bytes.dropFirst(n)
+        }
+        size += total
+        if sync, fsync(fd) != 0 {
+            throw JournalError("cannot sync the journal \(path): \(String(cString: strerror(errno)))")
+        }
+        return entries
+    }
+
+    /// Reads a journal. A torn last line (no newline: the runner died mid-write) is left out,
+    /// and `validSize` says where the good part ends; anything else malformed is an error
+    /// naming its line.
+    public static func read(path: String) throws(JournalError) -> (entries: [JournalEntry], validSize: Int, tornTail: Bool) {
+        let bytes: [UInt8]
+        do { bytes = try WorkflowFile.read(path, limit: 1 << 31) } catch { throw JournalError(error.description) }
+        return try parse(bytes, path: path)
+    }
+
+    public static func parse(_ bytes: [UInt8], path: String) throws(JournalError) -> (entries: [JournalEntry], validSize: Int, tornTail: Bool) {
+        var entries: [JournalEntry] = []
+        var start = 0
+        var line = 0
+        var previousSeq = 0
+        while start < bytes.count {
+            guard let newline = bytes[start...].firstIndex(of: 0x0A) else {
+                return (entries, start, true)
+            }
+            line += 1
+            let slice = Array(bytes[start..<newline])
+            let value: Value
+            do { value = try JSONParser.parse(bytes: slice) } catch {
+                throw JournalError("\(path):\(line): error: not a JSON event (\(error)); the journal is damaged, the run cannot be resumed")
+            }
+            guard let event = RunEvent(value) else {
+                throw JournalError("\(path):\(line): error: unknown or incomplete event \(value["type"]?.renderedText ?? "(no type)")")
+            }
+            guard case .int(let seq)? = value["seq"], seq == previousSeq + 1 else {
+                throw JournalError("\(path):\(line): error: event out of order (seq \(value["seq"]?.renderedText ?? "missing") after \(previousSeq))")
+            }
+            previousSeq = seq
+            let at: Int64
+            if case .string(let s)? = value["at"], let ms = Timestamp.parse(s) { at = ms } else {
+                throw JournalError("\(path):\(line): error: event without a valid `at` time")
+            }
+            entries.append(JournalEntry(seq: seq, at: at, event: event))
+            start = newline + 1
+        }
+        return (entries, bytes.count, false)
+    }
+
+    /// Cuts the file to `size` bytes (a torn tail) and syncs it.
+    public static func truncate(path: String, to size: Int) throws(JournalError) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw JournalError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(size)) == 0, fsync(fd) == 0 else {
+            throw JournalError("cannot cut the torn end off \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+extension Timestamp {
+    /// Parses what `iso8601(milliseconds:)` writes.
+    public static func parse(_ s: String) -> Int64? {
+        let b = Array(s.utf8)
+        guard b.count == 24, b[4] == 45, b[7] == 45, b[10] == 84, b[13] == 58, b[16] == 58, b[19] == 46, b[23] == 90 else { return nil }
+        func n(_ r: Range<Int>) -> Int64? { Int64(String(decoding: b[r], as: UTF8.self)) }
+        guard let y = n(0..<4), let mo = n(5..<7), let d = n(8..<10), let h = n(11..<13), let mi = n(14..<16), let se = n(17..<19), let ms = n(20..<23) else { return nil }
+        // days-from-civil
+        let yy = mo <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (mo > 2 ? mo - 3 : mo + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        return ((days * 86400 + h * 3600 + mi * 60 + se) * 1000) + ms
+    }
+}

@@ -1,0 +1,48 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Facts about processes from /proc, and signalling process groups.
+public enum Processes {
+    /// Field 22 of /proc/<pid>/stat, the start time in clock ticks since boot, with the state
+    /// (field 3). `(comm)` may hold spaces and ')': fields are counted from the last ')'.
+    public static func stat(_ pid: Int32) -> (startTime: UInt64, state: Character)? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0, let close = buffer[..<n].lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = buffer[(close + 1)..<n].split(separator: UInt8(ascii: " "))
+        guard fields.count > 19, let state = fields.first.flatMap({ String(decoding: $0, as: UTF8.self).first }),
+              let start = UInt64(String(decoding: fields[19], as: UTF8.self)) else { return nil }
+        return (start, state)
+    }
+
+    /// The start time of a live process, or nil.
+    public static func startTime(_ pid: Int32) -> UInt64? { stat(pid)?.startTime }
+
+    /// Whether `pid` is still the process that started at `startTime` and is not a zombie.
+    public static func isAlive(pid: Int32, startTime: UInt64) -> Bool {
+        guard pid > 0, let s = stat(pid) else { return false }
+        return s.startTime == startTime && s.state != "Z" && s.state != "X"
+    }
+
+    /// Sends a signal to a whole process group (the group id is the leader's pid).
+    public static func signalGroup(_ pgid: Int32, _ signal: Int32) {
+        guard pgid > 1 else { return }
+        _ = kill(-pgid, signal)
+    }
+
+    /// Whether any process of the group is still there.
+    public static func groupExists(_ pgid: Int32) -> Bool {
+        pgid > 1 && kill(-pgid, 0) == 0
+    }
+
+    /// Milliseconds since 1970.
+    public static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+}

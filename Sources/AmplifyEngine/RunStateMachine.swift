@@ -1,0 +1,627 @@
+import AmplifyWorkflow
+
+/// The run as a pure state machine over stage instances, in the style of swift-nio's state
+/// machines: no I/O, no clock of its own.
+///
+/// It is event-sourced. `apply(_:)` is the only way its state changes, so replaying a journal
+/// (any prefix of it) rebuilds exactly the state the live run had. `decide(now:)` looks at the
+/// state and returns the events that should happen next — items to expand, instances to skip
+/// or start, the run's end — which the driver journals and then applies. The cost of an event
+/// does not grow with the size of the run: only instances an event can have made ready are
+/// looked at again (the `dirty` set).
+public struct RunStateMachine: Sendable {
+    /// Where an instance is.
+    public enum Status: Sendable, Equatable {
+        case pending
+        case running(attempt: Int, deadline: Int64?)
+        /// A failed attempt waiting for its next one.
+        case retrying(nextAttempt: Int, at: Int64)
+        case succeeded
+        case failed(reason: String)
+        case skipped(reason: String, afterFailure: Bool)
+        case cancelled(reason: String)
+
+        public var isRunning: Bool {
+            if case .running = self { return true }
+            return false
+        }
+
+        public var isEnded: Bool {
+            switch self {
+            case .succeeded, .failed, .skipped, .cancelled: return true
+            case .pending, .running, .retrying: return false
+            }
+        }
+
+        /// The word `status` and the summary show.
+        public var word: String {
+            switch self {
+            case .pending: return "pending"
+            case .running: return "running"
+            case .retrying: return "retrying"
+            case .succeeded: return "succeeded"
+            case .failed: return "failed"
+            case .skipped: return "skipped"
+            case .cancelled: return "cancelled"
+            }
+        }
+    }
+
+    /// One instance's state.
+    public struct Instance: Sendable, Equatable {
+        public var status: Status = .pending
+        public var outputs = OrderedObject()
+        public var attempts = 0
+        public var startedAt: Int64?
+        public var endedAt: Int64?
+        public var process: (pid: Int32, startTime: UInt64)?
+
+        public static func == (a: Instance, b: Instance) -> Bool {
+            a.status == b.status && a.outputs == b.outputs && a.attempts == b.attempts && a.startedAt == b.startedAt
+                && a.endedAt == b.endedAt && a.process?.pid == b.process?.pid && a.process?.startTime == b.process?.startTime
+        }
+    }
+
+    /// The items of a `for-each` stage.
+    public struct Source: Sendable, Equatable {
+        public enum State: Sendable, Equatable {
+            case waiting
+            case expanded
+            case skipped(reason: String)
+            case failed(reason: String)
+        }
+        public var state: State = .waiting
+        public var items: [Value] = []
+        public var closed = false
+
+        var isSettled: Bool {
+            switch state {
+            case .waiting: return false
+            case .expanded: return closed
+            case .skipped, .failed: return true
+            }
+        }
+    }
+
+    /// What the stage needs, worked out once from the workflow.
+    struct StageInfo: Sendable {
+        var stage: Stage
+        var needs: [Int]
+        var dependants: [Int] = []
+        var source: Int?
+        var conditionUsesStatus: Bool
+        var ancestors: [Int]
+    }
+
+    public let workflow: Workflow
+    public let runId: String
+    let stages: [StageInfo]
+    let index: [String: Int]
+    /// For `success()`, `env.*` and the rest: what expressions see besides stages and items.
+    public var vars: OrderedObject
+    public var environment: [String: String]
+    /// Processes of `run` stages at once.
+    public var maxProcesses: Int
+
+    public private(set) var once: [Int: Instance] = [:]
+    public private(set) var perItem: [Int: [Instance]] = [:]
+    public private(set) var sources: [Int: Source] = [:]
+    public private(set) var cancelRequested = false
+    public private(set) var outcome: RunOutcome?
+    public private(set) var interruptedBy: Int32?
+    public private(set) var eventCount = 0
+
+    private var dirty = Set<InstanceKey>()
+    private var dirtySources = Set<Int>()
+    private var ready: [InstanceKey] = []
+    private var queued = Set<InstanceKey>()
+    /// Running instances and their deadlines, and instances waiting for a retry: kept apart so
+    /// that nothing per event scans every instance.
+    private var running: [InstanceKey: Int64?] = [:]
+    private var retrying: [InstanceKey: Int64] = [:]
+    private var runningPerStage: [Int: Int] = [:]
+    /// Instances of each per-item stage not ended yet: a fan-in stage is looked at only when it reaches 0.
+    private var unendedPerStage: [Int: Int] = [:]
+    private var runningProcesses = 0
+    private var unended = 0
+
+    public init(workflow: Workflow, runId: String, vars: OrderedObject? = nil, environment: [String: String] = [:], maxProcesses: Int = 4) {
+        self.workflow = workflow
+        self.runId = runId
+        self.vars = vars ?? workflow.vars
+        self.environment = environment
+        self.maxProcesses = workflow.settings.maxProcesses ?? maxProcesses
+        let index = Dictionary(uniqueKeysWithValues: workflow.stages.enumerated().map { ($1.id, $0) })
+        self.index = index
+        var infos = workflow.stages.map { stage -> StageInfo in
+            let usesStatus = stage.condition.map { c in
+                c.expressions.contains { e in
+                    var found = false
+                    e.expression.forEachNode { if case .call(let n, _, _) = $0, ExpressionFunction(name: n)?.isStatusFunction == true { found = true } }
+                    return found
+                }
+            } ?? false
+            return StageInfo(stage: stage, needs: stage.needs.compactMap { index[$0] }, source: stage.itemSource.flatMap { index[$0] }, conditionUsesStatus: usesStatus, ancestors: [])
+        }
+        for (i, info) in infos.enumerated() { for n in info.needs { infos[n].dependants.append(i) } }
+        for i in infos.indices {
+            var seen = Set<Int>()
+            var stack = infos[i].needs
+            while let n = stack.popLast() {
+                if seen.insert(n).inserted { stack.append(contentsOf: infos[n].needs) }
+            }
+            infos[i].ancestors = seen.sorted()
+        }
+        self.stages = infos
+        for (i, info) in infos.enumerated() {
+            if info.stage.forEach != nil {
+                sources[i] = Source()
+                dirtySources.insert(i)
+            } else if info.source == nil {
+                once[i] = Instance()
+                unended += 1
+                dirty.insert(InstanceKey(info.stage.id))
+            }
+        }
+    }
+
+    // MARK: - Reading the state
+
+    public func instance(_ key: InstanceKey) -> Instance? {
+        guard let s = index[key.stage] else { return nil }
+        if let item = key.item { return perItem[s]?.indices.contains(item) == true ? perItem[s]![item] : nil }
+        return once[s]
+    }
+
+    public func stage(of key: InstanceKey) -> Stage? {
+        index[key.stage].map { stages[$0].stage }
+    }
+
+    /// Every instance, once-stages first, then item by item in pipeline order.
+    public var allInstances: [(key: InstanceKey, instance: Instance)] {
+        var out: [(InstanceKey, Instance)] = []
+        for (i, info) in stages.enumerated() where info.source == nil {
+            if let inst = once[i] { out.append((InstanceKey(info.stage.id), inst)) }
+        }
+        let maxItems = perItem.values.map(\.count).max() ?? 0
+        for item in 0..<maxItems {
+            for (i, info) in stages.enumerated() where info.source != nil {
+                if let list = perItem[i], item < list.count { out.append((InstanceKey(info.stage.id, item: item), list[item])) }
+            }
+        }
+        return out
+    }
+
+    /// The items of the `for-each` stage a per-item stage runs over.
+    public func items(of stageId: String) -> [Value] {
+        guard let s = index[stageId], let source = stages[s].source ?? (sources[s] != nil ? s : nil) else { return [] }
+        return sources[source]?.items ?? []
+    }
+
+    /// The item an instance works on.
+    public func item(for key: InstanceKey) -> Value? {
+        guard let i = key.item else { return nil }
+        let list = items(of: key.stage)
+        return list.indices.contains(i) ? list[i] : nil
+    }
+
+    /// A short name for an item: its `id` field, or the item itself when it is a scalar.
+    public static func itemName(_ item: Value?, index: Int) -> String {
+        switch item {
+        case .object(let o)?:
+            if let id = o["id"], id != .null { return id.renderedText }
+            return "#\(index)"
+        case .string(let s)?: return s
+        case .int, .double, .bool: return item!.renderedText
+        default: return "#\(index)"
+        }
+    }
+
+    public var isFinished: Bool { outcome != nil }
+
+    /// Instances whose attempt has passed its deadline.
+    public func expired(now: Int64) -> [InstanceKey] {
+        running.compactMap { key, deadline in deadline.flatMap { $0 <= now ? key : nil } }.sorted()
+    }
+
+    /// The instances that are running now.
+    public var runningInstances: [(key: InstanceKey, instance: Instance)] {
+        running.keys.sorted().compactMap { key in instance(key).map { (key, $0) } }
+    }
+
+    /// When `decide` next has something to do that only time brings (a retry or a deadline).
+    public var nextWakeup: Int64? {
+        let deadlines = running.values.compactMap { $0 }
+        return (deadlines + Array(retrying.values)).min()
+    }
+
+    // MARK: - Applying events (the only way state changes)
+
+    /// Applies one event that happened at `at` (ms since 1970).
+    public mutating func apply(_ event: RunEvent, at: Int64 = 0) {
+        eventCount += 1
+        switch event {
+        case .runStarted, .runnerStarted:
+            break
+        case .itemsAdded(let stageId, let items, let closed):
+            guard let s = index[stageId], var source = sources[s] else { return }
+            let first = source.items.count
+            source.items.append(contentsOf: items)
+            source.state = .expanded
+            source.closed = closed
+            sources[s] = source
+            for (i, info) in stages.enumerated() where info.source == s {
+                var list = perItem[i] ?? []
+                for item in first..<(first + items.count) {
+                    list.append(Instance())
+                    unended += 1
+                    unendedPerStage[i, default: 0] += 1
+                    if i == s { markDirty(InstanceKey(info.stage.id, item: item)) }
+                }
+                perItem[i] = list
+            }
+            if closed { markFanInDependants(ofSource: s) }
+        case .expansionEnded(let stageId, let failed, let reason):
+            guard let s = index[stageId], var source = sources[s] else { return }
+            source.state = failed ? .failed(reason: reason) : .skipped(reason: reason)
+            source.closed = true
+            sources[s] = source
+            markFanInDependants(ofSource: s)
+        case .instanceStarted(let key, let attempt, let deadline):
+            let old = update(key) { inst in
+                inst.status = .running(attempt: attempt, deadline: deadline)
+                inst.attempts = attempt
+                inst.process = nil
+                if inst.startedAt == nil { inst.startedAt = at }
+            }
+            if let old, !old.isRunning { countRunning(key, +1) }
+            if old != nil {
+                running[key] = deadline
+                retrying[key] = nil
+            }
+            queued.remove(key)
+        case .processStarted(let key, let pid, let startTime):
+            update(key) { $0.process = (pid, startTime) }
+        case .instanceSucceeded(let key, let outputs):
+            end(key, .succeeded, at: at) { $0.outputs = outputs }
+        case .instanceFailed(let key, let attempt, let reason, let retryAt):
+            if let retryAt {
+                let old = update(key) { $0.status = .retrying(nextAttempt: attempt + 1, at: retryAt) }
+                if old?.isRunning == true { countRunning(key, -1) }
+                if old != nil {
+                    running[key] = nil
+                    retrying[key] = retryAt
+                }
+            } else {
+                end(key, .failed(reason: reason), at: at) { _ in }
+            }
+        case .instanceSkipped(let key, let reason, let afterFailure):
+            end(key, .skipped(reason: reason, afterFailure: afterFailure), at: at) { _ in }
+        case .instanceCancelled(let key, let reason):
+            end(key, .cancelled(reason: reason), at: at) { _ in }
+        case .cancelRequested:
+            cancelRequested = true
+            markAllPendingDirty()
+        case .interrupted(let signal):
+            interruptedBy = signal
+        case .runFinished(let o):
+            outcome = o
+        }
+    }
+
+    /// Changes an instance in place; returns its status before the change (nil: no such instance).
+    @discardableResult
+    private mutating func update(_ key: InstanceKey, _ body: (inout Instance) -> Void) -> Status? {
+        guard let s = index[key.stage] else { return nil }
+        if let item = key.item {
+            guard perItem[s]?.indices.contains(item) == true else { return nil }
+            let old = perItem[s]![item].status
+            body(&perItem[s]![item])
+            return old
+        } else if once[s] != nil {
+            let old = once[s]!.status
+            body(&once[s]!)
+            return old
+        }
+        return nil
+    }
+
+    private mutating func end(_ key: InstanceKey, _ status: Status, at: Int64, _ body: (inout Instance) -> Void) {
+        let old = update(key) { inst in
+            inst.status = status
+            inst.endedAt = at
+            body(&inst)
+        }
+        guard let old, !old.isEnded, let s = index[key.stage] else { return }
+        if old.isRunning { countRunning(key, -1) }
+        running[key] = nil
+        retrying[key] = nil
+        unended -= 1
+        if key.item != nil { unendedPerStage[s, default: 0] -= 1 }
+        queued.remove(key)
+        for d in stages[s].dependants {
+            let info = stages[d]
+            if info.stage.forEach != nil {
+                dirtySources.insert(d)
+            } else if info.source != nil && stages[s].source == info.source {
+                markDirty(InstanceKey(info.stage.id, item: key.item))
+            } else if key.item == nil || unendedPerStage[s, default: 0] == 0 {
+                // A fan-in stage: only once every item's instance has ended.
+                markDirty(InstanceKey(info.stage.id))
+            }
+        }
+    }
+
+    private mutating func countRunning(_ key: InstanceKey, _ delta: Int) {
+        guard let s = index[key.stage] else { return }
+        runningPerStage[s, default: 0] += delta
+        if stages[s].stage.kind == .run { runningProcesses += delta }
+    }
+
+    private mutating func markDirty(_ key: InstanceKey) {
+        dirty.insert(key)
+    }
+
+    private mutating func markFanInDependants(ofSource s: Int) {
+        for info in stages where info.source == nil && info.ancestors.contains(where: { stages[$0].source == s || $0 == s }) {
+            markDirty(InstanceKey(info.stage.id))
+        }
+        for (i, info) in stages.enumerated() where info.stage.forEach != nil && info.ancestors.contains(where: { stages[$0].source == s || $0 == s }) {
+            dirtySources.insert(i)
+        }
+    }
+
+    /// After a replay: look at every instance once more.
+    public mutating func markAllPendingDirty() {
+        for (s, inst) in once where !inst.status.isEnded { dirty.insert(InstanceKey(stages[s].stage.id)) }
+        for (s, list) in perItem {
+            for (i, inst) in list.enumerated() where !inst.status.isEnded { dirty.insert(InstanceKey(stages[s].stage.id, item: i)) }
+        }
+        for (s, source) in sources where source.state == .waiting { dirtySources.insert(s) }
+    }
+
+    // MARK: - Deciding what happens next
+
+    /// The events that should happen now, in order. The caller journals them, then applies each.
+    public mutating func decide(now: Int64) -> [RunEvent] {
+        guard outcome == nil else { return [] }
+        var events: [RunEvent] = []
+        var skippedNow = Set<InstanceKey>()
+
+        // Fixed point: a skip or an expansion can make more instances decidable.
+        var progress = true
+        while progress {
+            progress = false
+            for s in dirtySources.sorted() {
+                dirtySources.remove(s)
+                guard let e = expansion(of: s) else { continue }
+                events.append(e)
+                apply(e, at: now)
+                progress = true
+            }
+            let keys = dirty.sorted()
+            dirty.removeAll()
+            for key in keys {
+                guard let inst = instance(key), inst.status == .pending, !queued.contains(key) else { continue }
+                switch gate(key) {
+                case .wait:
+                    continue
+                case .run:
+                    queued.insert(key)
+                    ready.append(key)
+                case .skip(let reason, let afterFailure):
+                    let e: RunEvent = cancelRequested && afterFailure ? .instanceCancelled(key, reason: "the run was cancelled") : .instanceSkipped(key, reason: reason, afterFailure: afterFailure)
+                    events.append(e)
+                    apply(e, at: now)
+                    skippedNow.insert(key)
+                    progress = true
+                case .fail(let reason):
+                    let e = RunEvent.instanceFailed(key, attempt: 0, reason: reason, retryAt: nil)
+                    events.append(e)
+                    apply(e, at: now)
+                    progress = true
+                }
+            }
+        }
+
+        // Retries whose time has come.
+        for (key, at) in retrying.sorted(by: { $0.key < $1.key }) where at <= now && !queued.contains(key) {
+            queued.insert(key)
+            ready.append(key)
+        }
+
+        // Starts, within the concurrency limits; the rest wait in order.
+        var waiting: [InstanceKey] = []
+        for key in ready {
+            guard let s = index[key.stage], let inst = instance(key) else { continue }
+            let info = stages[s]
+            let attempt: Int
+            switch inst.status {
+            case .pending: attempt = 1
+            case .retrying(let next, _): attempt = next
+            default: continue
+            }
+            if cancelRequested && !info.conditionUsesStatus {
+                let e = RunEvent.instanceCancelled(key, reason: "the run was cancelled")
+                events.append(e); apply(e, at: now)
+                continue
+            }
+            if let limit = info.stage.effectiveConcurrency, runningPerStage[s, default: 0] >= limit { waiting.append(key); continue }
+            if info.stage.kind == .run, runningProcesses >= maxProcesses { waiting.append(key); continue }
+            let deadline = info.stage.timeout.map { now + $0.milliseconds }
+            let e = RunEvent.instanceStarted(key, attempt: attempt, deadline: deadline)
+            events.append(e)
+            apply(e, at: now)
+        }
+        ready = waiting
+
+        if unended == 0, ready.isEmpty, sources.values.allSatisfy(\.isSettled), runningProcesses == 0 {
+            let e = RunEvent.runFinished(finalOutcome)
+            events.append(e)
+            apply(e, at: now)
+        }
+        return events
+    }
+
+    /// How the run ended, from the instances' states.
+    public var finalOutcome: RunOutcome {
+        if cancelRequested { return .cancelled }
+        for (s, inst) in once { if case .failed = inst.status, !stages[s].stage.continueOnError { return .failed } }
+        for (s, list) in perItem where !stages[s].stage.continueOnError {
+            if list.contains(where: { if case .failed = $0.status { return true } else { return false } }) { return .failed }
+        }
+        if sources.values.contains(where: { if case .failed = $0.state { return true } else { return false } }) { return .failed }
+        return .succeeded
+    }
+
+    // MARK: - Gates
+
+    private enum Gate {
+        case wait
+        case run
+        case skip(reason: String, afterFailure: Bool)
+        case fail(reason: String)
+    }
+
+    /// How the things a stage needs ended, for an instance (or a source expansion) of it.
+    private struct NeedsSummary {
+        var ended = true
+        var failed: [String] = []
+    }
+
+    private func needsSummary(of s: Int, item: Int?) -> NeedsSummary {
+        var summary = NeedsSummary()
+        let info = stages[s]
+        for n in info.needs {
+            let need = stages[n]
+            if need.source != nil && need.source == info.source && item != nil {
+                // The same item's instance.
+                guard let inst = perItem[n]?[safe: item!] else { summary.ended = false; continue }
+                classify(inst, need, &summary)
+            } else if let src = need.source {
+                // Every item's instance (fan-in, or a once-stage after a per-item one).
+                guard let source = sources[src], source.isSettled else { summary.ended = false; continue }
+                if case .failed(let reason) = source.state { summary.failed.append("\(need.stage.id) (\(reason))") }
+                for inst in perItem[n] ?? [] { classify(inst, need, &summary) }
+            } else if let inst = once[n] {
+                classify(inst, need, &summary)
+            } else if let source = sources[n] {
+                // A for-each stage with no instances (its list was skipped or failed).
+                guard source.isSettled else { summary.ended = false; continue }
+                if case .failed(let reason) = source.state { summary.failed.append("\(need.stage.id) (\(reason))") }
+            }
+        }
+        return summary
+    }
+
+    private func classify(_ inst: Instance, _ need: StageInfo, _ summary: inout NeedsSummary) {
+        switch inst.status {
+        case .pending, .running, .retrying: summary.ended = false
+        case .succeeded: break
+        case .failed: if !need.stage.continueOnError && !summary.failed.contains(need.stage.id) { summary.failed.append(need.stage.id) }
+        case .skipped(_, let afterFailure): if afterFailure && !summary.failed.contains(need.stage.id) { summary.failed.append(need.stage.id) }
+        case .cancelled: if !summary.failed.contains(need.stage.id) { summary.failed.append(need.stage.id) }
+        }
+    }
+
+    private func gate(_ key: InstanceKey) -> Gate {
+        guard let s = index[key.stage] else { return .wait }
+        let summary = needsSummary(of: s, item: key.item)
+        guard summary.ended else { return .wait }
+        let info = stages[s]
+        let failed = !summary.failed.isEmpty
+        if cancelRequested && !info.conditionUsesStatus { return .skip(reason: "the run was cancelled", afterFailure: true) }
+        guard let condition = info.stage.condition else {
+            return failed ? .skip(reason: "needs failed: \(summary.failed.joined(separator: ", "))", afterFailure: true) : .run
+        }
+        if failed && !info.conditionUsesStatus {
+            return .skip(reason: "needs failed: \(summary.failed.joined(separator: ", "))", afterFailure: true)
+        }
+        var context = expressionContext(for: key)
+        context.dependencyFailed = failed
+        context.runCancelled = cancelRequested
+        do {
+            let v = try ExpressionEvaluator(context: context).render(condition)
+            if v.isTruthy { return .run }
+            return .skip(reason: "`if` is false", afterFailure: failed)
+        } catch {
+            return .fail(reason: "`if`: \(error.message)")
+        }
+    }
+
+    private func expansion(of s: Int) -> RunEvent? {
+        guard let source = sources[s], source.state == .waiting else { return nil }
+        let info = stages[s]
+        let summary = needsSummary(of: s, item: nil)
+        guard summary.ended else { return nil }
+        if (!summary.failed.isEmpty || cancelRequested) && !info.conditionUsesStatus {
+            return .expansionEnded(stage: info.stage.id, failed: false, reason: cancelRequested ? "the run was cancelled" : "needs failed: \(summary.failed.joined(separator: ", "))")
+        }
+        guard let forEach = info.stage.forEach else { return nil }
+        do {
+            let value = try forEach.render(ExpressionEvaluator(context: expressionContext(for: InstanceKey(info.stage.id))))
+            switch value {
+            case .list(let items): return .itemsAdded(stage: info.stage.id, items: items, closed: true)
+            case .null: return .itemsAdded(stage: info.stage.id, items: [], closed: true)
+            default: return .expansionEnded(stage: info.stage.id, failed: true, reason: "`for-each` gave \(value.kindDescription), not a list")
+            }
+        } catch {
+            return .expansionEnded(stage: info.stage.id, failed: true, reason: "`for-each`: \(error.message)")
+        }
+    }
+
+    // MARK: - Expressions
+
+    /// What an instance's expressions see: its item, the outputs of the stages it depends on,
+    /// vars, env, run, settings.
+    public func expressionContext(for key: InstanceKey) -> ExpressionContext {
+        var roots: [String: Value] = [:]
+        if let item = item(for: key) { roots["item"] = item }
+        var stagesObject = OrderedObject()
+        if let s = index[key.stage] {
+            let info = stages[s]
+            for a in info.ancestors {
+                let ancestor = stages[a]
+                let outputs: Value
+                if let src = ancestor.source {
+                    if let item = key.item, src == info.source {
+                        outputs = .object(perItem[a]?[safe: item]?.outputs ?? OrderedObject())
+                    } else {
+                        // Lists over every item, for fan-in stages.
+                        let list = perItem[a] ?? []
+                        var o = OrderedObject()
+                        for name in ancestor.stage.outputNames ?? Array(Set(list.flatMap(\.outputs.keys))).sorted() {
+                            o[name] = .list(list.map { $0.outputs[name] ?? .null })
+                        }
+                        outputs = .object(o)
+                    }
+                } else {
+                    outputs = .object(once[a]?.outputs ?? OrderedObject())
+                }
+                stagesObject[ancestor.stage.id] = .object(OrderedObject([("outputs", outputs)]))
+            }
+        }
+        roots["stages"] = .object(stagesObject)
+        roots["vars"] = .object(vars)
+        roots["env"] = .object(OrderedObject(environment.sorted { $0.key < $1.key }.map { ($0.key, Value.string($0.value)) }))
+        roots["run"] = .object(OrderedObject([("id", .string(runId))]))
+        roots["settings"] = workflow.settings.value
+        return ExpressionContext(roots: roots)
+    }
+
+    /// The failure event for an attempt: with a retry time while attempts remain.
+    public func failure(_ key: InstanceKey, reason: String, now: Int64) -> RunEvent {
+        guard let inst = instance(key), let stage = stage(of: key) else {
+            return .instanceFailed(key, attempt: 1, reason: reason, retryAt: nil)
+        }
+        let attempt = max(1, inst.attempts)
+        if attempt < stage.retry.attempts && !cancelRequested {
+            return .instanceFailed(key, attempt: attempt, reason: reason, retryAt: now + stage.retry.delay(beforeAttempt: attempt + 1).milliseconds)
+        }
+        return .instanceFailed(key, attempt: attempt, reason: reason, retryAt: nil)
+    }
+}
+
+extension Array {
+    subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil }
+}

@@ -1,0 +1,135 @@
+import AmplifyWorkflow
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The state directory: `<state>/runs/<run-id>/` with `workflow.yaml` (the copy the run
+/// started with), `journal.jsonl`, `lock`, and `logs/` and `outputs/` of its instances.
+public struct RunStore: Sendable {
+    public let root: String
+
+    public init(root: String) {
+        self.root = root
+    }
+
+    public var runsDirectory: String { root + "/runs" }
+
+    public func directory(of run: String) -> String { runsDirectory + "/" + run }
+    public func journal(of run: String) -> String { directory(of: run) + "/journal.jsonl" }
+    public func lock(of run: String) -> String { directory(of: run) + "/lock" }
+    public func workflowCopy(of run: String) -> String { directory(of: run) + "/workflow.yaml" }
+
+    /// A new run id: sortable by start time, unique.
+    public static func newRunId(now: Int64) -> String {
+        let random = UInt32.random(in: 0...UInt32.max)
+        let ms = String(now % 1000)
+        let suffix = String(random % 0x10000, radix: 16)
+        return Timestamp.compact(milliseconds: now).dropLast() + String(repeating: "0", count: 3 - ms.count) + ms + "Z-" + String(repeating: "0", count: 4 - suffix.count) + suffix
+    }
+
+    /// Creates the directories of a new run (mode 0700).
+    public func create(run: String) throws(JournalError) {
+        for dir in [root, runsDirectory, directory(of: run), directory(of: run) + "/logs", directory(of: run) + "/outputs"] {
+            if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+                throw JournalError("cannot create \(dir): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Run ids, oldest first.
+    public func runIds() -> [String] {
+        guard let dir = opendir(runsDirectory) else { return [] }
+        defer { closedir(dir) }
+        var ids: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if !name.hasPrefix("."), access(journal(of: name), F_OK) == 0 { ids.append(name) }
+        }
+        return ids.sorted()
+    }
+
+    /// What `runs` and resume need to know of a run without replaying it all.
+    public struct Summary: Sendable {
+        public var id: String
+        public var workflow: String
+        public var name: String
+        public var vars: OrderedObject
+        public var startedAt: Int64
+        public var outcome: RunOutcome?
+        public var interrupted: Bool
+    }
+
+    /// The first and last events of a run's journal.
+    public func summary(of run: String) -> Summary? {
+        let path = journal(of: run)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var head = [UInt8](repeating: 0, count: 65536)
+        let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0, let newline = head[..<n].firstIndex(of: 0x0A),
+              let first = try? JSONParser.parse(bytes: Array(head[..<newline])),
+              case .runStarted(_, let workflow, let name, let vars)? = RunEvent(first),
+              case .string(let at)? = first["at"], let startedAt = Timestamp.parse(at) else { return nil }
+        var st = stat()
+        fstat(fd, &st)
+        let size = Int(st.st_size)
+        let tailStart = max(0, size - 4096)
+        var tail = [UInt8](repeating: 0, count: size - tailStart)
+        let m = tail.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(tailStart)) }
+        var outcome: RunOutcome?
+        var interrupted = false
+        if m > 0 {
+            let lines = tail[..<m].split(separator: 0x0A)
+            if let lastComplete = (tail[..<m].last == 0x0A ? lines.last : lines.dropLast().last),
+               let v = try? JSONParser.parse(bytes: Array(lastComplete)) {
+                if case .runFinished(let o)? = RunEvent(v) { outcome = o }
+                if case .interrupted? = RunEvent(v) { interrupted = true }
+            }
+        }
+        return Summary(id: run, workflow: workflow, name: name, vars: vars, startedAt: startedAt, outcome: outcome, interrupted: interrupted)
+    }
+
+    /// The newest run of a workflow that has not finished.
+    public func newestUnfinished(workflow: String) -> Summary? {
+        for id in runIds().reversed() {
+            guard let s = summary(of: id), s.workflow == workflow else { continue }
+            return s.outcome == nil ? s : nil
+        }
+        return nil
+    }
+
+    /// Writes a file atomically: temp file, fsync, rename, fsync the directory.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(JournalError) {
+        let tmp = path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw JournalError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                let reason = String(cString: strerror(errno))
+                close(fd); unlink(tmp)
+                throw JournalError("cannot write \(tmp): \(reason)")
+            }
+            rest = rest.dropFirst(n)
+        }
+        guard fsync(fd) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd); unlink(tmp)
+            throw JournalError("cannot sync \(tmp): \(reason)")
+        }
+        close(fd)
+        guard rename(tmp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(tmp)
+            throw JournalError("cannot rename \(tmp): \(reason)")
+        }
+        let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+}

@@ -1,0 +1,19 @@
+#ifndef AMPLIFY_SYSTEM_H
+#define AMPLIFY_SYSTEM_H
+
+#include <sys/types.h>
+
+/// Starts `argv[0]` (searched in PATH when it has no '/') in a new session and process group,
+/// with every signal's disposition reset and the mask cleared, stdin/stdout/stderr on the given
+/// descriptors and the working directory `cwd` (NULL: unchanged). Other descriptors are not
+/// inherited (the runner opens its own with O_CLOEXEC). Returns 0 and sets `*pid`, or an errno.
+int amplify_spawn(char *const argv[], char *const envp[], const char *cwd,
+                  int stdin_fd, int stdout_fd, int stderr_fd, pid_t *pid);
+
+/// pidfd_open(2), which Swift's Glibc module lacks. Returns a descriptor or -1 with errno set.
+int amplify_pidfd_open(pid_t pid);
+
+/// pipe2(2) with O_CLOEXEC | O_NONBLOCK. Returns 0 or -1 with errno set.
+int amplify_pipe_cloexec_nonblock(int fds[2]);
+
+#endif
