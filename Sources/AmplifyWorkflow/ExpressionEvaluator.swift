@@ -19,6 +19,12 @@ public struct ExpressionContext: Sendable {
 public struct EvaluationError: Error, Sendable, Hashable, CustomStringConvertible {
     public var offset: Int
     public var message: String
+
+    public init(offset: Int, message: String) {
+        self.offset = offset
+        self.message = message
+    }
+
     public var description: String { message }
 }
 
@@ -183,7 +189,7 @@ public struct ExpressionEvaluator: Sendable {
         case .int(let i): return Double(i)
         case .double(let d): return d
         case .string(let s):
-            let t = s.trimmingCharacters(in: " \t\n")
+            let t = s.trimming(" \t\n")
             if t.isEmpty { return 0 }
             if t.hasPrefix("0x"), let i = Int(t.dropFirst(2), radix: 16) { return Double(i) }
             return Double(t) ?? .nan
@@ -213,7 +219,8 @@ public struct ExpressionEvaluator: Sendable {
 }
 
 extension String {
-    func trimmingCharacters(in set: String) -> String {
+    /// The string without the given characters at either end.
+    public func trimming(_ set: String) -> String {
         let chars = Set(set)
         var s = Substring(self)
         while let f = s.first, chars.contains(f) { s = s.dropFirst() }

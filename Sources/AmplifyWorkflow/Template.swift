@@ -34,7 +34,7 @@ public struct Template: Sendable, Hashable {
 
     /// The source text of the first expression, without `${{ }}` (how `plan` shows an `if`).
     public var expressionSource: String? {
-        for case .expression(_, let source, _) in parts { return source.trimmingCharacters(in: " ") }
+        for case .expression(_, let source, _) in parts { return source.trimming(" ") }
         return nil
     }
 

@@ -434,7 +434,7 @@ public struct WorkflowChecker {
 
     private mutating func command(_ node: YAMLNode, key: String) -> Command? {
         if let s = node.scalar {
-            guard case .string(let text) = s.resolved, !text.trimmingCharacters(in: " \t\n").isEmpty else {
+            guard case .string(let text) = s.resolved, !text.trimming(" \t\n").isEmpty else {
                 error(node.location, "`\(key)` must be a command: a string for /bin/sh -c or a list of strings (an argv), not \(describe(node))")
                 return nil
             }

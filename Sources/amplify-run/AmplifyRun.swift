@@ -1,12 +1,12 @@
 import ArgumentParser
 
 /// The root command: `run` is the default, so `amplify-run FILE` runs FILE.
-struct AmplifyRun: ParsableCommand {
+struct AmplifyRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "amplify-run",
         abstract: "Run orchestration workflows of AI coding agents: checkpointed, resumable, exactly-once merges.",
         version: "0.1.0",
-        subcommands: [RunCommand.self, ValidateCommand.self, PlanCommand.self, SchemaCommand.self, DemoCommand.self],
+        subcommands: [RunCommand.self, ValidateCommand.self, PlanCommand.self, StatusCommand.self, RunsCommand.self, SchemaCommand.self, DemoCommand.self],
         defaultSubcommand: RunCommand.self
     )
 

@@ -1,7 +1,11 @@
+import AmplifyEngine
 import AmplifyWorkflow
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 
-struct RunCommand: ParsableCommand {
+struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a workflow, or continue its newest unfinished run (the default subcommand)."
@@ -21,7 +25,7 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Resolve the ready items and print what would be dispatched; change nothing.")
     var dryRun = false
 
-    @Flag(help: "Print one JSON object per event on stdout.")
+    @Flag(help: "Print one JSON object per event on stdout (the journal's events), nothing else.")
     var json = false
 
     func validate() throws {
@@ -30,16 +34,45 @@ struct RunCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
-        guard let workflow = LoadedWorkflow.load(file).workflow else { throw ExitCode(2) }
+    func run() async throws {
+        let source = try? WorkflowFile.read(file)
+        let result = WorkflowFile.check(file)
+        Terminal.printDiagnostics(result.diagnostics, source: source)
+        guard let workflow = result.workflow, let bytes = source else { throw ExitCode(2) }
+        if dryRun {
+            Terminal.err("amplify-run: --dry-run is not built yet (it needs the orchestration stages); `amplify-run plan \(file)` shows the DAG")
+            throw ExitCode(2)
+        }
+        let cwd = RepositoryLocator.currentDirectory()
+        guard let repository = RepositoryLocator.topLevel(from: cwd) ?? RepositoryLocator.realPath(cwd) else {
+            Terminal.err("amplify-run: error: cannot resolve the current directory")
+            throw ExitCode(4)
+        }
+        guard let relative = RepositoryLocator.relative(file, to: repository) else {
+            Terminal.err("amplify-run: error: \(file) is outside the repository \(repository); a workflow is identified by its path in the repository")
+            throw ExitCode(2)
+        }
+        var overrides: [String: String] = [:]
         for v in vars {
             let key = String(v.prefix { $0 != "=" })
-            if workflow.vars[key] == nil {
-                Terminal.err("amplify-run: error: --var \(key): the workflow declares no variable '\(key)'\(DidYouMean.hint(key, workflow.vars.keys))")
-                throw ExitCode(2)
-            }
+            overrides[key] = String(v.dropFirst(key.count + 1))
         }
-        Terminal.err("amplify-run: \(file) is a valid workflow (\(workflow.stages.count) stages), but this build has no engine yet: nothing was run. `amplify-run plan \(file)` shows what it would run.")
-        throw ExitCode(4)
+        _ = workflow
+        var environment: [String: String] = [:]
+        var e = environ
+        while let p = e.pointee {
+            let s = String(cString: p)
+            if let eq = s.firstIndex(of: "=") { environment[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            e += 1
+        }
+        let request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: environment)
+        let observer: RunObserver = json ? JSONObserver() : LineObserver(workflowPath: relative)
+        do {
+            let code = try await Runner(request: request, observer: observer).run()
+            throw ExitCode(code)
+        } catch let failure as RunFailure {
+            Terminal.err("amplify-run: error: \(failure.message)")
+            throw ExitCode(failure.exitCode)
+        }
     }
 }

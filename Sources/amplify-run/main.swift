@@ -37,9 +37,18 @@ if let first = arguments.first, !first.hasPrefix("-"), !AmplifyRun.subcommandNam
     exit(2)
 }
 
+/// Runs the parsed command, awaiting it when it is asynchronous (`run`).
+func execute(_ command: ParsableCommand) async throws {
+    if var asyncCommand = command as? any AsyncParsableCommand {
+        try await asyncCommand.run()
+    } else {
+        var command = command
+        try command.run()
+    }
+}
+
 do {
-    var command = try AmplifyRun.parseAsRoot(arguments)
-    try command.run()
+    try await execute(try AmplifyRun.parseAsRoot(arguments))
     exit(0)
 } catch let code as ExitCode {
     exit(code.rawValue)

@@ -1,0 +1,355 @@
+import AmplifyWorkflow
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the user asked for: which workflow, in which repository, with which variables.
+public struct RunRequest: Sendable {
+    /// The repository's top level (absolute).
+    public var repository: String
+    /// The workflow file, relative to the repository: how runs of it are found again.
+    public var workflowPath: String
+    public var workflowBytes: [UInt8]
+    public var varOverrides: [String: String]
+    public var forceNew: Bool
+    public var environment: [String: String]
+    /// How long a process group gets between SIGTERM and SIGKILL.
+    public var grace: Duration
+
+    public init(repository: String, workflowPath: String, workflowBytes: [UInt8], varOverrides: [String: String] = [:], forceNew: Bool = false, environment: [String: String] = [:], grace: Duration = .seconds(10)) {
+        self.repository = repository
+        self.workflowPath = workflowPath
+        self.workflowBytes = workflowBytes
+        self.varOverrides = varOverrides
+        self.forceNew = forceNew
+        self.environment = environment
+        self.grace = grace
+    }
+}
+
+/// Where a run's progress is shown: the terminal view, a line per event, or JSON.
+public protocol RunObserver: Sendable {
+    /// The first thing said: a new run, or which run is resumed (and from what).
+    func begin(run: String, resumed: Bool, notes: [String])
+    /// Each event once it is in the journal, with the state after it.
+    func record(_ entry: JournalEntry, line: String, state: RunStateMachine)
+    /// The run stopped: finished, or interrupted by a signal.
+    func end(state: RunStateMachine, exitCode: Int32)
+}
+
+/// A run that cannot proceed, with the exit code it means (2: usage, 4: locked or unusable state).
+public struct RunFailure: Error, Sendable, CustomStringConvertible {
+    public var exitCode: Int32
+    public var message: String
+    public var description: String { message }
+}
+
+/// The async driver: replays the journal, reconciles what was in flight, then runs one loop in
+/// which the state machine's decisions are journaled before they are carried out.
+public final class Runner: Sendable {
+    enum Input: Sendable {
+        case result(InstanceKey, attempt: Int, StageResult)
+        case process(InstanceKey, attempt: Int, pid: Int32, startTime: UInt64)
+        case wake
+        case signal(Int32)
+    }
+
+    let request: RunRequest
+    let executors: StageExecutors
+    let observer: RunObserver
+
+    public init(request: RunRequest, executors: StageExecutors? = nil, observer: RunObserver) {
+        self.request = request
+        self.executors = executors ?? StageExecutors(grace: request.grace)
+        self.observer = observer
+    }
+
+    /// Runs (or resumes) the workflow; returns the process exit code of SPEC §3.
+    public func run(signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]) async throws(RunFailure) -> Int32 {
+        // The workflow as given now.
+        let checked = WorkflowChecker.check(bytes: request.workflowBytes, file: request.workflowPath)
+        guard let current = checked.workflow else {
+            throw RunFailure(exitCode: 2, message: checked.diagnostics.map(\.description).joined(separator: "\n"))
+        }
+        let store = RunStore(root: request.repository + "/" + current.settings.state)
+        var notes: [String] = []
+
+        // A run to resume, or a new one.
+        let existing = request.forceNew ? nil : store.newestUnfinished(workflow: request.workflowPath)
+        let runId: String
+        var workflow = current
+        var vars = current.vars
+        for (k, v) in request.varOverrides {
+            guard vars[k] != nil else {
+                throw RunFailure(exitCode: 2, message: "--var \(k): the workflow declares no variable '\(k)'\(DidYouMean.hint(k, vars.keys))")
+            }
+            vars[k] = .string(v)
+        }
+        if let existing {
+            runId = existing.id
+            guard let stored = try? WorkflowFile.read(store.workflowCopy(of: runId)) else {
+                throw RunFailure(exitCode: 4, message: "run \(runId) has no readable workflow copy (\(store.workflowCopy(of: runId))); start afresh with --new")
+            }
+            let storedCheck = WorkflowChecker.check(bytes: stored, file: store.workflowCopy(of: runId))
+            guard let storedWorkflow = storedCheck.workflow else {
+                throw RunFailure(exitCode: 4, message: "the workflow copy of run \(runId) no longer checks with this amplify-run:\n" + storedCheck.diagnostics.map(\.description).joined(separator: "\n"))
+            }
+            workflow = storedWorkflow
+            if stored != request.workflowBytes {
+                notes.append("warning: \(request.workflowPath) changed since run \(runId) started; continuing with the copy it started with (use --new to start afresh with the new one)")
+            }
+            if !request.varOverrides.isEmpty {
+                var wanted = existing.vars
+                for (k, v) in request.varOverrides { wanted[k] = .string(v) }
+                if wanted != existing.vars {
+                    throw RunFailure(exitCode: 2, message: "run \(runId) started with other --var values (\(existing.vars.map { "\($0.0)=\($0.1.renderedText)" }.joined(separator: ", "))); resume it without --var, or start a new run with --new")
+                }
+            }
+            vars = existing.vars
+        } else {
+            runId = RunStore.newRunId(now: Processes.now())
+            do {
+                try store.create(run: runId)
+                try RunStore.writeAtomically(request.workflowBytes, to: store.workflowCopy(of: runId))
+            } catch {
+                throw RunFailure(exitCode: 4, message: "the state directory is unusable: \(error.message)")
+            }
+        }
+
+        // One live runner per run.
+        let lock: RunLock
+        do { lock = try RunLock(path: store.lock(of: runId)) } catch let held as RunLock.Held {
+            throw RunFailure(exitCode: 4, message: "cannot run \(runId): \(held)")
+        } catch {
+            throw RunFailure(exitCode: 4, message: "the state directory is unusable: \(error)")
+        }
+
+        // Replay.
+        let journalPath = store.journal(of: runId)
+        var machine = RunStateMachine(workflow: workflow, runId: runId, vars: vars, environment: request.environment, maxProcesses: 2 * max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+        let journal: Journal
+        do throws(JournalError) {
+            var entries: [JournalEntry] = []
+            var size = 0
+            if existing != nil {
+                let read = try Journal.read(path: journalPath)
+                if read.tornTail {
+                    try Journal.truncate(path: journalPath, to: read.validSize)
+                    notes.append("note: cut off a torn last line of the journal (the runner died while writing it)")
+                }
+                entries = read.entries
+                size = read.validSize
+            }
+            for e in entries { machine.apply(e.event, at: e.at) }
+            journal = try Journal(path: journalPath, lastSeq: entries.last?.seq ?? 0, size: size)
+            if machine.isFinished {
+                throw JournalError("run \(runId) has already finished; start a new one with --new")
+            }
+        } catch {
+            throw RunFailure(exitCode: 4, message: error.message)
+        }
+        observer.begin(run: runId, resumed: existing != nil, notes: notes)
+
+        let (inputs, continuation) = AsyncStream<Input>.makeStream()
+        let trap = SignalTrap(signals: signals) { continuation.yield(.signal($0)) }
+        defer { trap.cancel(); withExtendedLifetime(lock) {} }
+
+        let context = DriverContext(request: request, runId: runId, runDirectory: store.directory(of: runId), executors: executors, continuation: continuation)
+        var driver = Driver(machine: machine, journal: journal, observer: observer, context: context)
+        do throws(JournalError) {
+            let now = Processes.now()
+            if existing == nil {
+                try driver.record([.runStarted(run: runId, workflow: request.workflowPath, name: workflow.name, vars: vars)], now: now, sync: true)
+            }
+            try driver.record([.runnerStarted(pid: getpid(), resumed: existing != nil)], now: now, sync: false)
+            try await driver.reconcile()
+            return try await driver.loop(inputs)
+        } catch {
+            throw RunFailure(exitCode: 4, message: "cannot go on: \(error.message)")
+        }
+    }
+}
+
+/// What launched executors need, shared by the driver's tasks.
+struct DriverContext: Sendable {
+    var request: RunRequest
+    var runId: String
+    var runDirectory: String
+    var executors: StageExecutors
+    var continuation: AsyncStream<Runner.Input>.Continuation
+}
+
+/// The loop's state: the machine, the journal, and what is in flight.
+struct Driver {
+    var machine: RunStateMachine
+    let journal: Journal
+    let observer: RunObserver
+    let context: DriverContext
+    var timer: Task<Void, Never>?
+    var timerAt: Int64?
+
+    /// Journals events (one write, synced when any of them must be), then applies and shows them.
+    mutating func record(_ events: [RunEvent], now: Int64, sync: Bool? = nil) throws(JournalError) {
+        guard !events.isEmpty else { return }
+        let entries = try journal.append(events, at: now, sync: sync ?? mustSync(events))
+        for entry in entries {
+            machine.apply(entry.event, at: entry.at)
+            observer.record(entry, line: entry.event.line(seq: entry.seq, at: entry.at), state: machine)
+        }
+    }
+
+    /// Write-ahead: a batch that starts a side effect not safe to repeat (anything but `run` and
+    /// `query-ready`, which are at-least-once) is on disk before the effect starts.
+    func mustSync(_ events: [RunEvent]) -> Bool {
+        events.contains { e in
+            if e.needsSync { return true }
+            if case .instanceStarted(let key, _, _) = e, let kind = machine.stage(of: key)?.kind { return kind != .run && kind != .queryReady }
+            return false
+        }
+    }
+
+    func job(_ key: InstanceKey, attempt: Int) -> StageJob? {
+        guard let stage = machine.stage(of: key) else { return nil }
+        let item = machine.item(for: key)
+        return StageJob(key: key, attempt: attempt, stage: stage, context: machine.expressionContext(for: key), runId: context.runId,
+                        runDirectory: context.runDirectory, repository: context.request.repository,
+                        itemName: key.item.map { RunStateMachine.itemName(item, index: $0) }, environment: context.request.environment)
+    }
+
+    /// Starts the executor of an instance whose start is in the journal.
+    func launch(_ key: InstanceKey, attempt: Int) {
+        guard let job = job(key, attempt: attempt), let stage = machine.stage(of: key) else { return }
+        let executor = context.executors.executor(for: stage.kind)
+        let continuation = context.continuation
+        Task.detached {
+            let result = await executor.execute(job) { pid, startTime in
+                continuation.yield(.process(key, attempt: attempt, pid: pid, startTime: startTime))
+            }
+            continuation.yield(.result(key, attempt: attempt, result))
+        }
+    }
+
+    /// Settles instances the journal shows in flight: a dead runner's work.
+    mutating func reconcile() async throws(JournalError) {
+        for (key, instance) in machine.runningInstances {
+            guard case .running(let attempt, let deadline) = instance.status, let job = job(key, attempt: attempt), let stage = machine.stage(of: key) else { continue }
+            let outcome = await context.executors.executor(for: stage.kind).reconcile(job, process: instance.process)
+            switch outcome {
+            case .rerun:
+                try record([.instanceStarted(key, attempt: attempt, deadline: deadline)], now: Processes.now())
+                launch(key, attempt: attempt)
+            case .ended(.succeeded(let outputs)):
+                try record([.instanceSucceeded(key, outputs: outputs)], now: Processes.now())
+            case .ended(.failed(let reason)):
+                let now = Processes.now()
+                try record([machine.failure(key, reason: reason, now: now)], now: now)
+            }
+        }
+        machine.markAllPendingDirty()
+    }
+
+    mutating func loop(_ inputs: AsyncStream<Runner.Input>) async throws(JournalError) -> Int32 {
+        var iterator = inputs.makeAsyncIterator()
+        while true {
+            let now = Processes.now()
+            // Deadlines that have passed: end the attempt's process group, fail (or retry) it.
+            for key in machine.expired(now: now) {
+                guard let inst = machine.instance(key), let stage = machine.stage(of: key) else { continue }
+                if let p = inst.process { Processes.signalGroup(p.pid, SIGTERM); scheduleKill(p.pid) }
+                try record([machine.failure(key, reason: "timed out after \(stage.timeout?.description ?? "its timeout")", now: now)], now: now)
+            }
+            let events = machine.decide(now: now)
+            if !events.isEmpty {
+                // decide() has applied them; journal them, then carry them out.
+                try recordDecided(events, now: now)
+                for e in events { if case .instanceStarted(let key, let attempt, _) = e { launch(key, attempt: attempt) } }
+            }
+            if let outcome = machine.outcome {
+                timer?.cancel()
+                observer.end(state: machine, exitCode: outcome.exitCode)
+                return outcome.exitCode
+            }
+            armTimer()
+            guard let input = await iterator.next() else { return 4 }
+            switch input {
+            case .wake:
+                timerAt = nil
+            case .process(let key, let attempt, let pid, let startTime):
+                guard case .running(attempt, _)? = machine.instance(key)?.status else { continue }
+                try record([.processStarted(key, pid: pid, startTime: startTime)], now: Processes.now())
+            case .result(let key, let attempt, let result):
+                guard case .running(attempt, _)? = machine.instance(key)?.status else { continue }
+                let now = Processes.now()
+                switch result {
+                case .succeeded(let outputs): try record([.instanceSucceeded(key, outputs: outputs)], now: now)
+                case .failed(let reason): try record([machine.failure(key, reason: reason, now: now)], now: now)
+                }
+            case .signal(let signal):
+                // Checkpoint, end the process groups of `run` stages (they run again on resume), leave.
+                try record([.interrupted(signal: signal)], now: Processes.now(), sync: true)
+                for (_, inst) in machine.runningInstances {
+                    if let p = inst.process { Processes.signalGroup(p.pid, SIGTERM) }
+                }
+                timer?.cancel()
+                let code = 128 + signal
+                observer.end(state: machine, exitCode: code)
+                return code
+            }
+        }
+    }
+
+    /// decide() has applied its events to the machine already; journal them and show them.
+    private mutating func recordDecided(_ events: [RunEvent], now: Int64) throws(JournalError) {
+        let entries = try journal.append(events, at: now, sync: mustSync(events))
+        for entry in entries { observer.record(entry, line: entry.event.line(seq: entry.seq, at: entry.at), state: machine) }
+    }
+
+    private func scheduleKill(_ pgid: Int32) {
+        let grace = context.request.grace
+        Task.detached {
+            try? await Task.sleep(for: grace)
+            if Processes.groupExists(pgid) { Processes.signalGroup(pgid, SIGKILL) }
+        }
+    }
+
+    private mutating func armTimer() {
+        guard let next = machine.nextWakeup else { return }
+        if let timerAt, timerAt <= next { return }
+        timer?.cancel()
+        timerAt = next
+        let continuation = context.continuation
+        let delay = max(0, next - Processes.now())
+        timer = Task.detached {
+            try? await Task.sleep(for: .milliseconds(delay + 1))
+            if !Task.isCancelled { continuation.yield(.wake) }
+        }
+    }
+}
+
+/// Signal handlers as dispatch sources, made outside any actor (a handler made in main-actor
+/// code asserted on the wrong queue when the signal came). The default action is ignored
+/// while the trap is set; a second signal of the same kind exits at once.
+final class SignalTrap: @unchecked Sendable {  // dispatch sources are thread-safe
+    private let sources: [DispatchSourceSignal]
+
+    nonisolated init(signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+        let queue = DispatchQueue(label: "amplify-run.signals")
+        sources = signals.map { signalNumber in
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
+            nonisolated(unsafe) var seen = false
+            source.setEventHandler {
+                if seen { exit(128 + signalNumber) }
+                seen = true
+                handler(signalNumber)
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for s in sources { s.cancel() }
+    }
+}

@@ -1,0 +1,96 @@
+import AmplifyWorkflow
+
+/// Everything an executor needs to run one attempt of one instance.
+public struct StageJob: Sendable {
+    public var key: InstanceKey
+    public var attempt: Int
+    public var stage: Stage
+    /// What the instance's expressions see (item, outputs of what it needs, vars, env, …).
+    public var context: ExpressionContext
+    public var runId: String
+    public var runDirectory: String
+    public var repository: String
+    public var itemName: String?
+    /// The runner's environment, which commands inherit.
+    public var environment: [String: String]
+
+    /// A file name for this instance's logs and outputs: `build.3.a-1.2` (stage, item, name, attempt).
+    public var fileStem: String {
+        var s = key.stage
+        if let item = key.item { s += ".\(item)" }
+        if let name = itemName { s += "." + RunPaths.safeName(name) }
+        return s + ".\(attempt)"
+    }
+}
+
+/// How an attempt ended.
+public enum StageResult: Sendable, Equatable {
+    case succeeded(OrderedObject)
+    case failed(String)
+}
+
+/// What every stage kind implements: start an instance, and settle one that was in flight
+/// when the last runner died.
+public protocol StageExecutor: Sendable {
+    /// Runs one attempt. `processStarted` is called with the pid and start time of each process
+    /// the attempt starts, so the runner can journal them and end their group on timeout.
+    func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult
+
+    /// An instance found running in the journal of a dead runner: what to do with it.
+    func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation
+}
+
+/// The outcome of reconciling an in-flight instance.
+public enum Reconciliation: Sendable, Equatable {
+    /// Start it again (at-least-once kinds, after ending what was left of it).
+    case rerun
+    /// It had already ended this way.
+    case ended(StageResult)
+}
+
+/// Names made from untrusted text (item ids) for use in file names.
+public enum RunPaths {
+    /// Letters, digits, `.`, `_` and `-` kept, anything else `_`, at most 64 characters, never `.` or `..`.
+    public static func safeName(_ s: String) -> String {
+        var out = String(s.unicodeScalars.prefix(64).map { c -> Character in
+            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "." || c == "_" || c == "-") ? Character(c) : "_"
+        })
+        if out.allSatisfy({ $0 == "." }) { out = "_" + out }
+        return out
+    }
+}
+
+/// The executor of each stage kind.
+public struct StageExecutors: Sendable {
+    public var run: StageExecutor
+    public var queryReady: StageExecutor
+    public var grace: Duration
+
+    public init(grace: Duration = .seconds(10)) {
+        self.grace = grace
+        run = CommandStageExecutor(grace: grace)
+        queryReady = QueryReadyExecutor(grace: grace)
+    }
+
+    public func executor(for kind: StageKind) -> StageExecutor {
+        switch kind {
+        case .run: return run
+        case .queryReady: return queryReady
+        case .dispatch, .waitApproved, .merge, .close, .cleanup: return NotBuiltExecutor(kind: kind)
+        }
+    }
+}
+
+/// The orchestration kinds arrive with the next milestone; until then an instance of one fails
+/// with a message that says so, rather than pretending.
+struct NotBuiltExecutor: StageExecutor {
+    var kind: StageKind
+
+    func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
+        .failed("stage kind \(kind.rawValue) is not built into this version of amplify-run yet")
+    }
+
+    func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
+        .ended(.failed("stage kind \(kind.rawValue) is not built into this version of amplify-run yet"))
+    }
+}

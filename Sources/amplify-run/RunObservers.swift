@@ -1,0 +1,105 @@
+import AmplifyEngine
+import AmplifyWorkflow
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--json`: every journal line on stdout, nothing else.
+struct JSONObserver: RunObserver {
+    func begin(run: String, resumed: Bool, notes: [String]) {
+        for n in notes { Terminal.err("amplify-run: \(n)") }
+    }
+
+    func record(_ entry: JournalEntry, line: String, state: RunStateMachine) {
+        print(line)
+    }
+
+    func end(state: RunStateMachine, exitCode: Int32) {}
+}
+
+/// A timestamped line per transition (the view for pipes and logs), and the summary at the end.
+struct LineObserver: RunObserver {
+    var workflowPath: String
+
+    func begin(run: String, resumed: Bool, notes: [String]) {
+        print(resumed ? "amplify-run: resuming run \(run) of \(workflowPath)" : "amplify-run: starting run \(run) of \(workflowPath)")
+        for n in notes { print("amplify-run: \(n)") }
+    }
+
+    func record(_ entry: JournalEntry, line: String, state: RunStateMachine) {
+        guard let text = LineObserver.describe(entry.event, state: state) else { return }
+        let time = Timestamp.iso8601(milliseconds: entry.at).dropFirst(11).prefix(8)
+        print("\(time)  \(text)")
+    }
+
+    func end(state: RunStateMachine, exitCode: Int32) {
+        RunSummaryPrinter.print(RunReport(state, now: Processes.now()), exitCode: exitCode, interrupted: state.interruptedBy)
+    }
+
+    static func name(_ key: InstanceKey, _ state: RunStateMachine) -> String {
+        guard let i = key.item else { return key.stage }
+        return "\(key.stage)[\(RunStateMachine.itemName(state.item(for: key), index: i))]"
+    }
+
+    static func describe(_ event: RunEvent, state: RunStateMachine) -> String? {
+        switch event {
+        case .instanceStarted(let key, let attempt, _):
+            return "\(name(key, state)) started" + (attempt > 1 ? " (attempt \(attempt))" : "")
+        case .instanceSucceeded(let key, _):
+            let d = state.instance(key).flatMap { i in i.startedAt.flatMap { s in i.endedAt.map { RunReport.format(milliseconds: $0 - s) } } }
+            return "\(name(key, state)) succeeded" + (d.map { " in \($0)" } ?? "")
+        case .instanceFailed(let key, let attempt, let reason, let retryAt):
+            if let retryAt {
+                return "\(name(key, state)) attempt \(attempt) failed: \(reason); retrying at \(Timestamp.iso8601(milliseconds: retryAt).dropFirst(11).prefix(8))"
+            }
+            return "\(name(key, state)) failed: \(reason)"
+        case .instanceSkipped(let key, let reason, _):
+            return "\(name(key, state)) skipped: \(reason)"
+        case .instanceCancelled(let key, let reason):
+            return "\(name(key, state)) cancelled: \(reason)"
+        case .itemsAdded(let stage, let items, _):
+            return "\(stage): \(items.count) item\(items.count == 1 ? "" : "s")"
+        case .expansionEnded(let stage, let failed, let reason):
+            return "\(stage) \(failed ? "failed" : "skipped"): \(reason)"
+        case .interrupted(let signal):
+            return "interrupted by signal \(signal); run the same command again to resume"
+        case .cancelRequested(let reason):
+            return "cancel requested: \(reason)"
+        case .runFinished(let outcome):
+            return "run \(outcome.rawValue)"
+        case .runStarted, .runnerStarted, .processStarted:
+            return nil
+        }
+    }
+}
+
+/// The end-of-run summary, also printed by `status`.
+enum RunSummaryPrinter {
+    static func print(_ report: RunReport, exitCode: Int32?, interrupted: Int32?, state: String? = nil) {
+        var lines: [[String]] = [["INSTANCE", "ITEM", "STATUS", "TIME", "DETAIL"]]
+        for r in report.rows {
+            let status = r.attempts > 1 ? "\(r.status.word) (\(r.attempts) attempts)" : r.status.word
+            lines.append([r.key.stage, r.item ?? "-", status, r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", r.detail ?? ""])
+        }
+        var widths = [Int](repeating: 0, count: 5)
+        for l in lines { for (i, c) in l.enumerated() where i < 4 { widths[i] = max(widths[i], c.count) } }
+        Swift.print("")
+        for l in lines {
+            let text = l.enumerated().map { i, c in i < 4 ? c.padding(toLength: widths[i]) : c }.joined(separator: "  ")
+            Swift.print(String(text.reversed().drop { $0 == " " }.reversed()))
+        }
+        for p in report.problems { Swift.print("problem: \(p)") }
+        let counts = report.counts.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
+        var last = "run \(report.runId) (\(report.workflowName)): "
+        if let state { last += state } else if let o = report.outcome { last += o.rawValue } else if let s = interrupted { last += "interrupted by signal \(s), resumable" } else { last += "not finished" }
+        last += counts.isEmpty ? "" : " — \(counts)"
+        if let exitCode { last += "; exit \(exitCode)" }
+        Swift.print(last)
+    }
+}
+
+extension String {
+    func padding(toLength n: Int) -> String {
+        count >= n ? self : self + String(repeating: " ", count: n - count)
+    }
+}
