@@ -1,3 +1,4 @@
+import CAmplifySystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,6 +38,11 @@ public enum Processes {
     /// Whether any process of the group is still there.
     public static func groupExists(_ pgid: Int32) -> Bool {
         pgid > 1 && kill(-pgid, 0) == 0
+    }
+
+    /// Makes stdout line-buffered, so a runner killed mid-run has shown every line it printed.
+    public static func lineBufferStandardOutput() {
+        amplify_line_buffer_stdout()
     }
 
     /// Milliseconds since 1970.

@@ -177,18 +177,21 @@ public struct RunStateMachine: Sendable {
         index[key.stage].map { stages[$0].stage }
     }
 
-    /// Every instance, once-stages first, then item by item in pipeline order.
+    /// Every instance in pipeline order: the once-stages before the per-item ones, then item by
+    /// item, then the once-stages after them (fan-in).
     public var allInstances: [(key: InstanceKey, instance: Instance)] {
         var out: [(InstanceKey, Instance)] = []
-        for (i, info) in stages.enumerated() where info.source == nil {
-            if let inst = once[i] { out.append((InstanceKey(info.stage.id), inst)) }
-        }
+        let order = workflow.topologicalOrder.compactMap { index[$0] }
+        let firstPerItem = order.firstIndex { stages[$0].source != nil } ?? order.count
+        for s in order[..<firstPerItem] { if let inst = once[s] { out.append((InstanceKey(stages[s].stage.id), inst)) } }
+        let perItemOrder = order.filter { stages[$0].source != nil }
         let maxItems = perItem.values.map(\.count).max() ?? 0
         for item in 0..<maxItems {
-            for (i, info) in stages.enumerated() where info.source != nil {
-                if let list = perItem[i], item < list.count { out.append((InstanceKey(info.stage.id, item: item), list[item])) }
+            for s in perItemOrder {
+                if let list = perItem[s], item < list.count { out.append((InstanceKey(stages[s].stage.id, item: item), list[item])) }
             }
         }
+        for s in order[firstPerItem...] { if let inst = once[s] { out.append((InstanceKey(stages[s].stage.id), inst)) } }
         return out
     }
 

@@ -91,7 +91,8 @@ public final class Runner: Sendable {
             guard let stored = try? WorkflowFile.read(store.workflowCopy(of: runId)) else {
                 throw RunFailure(exitCode: 4, message: "run \(runId) has no readable workflow copy (\(store.workflowCopy(of: runId))); start afresh with --new")
             }
-            let storedCheck = WorkflowChecker.check(bytes: stored, file: store.workflowCopy(of: runId))
+            // Checked under the workflow's own path, so its default name is the same as at the start.
+            let storedCheck = WorkflowChecker.check(bytes: stored, file: request.workflowPath)
             guard let storedWorkflow = storedCheck.workflow else {
                 throw RunFailure(exitCode: 4, message: "the workflow copy of run \(runId) no longer checks with this amplify-run:\n" + storedCheck.diagnostics.map(\.description).joined(separator: "\n"))
             }

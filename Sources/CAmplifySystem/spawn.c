@@ -44,7 +44,12 @@ int amplify_pidfd_open(pid_t pid) {
 }
 
 #include <fcntl.h>
+#include <stdio.h>
 
 int amplify_pipe_cloexec_nonblock(int fds[2]) {
     return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
+}
+
+void amplify_line_buffer_stdout(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
 }

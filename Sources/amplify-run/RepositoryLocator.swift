@@ -5,9 +5,9 @@ import Glibc
 /// Finds the git top level of the current directory (where `.git` is), and paths relative to it.
 enum RepositoryLocator {
     static func currentDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buffer, buffer.count) != nil else { return "." }
-        return String(cString: buffer)
+        guard let p = getcwd(nil, 0) else { return "." }
+        defer { free(p) }
+        return String(cString: p)
     }
 
     static func realPath(_ path: String) -> String? {

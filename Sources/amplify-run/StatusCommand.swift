@@ -18,8 +18,9 @@ enum RunReader {
 
     /// The run's state machine rebuilt from its journal.
     static func replay(_ store: RunStore, run: String) throws -> RunStateMachine {
+        let path = store.summary(of: run)?.workflow ?? store.workflowCopy(of: run)
         guard let bytes = try? WorkflowFile.read(store.workflowCopy(of: run)),
-              let workflow = WorkflowChecker.check(bytes: bytes, file: store.workflowCopy(of: run)).workflow else {
+              let workflow = WorkflowChecker.check(bytes: bytes, file: path).workflow else {
             throw ValidationError("run \(run) has no readable workflow copy")
         }
         let read = try Journal.read(path: store.journal(of: run))

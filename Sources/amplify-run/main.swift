@@ -1,3 +1,4 @@
+import AmplifyEngine
 import AmplifyWorkflow
 import ArgumentParser
 #if canImport(Glibc)
@@ -6,6 +7,9 @@ import Glibc
 
 /// Entry point: applies `-C DIR` (anywhere before `--`), catches misspelt subcommands, and maps
 /// swift-argument-parser's usage errors (64) to exit code 2.
+// A line at a time even in a pipe: a runner killed mid-run must not lose what it printed.
+Processes.lineBufferStandardOutput()
+
 var arguments = Array(CommandLine.arguments.dropFirst())
 var directory: String?
 var index = 0

@@ -16,4 +16,7 @@ int amplify_pidfd_open(pid_t pid);
 /// pipe2(2) with O_CLOEXEC | O_NONBLOCK. Returns 0 or -1 with errno set.
 int amplify_pipe_cloexec_nonblock(int fds[2]);
 
+/// Makes stdout line-buffered (Swift 6 cannot name C's `stdout` safely).
+void amplify_line_buffer_stdout(void);
+
 #endif
