@@ -21,6 +21,9 @@ int amplify_spawn(char *const argv[], char *const envp[], const char *cwd,
     if (stdout_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
     if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
     if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&actions, cwd);
+    // Nothing but 0-2 reaches the child: descriptors the runner was handed without
+    // O_CLOEXEC (a caller's pipes, say) would otherwise live as long as an agent does.
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
 
     sigset_t all, none;
     sigfillset(&all);

@@ -5,8 +5,8 @@
 
 /// Starts `argv[0]` (searched in PATH when it has no '/') in a new session and process group,
 /// with every signal's disposition reset and the mask cleared, stdin/stdout/stderr on the given
-/// descriptors and the working directory `cwd` (NULL: unchanged). Other descriptors are not
-/// inherited (the runner opens its own with O_CLOEXEC). Returns 0 and sets `*pid`, or an errno.
+/// descriptors and the working directory `cwd` (NULL: unchanged). No other descriptor is
+/// inherited, whoever opened it. Returns 0 and sets `*pid`, or an errno.
 int amplify_spawn(char *const argv[], char *const envp[], const char *cwd,
                   int stdin_fd, int stdout_fd, int stderr_fd, pid_t *pid);
 

@@ -1,0 +1,245 @@
+import AmplifyEngine
+import AmplifyWorkflow
+import Foundation
+import Testing
+
+@Suite("Running workflows end to end")
+struct EndToEndTests {
+    @Test("outputs flow between stages, per item and into a fan-in stage; exit 0")
+    func outputsAndFanIn() throws {
+        let box = try Sandbox("""
+        version: 1
+        vars: {greeting: hello}
+        stages:
+          list:
+            uses: query-ready
+            with:
+              source: command
+              command: ["sh", "-c", "echo '[{\\"id\\":\\"a-1\\",\\"title\\":\\"$(rm -rf /) first\\"},{\\"id\\":\\"a-2\\",\\"title\\":\\"`whoami` second\\"}]'"]
+          build:
+            for-each: ${{ stages.list.outputs.items }}
+            outputs: [artifact]
+            run: |
+              echo "${{ vars.greeting }} ${{ item.title }}" > "out-${{ item.id }}.txt"
+              echo "artifact=out-${{ item.id }}.txt" >> "$AMPLIFY_OUTPUT"
+          check:
+            run: ["test", "-s", "${{ stages.build.outputs.artifact }}"]
+          summary:
+            fan-in: true
+            run: echo ${{ join(stages.build.outputs.artifact, ',') }} > summary.txt
+        """)
+        let r = try amplify(["wf.yaml"], in: box)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(box.read("out-a-1.txt") == "hello $(rm -rf /) first\n", "item text is data, never shell code")
+        #expect(box.read("out-a-2.txt") == "hello `whoami` second\n")
+        #expect(box.read("summary.txt") == "out-a-1.txt,out-a-2.txt\n")
+        #expect(r.stdout.contains("run succeeded"))
+    }
+
+    @Test("retry, timeout, continue-on-error and `if` decide the exit code")
+    func failuresAndExitCodes() throws {
+        let box = try Sandbox("""
+        version: 1
+        stages:
+          flaky:
+            run: |
+              n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count
+              [ $((n+1)) -ge 2 ]
+            retry: {attempts: 2, backoff: 100ms}
+          slow: {needs: [], run: sleep 30, timeout: 300ms}
+          after-slow: {needs: slow, run: touch after-slow}
+          cleanup: {needs: after-slow, if: "${{ always() }}", run: touch cleanup}
+          tolerant: {needs: [], run: exit 3, continue-on-error: true}
+          next: {needs: tolerant, run: touch next}
+        """)
+        let start = Date()
+        let r = try amplify(["wf.yaml"], in: box)
+        #expect(r.status == 1, "a timed-out stage fails the run")
+        #expect(Date().timeIntervalSince(start) < 20, "the timeout ended the sleep's process group")
+        #expect(box.read("count") == "2\n", "flaky ran twice")
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/after-slow"))
+        #expect(FileManager.default.fileExists(atPath: box.path + "/cleanup"))
+        #expect(FileManager.default.fileExists(atPath: box.path + "/next"))
+        #expect(r.stdout.contains("slow failed: timed out after 300ms"))
+        let status = try amplify(["status"], in: box)
+        #expect(status.stdout.contains("after-slow  -     skipped"), "\(status.stdout)")
+        #expect(status.stdout.contains("finished (failed)"))
+    }
+
+    @Test("a finished run is not run again; the next command starts a new run")
+    func finishedRunsStayFinished() throws {
+        let box = try Sandbox("version: 1\nstages: {a: {run: echo x >> ledger}}")
+        #expect(try amplify(["wf.yaml"], in: box).status == 0)
+        let second = try amplify(["wf.yaml"], in: box)
+        #expect(second.status == 0)
+        #expect(second.stdout.contains("starting run"))
+        #expect(box.read("ledger") == "x\nx\n")
+        #expect(try box.journals().count == 2)
+    }
+
+    @Test("a second runner of the same run exits 4 naming the holder's pid")
+    func lock() async throws {
+        let box = try Sandbox("version: 1\nstages: {a: {run: sleep 5}}")
+        let first = try startAmplify(["wf.yaml"], in: box)
+        defer { first.terminate(); first.waitUntilExit() }
+        var second = try amplify(["wf.yaml"], in: box)
+        for _ in 0..<50 where second.status != 4 {
+            try await Task.sleep(for: .milliseconds(100))
+            second = try amplify(["wf.yaml"], in: box)
+        }
+        #expect(second.status == 4)
+        #expect(second.stderr.contains("pid \(first.processIdentifier)"), "\(second.stderr)")
+    }
+
+    @Test("SIGINT checkpoints and exits 130; the same command resumes and finishes")
+    func interrupt() async throws {
+        let box = try Sandbox("version: 1\nstages: {a: {run: touch a}, b: {run: sleep 2 && touch b}, c: {run: touch c}}")
+        let runner = try startAmplify(["wf.yaml"], in: box)
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: box.path + "/a") { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .milliseconds(200))
+        kill(runner.processIdentifier, SIGINT)
+        runner.waitUntilExit()
+        #expect(runner.terminationStatus == 130)
+        #expect(try amplify(["status"], in: box).stdout.contains("interrupted (resumable"))
+        let resumed = try amplify(["wf.yaml"], in: box)
+        #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)")
+        #expect(resumed.stdout.hasPrefix("amplify-run: resuming run"))
+        #expect(FileManager.default.fileExists(atPath: box.path + "/c"))
+    }
+
+    @Test("a torn last journal line is cut off on resume")
+    func tornJournal() async throws {
+        let box = try Sandbox("version: 1\nstages: {a: {run: touch a}, b: {run: sleep 30}}")
+        let runner = try startAmplify(["wf.yaml"], in: box)
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: box.path + "/a") { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .milliseconds(300))
+        kill(runner.processIdentifier, SIGKILL)
+        runner.waitUntilExit()
+        let journal = try #require(try box.journals().first)
+        let handle = try #require(FileHandle(forWritingAtPath: journal))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"seq\":99,\"at\":\"2026-".utf8))
+        try handle.close()
+        try "version: 1\nstages: {a: {run: touch a}, b: {run: touch b}}".write(toFile: box.path + "/wf.yaml", atomically: true, encoding: .utf8)
+        let resumed = try amplify(["wf.yaml", "--new"], in: box)
+        #expect(resumed.status == 0)
+        // The interrupted run: resume it by id through its own journal.
+        let text = try String(contentsOfFile: journal, encoding: .utf8)
+        #expect(text.hasSuffix("\"2026-"), "untouched until that run is resumed")
+        let status = try amplify(["status", URL(fileURLWithPath: journal).deletingLastPathComponent().lastPathComponent], in: box)
+        #expect(status.status == 0, "status ignores a torn line")
+    }
+
+    @Test("resuming with other --var values is refused")
+    func varsMismatch() async throws {
+        let box = try Sandbox("version: 1\nvars: {n: '1'}\nstages: {a: {run: sleep 30}}")
+        let runner = try startAmplify(["wf.yaml", "--var", "n=2"], in: box)
+        try await Task.sleep(for: .milliseconds(500))
+        kill(runner.processIdentifier, SIGKILL)
+        runner.waitUntilExit()
+        let r = try amplify(["wf.yaml", "--var", "n=3"], in: box)
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("--new"))
+        let unknown = try amplify(["wf.yaml", "--new", "--var", "nn=3"], in: box)
+        #expect(unknown.status == 2)
+        #expect(unknown.stderr.contains("did you mean 'n'?"))
+    }
+
+    @Test("commands inherit no descriptor but stdin, stdout and stderr")
+    func descriptors() throws {
+        // ls holds its directory open as 3; anything inherited would show as 3 and push it to 4.
+        let box = try Sandbox("""
+        version: 1
+        stages:
+          list: {run: [ls, /proc/self/fd]}
+          keep: {run: [sh, -c, 'printf "%s" "$1" > fds.txt', sh, "${{ stages.list.outputs.stdout }}"]}
+        """)
+        #expect(try amplify(["wf.yaml"], in: box).status == 0)
+        #expect(box.read("fds.txt").split(separator: "\n").sorted() == ["0", "1", "2", "3"], "\(box.read("fds.txt"))")
+    }
+
+    @Test("--json prints journal events only")
+    func json() throws {
+        let box = try Sandbox("version: 1\nstages: {a: {run: echo hi}}")
+        let r = try amplify(["wf.yaml", "--json"], in: box)
+        #expect(r.status == 0)
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.count >= 4)
+        for line in lines {
+            let v = try JSONParser.parse(String(line))
+            #expect(v["seq"] != nil && v["at"] != nil && v["type"] != nil)
+        }
+    }
+}
+
+@Suite("Crashes", .serialized)
+struct CrashTests {
+    /// SIGKILL the runner at random moments; each time run it again; at the end every step ran
+    /// to completion, and no step whose success was journaled before a kill ever started again.
+    @Test("kill -9 at any moment: the run finishes and finished steps never run again", arguments: [UInt64(7), 23])
+    func killNine(seed: UInt64) async throws {
+        var rng = ReplayTests.Generator(state: seed)
+        let box = try Sandbox("""
+        version: 1
+        stages:
+          list:
+            uses: query-ready
+            with: {source: command, command: ["sh", "-c", "echo '[{\\"id\\":\\"a\\"},{\\"id\\":\\"b\\"},{\\"id\\":\\"c\\"}]'"]}
+          one:
+            for-each: ${{ stages.list.outputs.items }}
+            run: echo "start one ${{ item.id }}" >> ledger; sleep 0.2
+          two:
+            run: echo "start two ${{ item.id }}" >> ledger; sleep 0.2
+          report:
+            fan-in: true
+            run: echo "start report" >> ledger
+        """)
+        var kills = 0
+        for _ in 0..<8 {
+            let (done, finished) = try journaled(box)
+            if finished { break }
+            let before = box.read("ledger").split(separator: "\n").count
+            let runner = try startAmplify(["wf.yaml"], in: box)
+            try await Task.sleep(for: .milliseconds(Int.random(in: 30...350, using: &rng)))
+            kill(runner.processIdentifier, SIGKILL)
+            runner.waitUntilExit()
+            if runner.terminationReason == .uncaughtSignal { kills += 1 }
+            for line in box.read("ledger").split(separator: "\n").dropFirst(before) {
+                let words = line.split(separator: " ")
+                let key = words.count == 3 ? "\(words[1])[\(words[2])]" : String(words[1])
+                #expect(!done.contains(key), "\(key) had succeeded before the kill, yet started again (seed \(seed))")
+            }
+        }
+        if try !journaled(box).finished {
+            let final = try amplify(["wf.yaml"], in: box)
+            #expect(final.status == 0, "\(final.stdout)\(final.stderr)")
+        }
+        #expect(kills > 0)
+        let ledger = box.read("ledger")
+        for key in ["one a", "one b", "one c", "two a", "two b", "two c", "report"] {
+            #expect(ledger.contains("start \(key)"), "\(key) never ran")
+        }
+        #expect(try box.journals().count == 1, "one run, resumed each time")
+        for path in try box.journals() { _ = try Journal.read(path: path) }
+    }
+
+    /// Instance names (`one[b]`) journaled as succeeded in the sandbox's run, and whether it finished.
+    func journaled(_ box: Sandbox) throws -> (done: Set<String>, finished: Bool) {
+        guard let path = try? box.journals().last else { return ([], false) }
+        var items: [Int: String] = [:]
+        var done = Set<String>()
+        var finished = false
+        for entry in try Journal.read(path: path).entries {
+            switch entry.event {
+            case .itemsAdded(_, let list, _):
+                for (i, v) in list.enumerated() { items[i] = v["id"]?.renderedText }
+            case .instanceSucceeded(let key, _):
+                done.insert(key.item.map { "\(key.stage)[\(items[$0] ?? "?")]" } ?? key.stage)
+            case .runFinished:
+                finished = true
+            default: break
+            }
+        }
+        return (done, finished)
+    }
+}
