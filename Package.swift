@@ -11,6 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // libyaml, the system library (Debian: libyaml-dev). Named CLibYAML, not CYaml (Yams has one).
@@ -27,7 +28,11 @@ let package = Package(
         // The run state machine, the journal, the runner and the stage executors.
         .target(
             name: "AmplifyEngine",
-            dependencies: ["AmplifyWorkflow", "CAmplifySystem"]
+            dependencies: [
+                "AmplifyWorkflow",
+                "CAmplifySystem",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
         ),
         // posix_spawn with a new session, and other calls Swift's Glibc module lacks.
         .target(name: "CAmplifySystem"),

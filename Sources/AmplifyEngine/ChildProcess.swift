@@ -70,14 +70,17 @@ public enum ChildProcess {
         await Watcher.shared.wait(pid)
     }
 
-    /// Ends a process group: SIGTERM, then SIGKILL after `grace` if anything of it is left.
-    public static func terminateGroup(_ pgid: Int32, grace: Duration) async {
+    /// Ends a process group whose leader started at `startTime`: SIGTERM, up to `grace` for the
+    /// leader to go, then SIGKILL for whatever of the group is left. The leader is watched rather
+    /// than the group: orphans that PID 1 never reaps stay zombies, and a zombie still counts as
+    /// a member of its group.
+    public static func terminateGroup(_ pgid: Int32, startTime: UInt64, grace: Duration) async {
         Processes.signalGroup(pgid, SIGTERM)
         let deadline = ContinuousClock.now + grace
-        while Processes.groupExists(pgid), ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
+        while Processes.isAlive(pid: pgid, startTime: startTime), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
         }
-        if Processes.groupExists(pgid) { Processes.signalGroup(pgid, SIGKILL) }
+        Processes.signalGroup(pgid, SIGKILL)
     }
 }
 

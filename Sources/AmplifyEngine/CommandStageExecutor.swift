@@ -69,7 +69,7 @@ public struct CommandStageExecutor: StageExecutor {
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
         if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
-            await ChildProcess.terminateGroup(process.pid, grace: grace)
+            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
         }
         return .rerun
     }
@@ -118,14 +118,18 @@ public struct CommandStageExecutor: StageExecutor {
         return PreparedCommand(argv: argv, environment: environment, directory: directory)
     }
 
+    /// At most `limit` bytes of a file (never following a symlink), sized by the file, not the limit.
     static func readCapped(_ path: String, limit: Int) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return "" }
         defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: limit)
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_size > 0 else { return "" }
+        let size = min(Int(st.st_size), limit)
+        var buffer = [UInt8](repeating: 0, count: size)
         var total = 0
-        while total < limit {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, limit - total) }
+        while total < size {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, size - total) }
             if n <= 0 { break }
             total += n
         }

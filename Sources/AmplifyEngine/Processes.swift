@@ -45,6 +45,11 @@ public enum Processes {
         amplify_line_buffer_stdout()
     }
 
+    /// Unblocks the signals the runner handles (call on the main thread, before other threads start).
+    public static func unblockRunnerSignals() {
+        amplify_unblock_signals()
+    }
+
     /// Milliseconds since 1970.
     public static func now() -> Int64 {
         var ts = timespec()

@@ -57,7 +57,7 @@ public struct QueryReadyExecutor: StageExecutor {
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
         if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
-            await ChildProcess.terminateGroup(process.pid, grace: grace)
+            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
         }
         return .rerun
     }

@@ -1,4 +1,5 @@
 import AmplifyWorkflow
+import DequeModule
 
 /// The run as a pure state machine over stage instances, in the style of swift-nio's state
 /// machines: no I/O, no clock of its own.
@@ -99,7 +100,7 @@ public struct RunStateMachine: Sendable {
     let index: [String: Int]
     /// For `success()`, `env.*` and the rest: what expressions see besides stages and items.
     public var vars: OrderedObject
-    public var environment: [String: String]
+    public let environment: [String: String]
     /// Processes of `run` stages at once.
     public var maxProcesses: Int
 
@@ -113,8 +114,11 @@ public struct RunStateMachine: Sendable {
 
     private var dirty = Set<InstanceKey>()
     private var dirtySources = Set<Int>()
-    private var ready: [InstanceKey] = []
+    /// Instances cleared to start, waiting only for a concurrency slot: a queue per stage, so
+    /// that instances held back by a limit are not looked at again on every event.
+    private var ready: [Int: Deque<InstanceKey>] = [:]
     private var queued = Set<InstanceKey>()
+    private let environmentValue: Value
     /// Running instances and their deadlines, and instances waiting for a retry: kept apart so
     /// that nothing per event scans every instance.
     private var running: [InstanceKey: Int64?] = [:]
@@ -130,6 +134,7 @@ public struct RunStateMachine: Sendable {
         self.runId = runId
         self.vars = vars ?? workflow.vars
         self.environment = environment
+        self.environmentValue = .object(OrderedObject(environment.sorted { $0.key < $1.key }.map { ($0.key, Value.string($0.value)) }))
         self.maxProcesses = workflow.settings.maxProcesses ?? maxProcesses
         let index = Dictionary(uniqueKeysWithValues: workflow.stages.enumerated().map { ($1.id, $0) })
         self.index = index
@@ -410,8 +415,7 @@ public struct RunStateMachine: Sendable {
                 case .wait:
                     continue
                 case .run:
-                    queued.insert(key)
-                    ready.append(key)
+                    enqueue(key)
                 case .skip(let reason, let afterFailure):
                     let e: RunEvent = cancelRequested && afterFailure ? .instanceCancelled(key, reason: "the run was cancelled") : .instanceSkipped(key, reason: reason, afterFailure: afterFailure)
                     events.append(e)
@@ -429,34 +433,38 @@ public struct RunStateMachine: Sendable {
 
         // Retries whose time has come.
         for (key, at) in retrying.sorted(by: { $0.key < $1.key }) where at <= now && !queued.contains(key) {
-            queued.insert(key)
-            ready.append(key)
+            enqueue(key)
         }
 
         // Starts, within the concurrency limits; the rest wait in order.
-        var waiting: [InstanceKey] = []
-        for key in ready {
-            guard let s = index[key.stage], let inst = instance(key) else { continue }
+        for s in ready.keys.sorted() {
             let info = stages[s]
-            let attempt: Int
-            switch inst.status {
-            case .pending: attempt = 1
-            case .retrying(let next, _): attempt = next
-            default: continue
+            while var queue = ready[s], let key = queue.first {
+                guard let inst = instance(key) else { queue.removeFirst(); ready[s] = queue.isEmpty ? nil : queue; continue }
+                let attempt: Int
+                switch inst.status {
+                case .pending: attempt = 1
+                case .retrying(let next, _): attempt = next
+                default:
+                    queue.removeFirst(); ready[s] = queue.isEmpty ? nil : queue; queued.remove(key)
+                    continue
+                }
+                if cancelRequested && !info.conditionUsesStatus {
+                    queue.removeFirst(); ready[s] = queue.isEmpty ? nil : queue
+                    let e = RunEvent.instanceCancelled(key, reason: "the run was cancelled")
+                    events.append(e); apply(e, at: now)
+                    continue
+                }
+                if let limit = info.stage.effectiveConcurrency, runningPerStage[s, default: 0] >= limit { break }
+                if info.stage.kind == .run, runningProcesses >= maxProcesses { break }
+                queue.removeFirst()
+                ready[s] = queue.isEmpty ? nil : queue
+                let deadline = info.stage.timeout.map { now + $0.milliseconds }
+                let e = RunEvent.instanceStarted(key, attempt: attempt, deadline: deadline)
+                events.append(e)
+                apply(e, at: now)
             }
-            if cancelRequested && !info.conditionUsesStatus {
-                let e = RunEvent.instanceCancelled(key, reason: "the run was cancelled")
-                events.append(e); apply(e, at: now)
-                continue
-            }
-            if let limit = info.stage.effectiveConcurrency, runningPerStage[s, default: 0] >= limit { waiting.append(key); continue }
-            if info.stage.kind == .run, runningProcesses >= maxProcesses { waiting.append(key); continue }
-            let deadline = info.stage.timeout.map { now + $0.milliseconds }
-            let e = RunEvent.instanceStarted(key, attempt: attempt, deadline: deadline)
-            events.append(e)
-            apply(e, at: now)
         }
-        ready = waiting
 
         if unended == 0, ready.isEmpty, sources.values.allSatisfy(\.isSettled), runningProcesses == 0 {
             let e = RunEvent.runFinished(finalOutcome)
@@ -475,6 +483,11 @@ public struct RunStateMachine: Sendable {
         }
         if sources.values.contains(where: { if case .failed = $0.state { return true } else { return false } }) { return .failed }
         return .succeeded
+    }
+
+    private mutating func enqueue(_ key: InstanceKey) {
+        guard let s = index[key.stage], queued.insert(key).inserted else { return }
+        ready[s, default: Deque()].append(key)
     }
 
     // MARK: - Gates
@@ -606,7 +619,7 @@ public struct RunStateMachine: Sendable {
         }
         roots["stages"] = .object(stagesObject)
         roots["vars"] = .object(vars)
-        roots["env"] = .object(OrderedObject(environment.sorted { $0.key < $1.key }.map { ($0.key, Value.string($0.value)) }))
+        roots["env"] = environmentValue
         roots["run"] = .object(OrderedObject([("id", .string(runId))]))
         roots["settings"] = workflow.settings.value
         return ExpressionContext(roots: roots)

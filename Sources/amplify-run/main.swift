@@ -9,6 +9,8 @@ import Glibc
 /// swift-argument-parser's usage errors (64) to exit code 2.
 // A line at a time even in a pipe: a runner killed mid-run must not lose what it printed.
 Processes.lineBufferStandardOutput()
+// A parent may have blocked them (test harnesses do); Ctrl-C and `cancel` must still reach us.
+Processes.unblockRunnerSignals()
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 var directory: String?

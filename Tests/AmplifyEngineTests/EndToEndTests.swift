@@ -6,7 +6,7 @@ import Testing
 @Suite("Running workflows end to end")
 struct EndToEndTests {
     @Test("outputs flow between stages, per item and into a fan-in stage; exit 0")
-    func outputsAndFanIn() throws {
+    func outputsAndFanIn() async throws {
         let box = try Sandbox("""
         version: 1
         vars: {greeting: hello}
@@ -28,7 +28,7 @@ struct EndToEndTests {
             fan-in: true
             run: echo ${{ join(stages.build.outputs.artifact, ',') }} > summary.txt
         """)
-        let r = try amplify(["wf.yaml"], in: box)
+        let r = try await amplify(["wf.yaml"], in: box)
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(box.read("out-a-1.txt") == "hello $(rm -rf /) first\n", "item text is data, never shell code")
         #expect(box.read("out-a-2.txt") == "hello `whoami` second\n")
@@ -37,7 +37,7 @@ struct EndToEndTests {
     }
 
     @Test("retry, timeout, continue-on-error and `if` decide the exit code")
-    func failuresAndExitCodes() throws {
+    func failuresAndExitCodes() async throws {
         let box = try Sandbox("""
         version: 1
         stages:
@@ -53,7 +53,7 @@ struct EndToEndTests {
           next: {needs: tolerant, run: touch next}
         """)
         let start = Date()
-        let r = try amplify(["wf.yaml"], in: box)
+        let r = try await amplify(["wf.yaml"], in: box)
         #expect(r.status == 1, "a timed-out stage fails the run")
         #expect(Date().timeIntervalSince(start) < 20, "the timeout ended the sleep's process group")
         #expect(box.read("count") == "2\n", "flaky ran twice")
@@ -61,16 +61,16 @@ struct EndToEndTests {
         #expect(FileManager.default.fileExists(atPath: box.path + "/cleanup"))
         #expect(FileManager.default.fileExists(atPath: box.path + "/next"))
         #expect(r.stdout.contains("slow failed: timed out after 300ms"))
-        let status = try amplify(["status"], in: box)
+        let status = try await amplify(["status"], in: box)
         #expect(status.stdout.contains("after-slow  -     skipped"), "\(status.stdout)")
         #expect(status.stdout.contains("finished (failed)"))
     }
 
     @Test("a finished run is not run again; the next command starts a new run")
-    func finishedRunsStayFinished() throws {
+    func finishedRunsStayFinished() async throws {
         let box = try Sandbox("version: 1\nstages: {a: {run: echo x >> ledger}}")
-        #expect(try amplify(["wf.yaml"], in: box).status == 0)
-        let second = try amplify(["wf.yaml"], in: box)
+        #expect(try await amplify(["wf.yaml"], in: box).status == 0)
+        let second = try await amplify(["wf.yaml"], in: box)
         #expect(second.status == 0)
         #expect(second.stdout.contains("starting run"))
         #expect(box.read("ledger") == "x\nx\n")
@@ -82,10 +82,12 @@ struct EndToEndTests {
         let box = try Sandbox("version: 1\nstages: {a: {run: sleep 5}}")
         let first = try startAmplify(["wf.yaml"], in: box)
         defer { first.terminate(); first.waitUntilExit() }
-        var second = try amplify(["wf.yaml"], in: box)
+        // Until the first runner has made its run, a second one would rightly start a run of its own.
+        for _ in 0..<100 where (try? box.journals())?.isEmpty ?? true { try await Task.sleep(for: .milliseconds(20)) }
+        var second = try await amplify(["wf.yaml"], in: box)
         for _ in 0..<50 where second.status != 4 {
             try await Task.sleep(for: .milliseconds(100))
-            second = try amplify(["wf.yaml"], in: box)
+            second = try await amplify(["wf.yaml"], in: box)
         }
         #expect(second.status == 4)
         #expect(second.stderr.contains("pid \(first.processIdentifier)"), "\(second.stderr)")
@@ -100,8 +102,8 @@ struct EndToEndTests {
         kill(runner.processIdentifier, SIGINT)
         runner.waitUntilExit()
         #expect(runner.terminationStatus == 130)
-        #expect(try amplify(["status"], in: box).stdout.contains("interrupted (resumable"))
-        let resumed = try amplify(["wf.yaml"], in: box)
+        #expect(try await amplify(["status"], in: box).stdout.contains("interrupted (resumable"))
+        let resumed = try await amplify(["wf.yaml"], in: box)
         #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)")
         #expect(resumed.stdout.hasPrefix("amplify-run: resuming run"))
         #expect(FileManager.default.fileExists(atPath: box.path + "/c"))
@@ -121,12 +123,12 @@ struct EndToEndTests {
         handle.write(Data("{\"seq\":99,\"at\":\"2026-".utf8))
         try handle.close()
         try "version: 1\nstages: {a: {run: touch a}, b: {run: touch b}}".write(toFile: box.path + "/wf.yaml", atomically: true, encoding: .utf8)
-        let resumed = try amplify(["wf.yaml", "--new"], in: box)
+        let resumed = try await amplify(["wf.yaml", "--new"], in: box)
         #expect(resumed.status == 0)
         // The interrupted run: resume it by id through its own journal.
         let text = try String(contentsOfFile: journal, encoding: .utf8)
         #expect(text.hasSuffix("\"2026-"), "untouched until that run is resumed")
-        let status = try amplify(["status", URL(fileURLWithPath: journal).deletingLastPathComponent().lastPathComponent], in: box)
+        let status = try await amplify(["status", URL(fileURLWithPath: journal).deletingLastPathComponent().lastPathComponent], in: box)
         #expect(status.status == 0, "status ignores a torn line")
     }
 
@@ -137,16 +139,16 @@ struct EndToEndTests {
         try await Task.sleep(for: .milliseconds(500))
         kill(runner.processIdentifier, SIGKILL)
         runner.waitUntilExit()
-        let r = try amplify(["wf.yaml", "--var", "n=3"], in: box)
+        let r = try await amplify(["wf.yaml", "--var", "n=3"], in: box)
         #expect(r.status == 2)
         #expect(r.stderr.contains("--new"))
-        let unknown = try amplify(["wf.yaml", "--new", "--var", "nn=3"], in: box)
+        let unknown = try await amplify(["wf.yaml", "--new", "--var", "nn=3"], in: box)
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("did you mean 'n'?"))
     }
 
     @Test("commands inherit no descriptor but stdin, stdout and stderr")
-    func descriptors() throws {
+    func descriptors() async throws {
         // ls holds its directory open as 3; anything inherited would show as 3 and push it to 4.
         let box = try Sandbox("""
         version: 1
@@ -154,14 +156,14 @@ struct EndToEndTests {
           list: {run: [ls, /proc/self/fd]}
           keep: {run: [sh, -c, 'printf "%s" "$1" > fds.txt', sh, "${{ stages.list.outputs.stdout }}"]}
         """)
-        #expect(try amplify(["wf.yaml"], in: box).status == 0)
+        #expect(try await amplify(["wf.yaml"], in: box).status == 0)
         #expect(box.read("fds.txt").split(separator: "\n").sorted() == ["0", "1", "2", "3"], "\(box.read("fds.txt"))")
     }
 
     @Test("--json prints journal events only")
-    func json() throws {
+    func json() async throws {
         let box = try Sandbox("version: 1\nstages: {a: {run: echo hi}}")
-        let r = try amplify(["wf.yaml", "--json"], in: box)
+        let r = try await amplify(["wf.yaml", "--json"], in: box)
         #expect(r.status == 0)
         let lines = r.stdout.split(separator: "\n")
         #expect(lines.count >= 4)
@@ -187,23 +189,27 @@ struct CrashTests {
             with: {source: command, command: ["sh", "-c", "echo '[{\\"id\\":\\"a\\"},{\\"id\\":\\"b\\"},{\\"id\\":\\"c\\"}]'"]}
           one:
             for-each: ${{ stages.list.outputs.items }}
-            run: echo "start one ${{ item.id }}" >> ledger; sleep 0.2
+            run: echo "start one ${{ item.id }}" >> ledger; sleep 0.6
           two:
-            run: echo "start two ${{ item.id }}" >> ledger; sleep 0.2
+            run: echo "start two ${{ item.id }}" >> ledger; sleep 0.6
           report:
             fan-in: true
             run: echo "start report" >> ledger
         """)
         var kills = 0
+        var endings: [String] = []
         for _ in 0..<8 {
             let (done, finished) = try journaled(box)
             if finished { break }
             let before = box.read("ledger").split(separator: "\n").count
             let runner = try startAmplify(["wf.yaml"], in: box)
-            try await Task.sleep(for: .milliseconds(Int.random(in: 30...350, using: &rng)))
+            // Kill once the journal has grown by a random number of events, then a random few ms later.
+            let target = journalLines(box) + Int.random(in: 1...8, using: &rng)
+            for _ in 0..<400 where journalLines(box) < target && runner.isRunning { try await Task.sleep(for: .milliseconds(5)) }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...40, using: &rng)))
             kill(runner.processIdentifier, SIGKILL)
             runner.waitUntilExit()
-            if runner.terminationReason == .uncaughtSignal { kills += 1 }
+            if runner.terminationReason == .uncaughtSignal { kills += 1 } else { endings.append("status \(runner.terminationStatus)") }
             for line in box.read("ledger").split(separator: "\n").dropFirst(before) {
                 let words = line.split(separator: " ")
                 let key = words.count == 3 ? "\(words[1])[\(words[2])]" : String(words[1])
@@ -211,16 +217,21 @@ struct CrashTests {
             }
         }
         if try !journaled(box).finished {
-            let final = try amplify(["wf.yaml"], in: box)
+            let final = try await amplify(["wf.yaml"], in: box)
             #expect(final.status == 0, "\(final.stdout)\(final.stderr)")
         }
-        #expect(kills > 0)
+        #expect(kills > 0, "runners ended by themselves: \(endings)")
         let ledger = box.read("ledger")
         for key in ["one a", "one b", "one c", "two a", "two b", "two c", "report"] {
             #expect(ledger.contains("start \(key)"), "\(key) never ran")
         }
         #expect(try box.journals().count == 1, "one run, resumed each time")
         for path in try box.journals() { _ = try Journal.read(path: path) }
+    }
+
+    func journalLines(_ box: Sandbox) -> Int {
+        guard let path = try? box.journals().last, let text = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
+        return text.split(separator: "\n").count
     }
 
     /// Instance names (`one[b]`) journaled as succeeded in the sandbox's run, and whether it finished.

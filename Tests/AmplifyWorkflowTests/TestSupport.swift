@@ -34,18 +34,27 @@ func errors(_ yaml: String) -> [String] {
     check(yaml).diagnostics.filter(\.isError).map { "\($0.location): \($0.message)" }
 }
 
-/// Runs the amplify-run executable and returns its exit status and output.
-func runCLI(_ arguments: [String], in directory: URL? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+/// Runs the amplify-run executable and returns its exit status and output, without holding a
+/// thread of the concurrency pool while it runs.
+func runCLI(_ arguments: [String], in directory: URL? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let tmp = FileManager.default.temporaryDirectory
+    let outURL = tmp.appendingPathComponent("out-\(UUID().uuidString)")
+    let errURL = tmp.appendingPathComponent("err-\(UUID().uuidString)")
+    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    defer {
+        try? FileManager.default.removeItem(at: outURL)
+        try? FileManager.default.removeItem(at: errURL)
+    }
     let process = Process()
     process.executableURL = Repository.executable
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = directory }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    process.standardOutput = try FileHandle(forWritingTo: outURL)
+    process.standardError = try FileHandle(forWritingTo: errURL)
+    let status: Int32 = try await withCheckedThrowingContinuation { c in
+        process.terminationHandler = { c.resume(returning: $0.terminationStatus) }
+        do { try process.run() } catch { process.terminationHandler = nil; c.resume(throwing: error) }
+    }
+    return (status, (try? String(contentsOf: outURL, encoding: .utf8)) ?? "", (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
 }

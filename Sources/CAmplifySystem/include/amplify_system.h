@@ -19,4 +19,8 @@ int amplify_pipe_cloexec_nonblock(int fds[2]);
 /// Makes stdout line-buffered (Swift 6 cannot name C's `stdout` safely).
 void amplify_line_buffer_stdout(void);
 
+/// Unblocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 in the calling thread: a runner started by a
+/// parent that blocks them (test harnesses do) must still be able to hear them.
+void amplify_unblock_signals(void);
+
 #endif

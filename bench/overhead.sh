@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# N items × 3 chained no-op `run` stages through amplify-run, and the same commands through
+# `make -j` (the floor for running commands in a DAG), in one go. Prints wall times, the ratio,
+# and amplify-run's peak memory. A measurement, not a test.
+#
+#   bench/overhead.sh [N] [RUNS]      (defaults: 1000 items, 3 runs; medians are reported)
+set -euo pipefail
+N=${1:-1000}
+RUNS=${2:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+JOBS=$(( 2 * $(nproc) ))
+
+swift build -c release --package-path "$ROOT" >/dev/null
+BIN="$ROOT/.build/release/amplify-run"
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+git init -q .
+
+# The items: N objects with ids, printed by a command (query-ready, source: command).
+python3 - "$N" > items.json <<'PY'
+import json, sys
+print(json.dumps([{"id": f"item-{i}"} for i in range(int(sys.argv[1]))]))
+PY
+
+cat > bench.yaml <<YAML
+version: 1
+settings: {max-processes: $JOBS}
+stages:
+  list:
+    uses: query-ready
+    with: {source: command, command: [cat, items.json]}
+  one:
+    for-each: \${{ stages.list.outputs.items }}
+    run: [/bin/true]
+  two:
+    run: [/bin/true]
+  three:
+    run: [/bin/true]
+YAML
+
+# The same DAG for make: three chained targets per item.
+{
+  printf 'all:'
+  for i in $(seq 0 $((N - 1))); do printf ' three-%d' "$i"; done
+  printf '\n'
+  for i in $(seq 0 $((N - 1))); do
+    printf 'one-%d:\n\t@/bin/true\ntwo-%d: one-%d\n\t@/bin/true\nthree-%d: two-%d\n\t@/bin/true\n' "$i" "$i" "$i" "$i" "$i"
+  done
+  printf '.PHONY: all'
+  for i in $(seq 0 $((N - 1))); do printf ' one-%d two-%d three-%d' "$i" "$i" "$i"; done
+  printf '\n'
+} > Makefile
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+amp_times=(); make_times=(); amp_mem=()
+for r in $(seq 1 "$RUNS"); do
+  rm -rf .amplify
+  /usr/bin/time -f "%e %M" -o amp.time "$BIN" bench.yaml --new > amp.log
+  read -r t m < amp.time
+  amp_times+=("$t"); amp_mem+=("$m")
+  /usr/bin/time -f "%e" -o make.time make -s -j"$JOBS" all
+  make_times+=("$(cat make.time)")
+done
+
+AMP=$(printf '%s\n' "${amp_times[@]}" | median)
+MAKE=$(printf '%s\n' "${make_times[@]}" | median)
+MEM=$(printf '%s\n' "${amp_mem[@]}" | median)
+EVENTS=$(wc -l < "$(ls -d .amplify/runs/*/ | tail -n 1)journal.jsonl")
+echo "N=$N items × 3 no-op run stages, -j$JOBS, median of $RUNS runs on $(nproc) cores"
+echo "  amplify-run: ${AMP} s   (runs: ${amp_times[*]}; $EVENTS journal events)"
+echo "  make -j$JOBS:   ${MAKE} s   (runs: ${make_times[*]})"
+awk -v a="$AMP" -v m="$MAKE" 'BEGIN { printf "  ratio:       %.2f× make\n", a / m }'
+awk -v k="$MEM" 'BEGIN { printf "  amplify-run peak memory (max RSS): %.1f MiB\n", k / 1024 }'
