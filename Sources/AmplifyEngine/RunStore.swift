@@ -18,6 +18,8 @@ public struct RunStore: Sendable {
     public func journal(of run: String) -> String { directory(of: run) + "/journal.jsonl" }
     public func lock(of run: String) -> String { directory(of: run) + "/lock" }
     public func workflowCopy(of run: String) -> String { directory(of: run) + "/workflow.yaml" }
+    /// Written by `amplify-run cancel` (its reason) before it signals the runner.
+    public func cancelRequest(of run: String) -> String { directory(of: run) + "/cancel-requested" }
 
     /// A new run id: sortable by start time, unique.
     public static func newRunId(now: Int64) -> String {
@@ -90,6 +92,14 @@ public struct RunStore: Sendable {
             }
         }
         return Summary(id: run, workflow: workflow, name: name, vars: vars, startedAt: startedAt, outcome: outcome, interrupted: interrupted)
+    }
+
+    /// The newest run that has not finished, of any workflow.
+    public func newestUnfinished() -> Summary? {
+        for id in runIds().reversed() {
+            if let s = summary(of: id), s.outcome == nil { return s }
+        }
+        return nil
     }
 
     /// The newest run of a workflow that has not finished.

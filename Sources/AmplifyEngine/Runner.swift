@@ -16,6 +16,10 @@ public struct RunRequest: Sendable {
     public var environment: [String: String]
     /// How long a process group gets between SIGTERM and SIGKILL.
     public var grace: Duration
+    /// Act on this run (resume or settle it) rather than the newest unfinished one of the workflow.
+    public var runId: String?
+    /// Cancel the run as soon as it is resumed (`cancel` on a run whose runner is dead).
+    public var cancelOnStart = false
 
     public init(repository: String, workflowPath: String, workflowBytes: [UInt8], varOverrides: [String: String] = [:], forceNew: Bool = false, environment: [String: String] = [:], grace: Duration = .seconds(10)) {
         self.repository = repository
@@ -53,6 +57,7 @@ public final class Runner: Sendable {
         case process(InstanceKey, attempt: Int, pid: Int32, startTime: UInt64)
         case wake
         case signal(Int32)
+        case cancel(reason: String)
     }
 
     let request: RunRequest
@@ -76,7 +81,13 @@ public final class Runner: Sendable {
         var notes: [String] = []
 
         // A run to resume, or a new one.
-        let existing = request.forceNew ? nil : store.newestUnfinished(workflow: request.workflowPath)
+        var existing = request.forceNew ? nil : store.newestUnfinished(workflow: request.workflowPath)
+        if let id = request.runId {
+            guard let s = store.summary(of: id), s.outcome == nil else {
+                throw RunFailure(exitCode: 2, message: "run \(id) is not an unfinished run in \(store.root)")
+            }
+            existing = s
+        }
         let runId: String
         var workflow = current
         var vars = current.vars
@@ -153,7 +164,17 @@ public final class Runner: Sendable {
         observer.begin(run: runId, resumed: existing != nil, notes: notes)
 
         let (inputs, continuation) = AsyncStream<Input>.makeStream()
-        let trap = SignalTrap(signals: signals) { continuation.yield(.signal($0)) }
+        let cancelFile = store.cancelRequest(of: runId)
+        let trap = SignalTrap(signals: signals + [SIGUSR1]) { signal in
+            if signal == SIGUSR1 {
+                // `amplify-run cancel` leaves its request in the run's directory, then signals.
+                if let reason = try? WorkflowFile.read(cancelFile) {
+                    continuation.yield(.cancel(reason: String(decoding: reason, as: UTF8.self)))
+                }
+            } else {
+                continuation.yield(.signal(signal))
+            }
+        }
         defer { trap.cancel(); withExtendedLifetime(lock) {} }
 
         let context = DriverContext(request: request, runId: runId, runDirectory: store.directory(of: runId), executors: executors, continuation: continuation)
@@ -164,6 +185,10 @@ public final class Runner: Sendable {
                 try driver.record([.runStarted(run: runId, workflow: request.workflowPath, name: workflow.name, vars: vars)], now: now, sync: true)
             }
             try driver.record([.runnerStarted(pid: getpid(), resumed: existing != nil)], now: now, sync: false)
+            if request.cancelOnStart {
+                let reason = (try? WorkflowFile.read(cancelFile)).map { String(decoding: $0, as: UTF8.self) } ?? "cancelled"
+                try await driver.cancel(reason: reason, settlingDeadRunner: true)
+            }
             try await driver.reconcile()
             return try await driver.loop(inputs)
         } catch {
@@ -231,6 +256,26 @@ struct Driver {
         }
     }
 
+    /// Cancels the run: journal it, end the process groups of running instances, mark them
+    /// cancelled. Pending instances are cancelled by the machine (those with `always()` still run).
+    mutating func cancel(reason: String, settlingDeadRunner: Bool) async throws(JournalError) {
+        guard !machine.cancelRequested else { return }
+        try record([.cancelRequested(reason: reason)], now: Processes.now(), sync: true)
+        for (key, inst) in machine.runningInstances {
+            if let p = inst.process {
+                if settlingDeadRunner {
+                    if Processes.isAlive(pid: p.pid, startTime: p.startTime) {
+                        await ChildProcess.terminateGroup(p.pid, startTime: p.startTime, grace: context.request.grace)
+                    }
+                } else {
+                    Processes.signalGroup(p.pid, SIGTERM)
+                    scheduleKill(p.pid)
+                }
+            }
+            try record([.instanceCancelled(key, reason: "ended by cancel")], now: Processes.now())
+        }
+    }
+
     /// Settles instances the journal shows in flight: a dead runner's work.
     mutating func reconcile() async throws(JournalError) {
         for (key, instance) in machine.runningInstances {
@@ -286,6 +331,8 @@ struct Driver {
                 case .succeeded(let outputs): try record([.instanceSucceeded(key, outputs: outputs)], now: now)
                 case .failed(let reason): try record([machine.failure(key, reason: reason, now: now)], now: now)
                 }
+            case .cancel(let reason):
+                try await cancel(reason: reason, settlingDeadRunner: false)
             case .signal(let signal):
                 // Checkpoint, end the process groups of `run` stages (they run again on resume), leave.
                 try record([.interrupted(signal: signal)], now: Processes.now(), sync: true)
@@ -306,7 +353,7 @@ struct Driver {
         for entry in entries { observer.record(entry, line: entry.event.line(seq: entry.seq, at: entry.at), state: machine) }
     }
 
-    private func scheduleKill(_ pgid: Int32) {
+    func scheduleKill(_ pgid: Int32) {
         let grace = context.request.grace
         Task.detached {
             try? await Task.sleep(for: grace)
@@ -341,7 +388,7 @@ final class SignalTrap: @unchecked Sendable {  // dispatch sources are thread-sa
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
             nonisolated(unsafe) var seen = false
             source.setEventHandler {
-                if seen { exit(128 + signalNumber) }
+                if seen && signalNumber != SIGUSR1 { exit(128 + signalNumber) }
                 seen = true
                 handler(signalNumber)
             }

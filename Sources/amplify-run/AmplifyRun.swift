@@ -6,7 +6,7 @@ struct AmplifyRun: AsyncParsableCommand {
         commandName: "amplify-run",
         abstract: "Run orchestration workflows of AI coding agents: checkpointed, resumable, exactly-once merges.",
         version: "0.1.0",
-        subcommands: [RunCommand.self, ValidateCommand.self, PlanCommand.self, StatusCommand.self, RunsCommand.self, SchemaCommand.self, DemoCommand.self],
+        subcommands: [RunCommand.self, ValidateCommand.self, PlanCommand.self, StatusCommand.self, RunsCommand.self, CancelCommand.self, SchemaCommand.self, DemoCommand.self],
         defaultSubcommand: RunCommand.self
     )
 

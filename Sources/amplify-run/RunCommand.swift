@@ -28,6 +28,18 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object per event on stdout (the journal's events), nothing else.")
     var json = false
 
+    /// The runner's environment, which commands inherit.
+    static func environment() -> [String: String] {
+        var environment: [String: String] = [:]
+        var e = environ
+        while let p = e.pointee {
+            let s = String(cString: p)
+            if let eq = s.firstIndex(of: "=") { environment[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            e += 1
+        }
+        return environment
+    }
+
     func validate() throws {
         for v in vars where !v.contains("=") || v.hasPrefix("=") {
             throw ValidationError("--var takes KEY=VALUE, not '\(v)'")
@@ -58,14 +70,7 @@ struct RunCommand: AsyncParsableCommand {
             overrides[key] = String(v.dropFirst(key.count + 1))
         }
         _ = workflow
-        var environment: [String: String] = [:]
-        var e = environ
-        while let p = e.pointee {
-            let s = String(cString: p)
-            if let eq = s.firstIndex(of: "=") { environment[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            e += 1
-        }
-        let request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: environment)
+        let request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: RunCommand.environment())
         let observer: RunObserver = json ? JSONObserver() : LineObserver(workflowPath: relative)
         do {
             let code = try await Runner(request: request, observer: observer).run()

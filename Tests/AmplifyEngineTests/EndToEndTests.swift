@@ -147,6 +147,45 @@ struct EndToEndTests {
         #expect(unknown.stderr.contains("did you mean 'n'?"))
     }
 
+    @Test("cancel a live run: running commands end, pending ones are cancelled, `always()` still runs, exit 3")
+    func cancelLive() async throws {
+        let box = try Sandbox("version: 1\nstages: {a: {run: sleep 30 && touch a}, b: {run: touch b}, c: {run: touch c, if: '${{ always() }}'}}")
+        let runner = try startAmplify(["wf.yaml"], in: box)
+        func started() -> Bool {
+            guard let path = (try? box.journals())?.first else { return false }
+            return (try? String(contentsOfFile: path, encoding: .utf8))?.contains("process-started") ?? false
+        }
+        for _ in 0..<200 where !started() {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let cancel = try await amplify(["cancel"], in: box)
+        #expect(cancel.status == 0, "\(cancel.stderr)")
+        runner.waitUntilExit()
+        #expect(runner.terminationStatus == 3)
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/b"))
+        #expect(FileManager.default.fileExists(atPath: box.path + "/c"))
+        let status = try await amplify(["status", "--json"], in: box)
+        let v = try JSONParser.parse(status.stdout)
+        #expect(v["state"] == .string("cancelled"))
+        #expect(try await amplify(["cancel"], in: box).status == 2, "nothing left to cancel")
+    }
+
+    @Test("cancel a run whose runner is dead: settled under its lock, the orphaned command ended")
+    func cancelDead() async throws {
+        let box = try Sandbox("version: 1\nstages: {a: {run: 'echo $$ > pid; sleep 30'}, b: {run: touch b}}")
+        let runner = try startAmplify(["wf.yaml"], in: box)
+        for _ in 0..<200 where box.read("pid").isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+        kill(runner.processIdentifier, SIGKILL)
+        runner.waitUntilExit()
+        let orphan = try #require(Int32(box.read("pid").trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(kill(orphan, 0) == 0, "the command outlived its runner")
+        let cancel = try await amplify(["cancel"], in: box)
+        #expect(cancel.status == 0, "\(cancel.stdout)\(cancel.stderr)")
+        #expect(cancel.stdout.contains("run cancelled"))
+        #expect(Processes.stat(orphan).map { $0.state == "Z" } ?? true, "the orphaned command was ended")
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/b"))
+    }
+
     @Test("commands inherit no descriptor but stdin, stdout and stderr")
     func descriptors() async throws {
         // ls holds its directory open as 3; anything inherited would show as 3 and push it to 4.
