@@ -71,7 +71,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         _ = workflow
         let request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: RunCommand.environment())
-        let observer: RunObserver = json ? JSONObserver() : LineObserver(workflowPath: relative)
+        let observer: RunObserver
+        if json { observer = JSONObserver() } else if Terminal.liveView { observer = TerminalObserver(workflowPath: relative) } else { observer = LineObserver(workflowPath: relative) }
         do {
             let code = try await Runner(request: request, observer: observer).run()
             throw ExitCode(code)

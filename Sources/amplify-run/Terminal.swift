@@ -9,6 +9,16 @@ struct Terminal {
 
     static var colorOnStderr: Bool { isTTY(2) && getenv("NO_COLOR") == nil }
 
+    /// Redraw in place only on a terminal, and not when NO_COLOR asks for plain output.
+    static var liveView: Bool { isTTY(1) && getenv("NO_COLOR") == nil && getenv("TERM").map { String(cString: $0) } != "dumb" }
+
+    /// The terminal's height (24 when unknown).
+    static var rows: UInt16 {
+        var size = winsize()
+        guard ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_row > 0 else { return 24 }
+        return size.ws_row
+    }
+
     static func out(_ s: String) {
         print(s)
     }

@@ -1,0 +1,123 @@
+import AmplifyEngine
+import AmplifyWorkflow
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The view on a terminal: one line per item (id, title, stage, elapsed, last event) and the
+/// run-wide stages, redrawn in place at most ten times a second; then the summary.
+final class TerminalObserver: RunObserver {
+    private struct Line {
+        var name: String
+        var title: String
+        var stage = "-"
+        var since: Int64 = 0
+        var event = "waiting"
+        var active = false
+        var ended = false
+    }
+
+    private struct State {
+        var lines: [String: Line] = [:]
+        var order: [String] = []
+        var drawn = 0
+        var lastDraw: Int64 = 0
+        var header = ""
+        var finished = false
+    }
+
+    private let state = Mutex(State())
+    private let workflowPath: String
+    private let color: Bool
+
+    init(workflowPath: String) {
+        self.workflowPath = workflowPath
+        color = getenv("NO_COLOR") == nil
+    }
+
+    func begin(run: String, resumed: Bool, notes: [String]) {
+        print(resumed ? "amplify-run: resuming run \(run) of \(workflowPath)" : "amplify-run: starting run \(run) of \(workflowPath)")
+        for n in notes { print("amplify-run: \(n)") }
+        // Elapsed times move, and the last events show, even when nothing happens.
+        Task.detached { [self] in
+            while !state.withLock({ $0.finished }) {
+                try? await Task.sleep(for: .milliseconds(500))
+                if !state.withLock({ $0.finished || $0.order.isEmpty }) { redraw(now: Processes.now()) }
+            }
+        }
+    }
+
+    func record(_ entry: JournalEntry, line: String, state machine: RunStateMachine) {
+        let key: InstanceKey
+        var text: String
+        switch entry.event {
+        case .instanceStarted(let k, let attempt, _): key = k; text = attempt > 1 ? "attempt \(attempt)" : "started"
+        case .instanceSucceeded(let k, _): key = k; text = "succeeded"
+        case .instanceFailed(let k, _, let reason, let retryAt): key = k; text = (retryAt == nil ? "failed: " : "will retry: ") + reason
+        case .instanceSkipped(let k, let reason, _): key = k; text = "skipped: " + reason
+        case .instanceCancelled(let k, _): key = k; text = "cancelled"
+        default: return
+        }
+        let id = key.item.map { RunStateMachine.itemName(machine.item(for: key), index: $0) } ?? key.stage
+        var title = ""
+        if case .object(let o)? = machine.item(for: key), case .string(let t)? = o["title"] { title = t }
+        let now = entry.at
+        let draw = state.withLock { s -> Bool in
+            if s.lines[id] == nil {
+                s.lines[id] = Line(name: id, title: title)
+                s.order.append(id)
+            }
+            s.lines[id]!.stage = key.stage
+            s.lines[id]!.event = text
+            if case .instanceStarted = entry.event { s.lines[id]!.since = now; s.lines[id]!.active = true }
+            if machine.instance(key)?.status.isEnded == true { s.lines[id]!.active = false }
+            s.header = RunReport(machine, now: now).counts.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
+            return now - s.lastDraw >= 100
+        }
+        if draw { redraw(now: now) }
+    }
+
+    func end(state machine: RunStateMachine, exitCode: Int32) {
+        redraw(now: Processes.now())
+        state.withLock { $0.finished = true }
+        RunSummaryPrinter.print(RunReport(machine, now: Processes.now()), exitCode: exitCode, interrupted: machine.interruptedBy)
+    }
+
+    private func redraw(now: Int64) {
+        let rows = Int(Terminal.rows) - 2
+        let output = state.withLock { s -> String in
+            s.lastDraw = now
+            let out = s.drawn > 0 ? "\u{1B}[\(s.drawn)A\u{1B}[J" : ""
+            // Live items first, then the most recent others, within the terminal's height.
+            let live = s.order.filter { s.lines[$0]!.active }
+            let rest = s.order.filter { !s.lines[$0]!.active }.suffix(max(0, rows - live.count))
+            let shown = Array((live + rest).prefix(max(1, rows)))
+            var lines = ["\(bold("amplify-run")) \(workflowPath): \(s.header)"]
+            for id in shown {
+                let l = s.lines[id]!
+                let elapsed = l.active ? RunReport.format(milliseconds: now - l.since) : ""
+                let title = l.title.count > 30 ? String(l.title.prefix(29)) + "…" : l.title
+                let event = l.event.count > 60 ? String(l.event.prefix(59)) + "…" : l.event
+                lines.append("  \(l.name.padding(toLength: 14)) \(title.padding(toLength: 30)) \(l.stage.padding(toLength: 12)) \(elapsed.padding(toLength: 7)) \(paint(event))")
+            }
+            s.drawn = lines.count
+            return out + lines.joined(separator: "\n") + "\n"
+        }
+        fputsStdout(output)
+    }
+
+    private func bold(_ s: String) -> String { color ? "\u{1B}[1m\(s)\u{1B}[0m" : s }
+
+    private func paint(_ event: String) -> String {
+        guard color else { return event }
+        if event.hasPrefix("failed") { return "\u{1B}[31m\(event)\u{1B}[0m" }
+        if event.hasPrefix("succeeded") { return "\u{1B}[32m\(event)\u{1B}[0m" }
+        if event.hasPrefix("will retry") || event.hasPrefix("skipped") || event.hasPrefix("cancelled") { return "\u{1B}[33m\(event)\u{1B}[0m" }
+        return event
+    }
+
+    private func fputsStdout(_ s: String) {
+        print(s, terminator: "")
+    }
+}
