@@ -23,7 +23,7 @@ final class TerminalObserver: RunObserver {
         var order: [String] = []
         var drawn = 0
         var lastDraw: Int64 = 0
-        var header = ""
+        var machine: RunStateMachine?
         var finished = false
     }
 
@@ -72,7 +72,7 @@ final class TerminalObserver: RunObserver {
             s.lines[id]!.event = text
             if case .instanceStarted = entry.event { s.lines[id]!.since = now; s.lines[id]!.active = true }
             if machine.instance(key)?.status.isEnded == true { s.lines[id]!.active = false }
-            s.header = RunReport(machine, now: now).counts.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
+            s.machine = machine
             return now - s.lastDraw >= 100
         }
         if draw { redraw(now: now) }
@@ -93,7 +93,9 @@ final class TerminalObserver: RunObserver {
             let live = s.order.filter { s.lines[$0]!.active }
             let rest = s.order.filter { !s.lines[$0]!.active }.suffix(max(0, rows - live.count))
             let shown = Array((live + rest).prefix(max(1, rows)))
-            var lines = ["\(bold("amplify-run")) \(workflowPath): \(s.header)"]
+            // Counted here, at most ten times a second, not for every event.
+            let header = s.machine.map { RunReport($0, now: now).counts.map { "\($0.1) \($0.0)" }.joined(separator: ", ") } ?? ""
+            var lines = ["\(bold("amplify-run")) \(workflowPath): \(header)"]
             for id in shown {
                 let l = s.lines[id]!
                 let elapsed = l.active ? RunReport.format(milliseconds: now - l.since) : ""
