@@ -30,22 +30,39 @@ public enum ChildProcess {
         public var description: String { "cannot start '\(program)': \(reason)" }
     }
 
-    /// Starts `argv` with the environment and working directory given, output to files opened
-    /// here (appending). Returns the pid, which is also the process group id.
-    public static func spawn(_ argv: [String], environment: [String: String], directory: String?, stdout: String?, stderr: String?) throws(SpawnError) -> Int32 {
+    /// Where a child's stdout or stderr goes.
+    public enum Output: Sendable {
+        /// Appended to a file.
+        case file(String)
+        /// A descriptor the caller owns (a memory file, say); it stays open.
+        case descriptor(Int32)
+    }
+
+    /// A file in memory (no inode on disk), for capturing output; the caller closes it.
+    public static func memoryFile(_ name: String) -> Int32 {
+        amplify_memfd(name)
+    }
+
+    /// Starts `argv` with the environment and working directory given, stdin from /dev/null.
+    /// Returns the pid, which is also the process group id.
+    public static func spawn(_ argv: [String], environment: [String: String], directory: String?, stdout: Output?, stderr: Output?) throws(SpawnError) -> Int32 {
         guard let program = argv.first, !program.isEmpty else { throw SpawnError(program: "", reason: "empty command") }
         let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if devnull >= 0 { close(devnull) } }
-        func openOutput(_ path: String?) -> Int32 {
-            guard let path else { return -1 }
-            return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        var opened: [Int32] = []
+        func descriptor(_ output: Output?) -> Int32 {
+            switch output {
+            case .file(let path)?:
+                let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+                if fd >= 0 { opened.append(fd) }
+                return fd
+            case .descriptor(let fd)?: return fd
+            case nil: return -1
+            }
         }
-        let out = openOutput(stdout)
-        let err = stderr == stdout ? out : openOutput(stderr)
-        defer {
-            if out >= 0 { close(out) }
-            if err >= 0 && err != out { close(err) }
-        }
+        let out = descriptor(stdout)
+        let err = descriptor(stderr)
+        defer { opened.forEach { close($0) } }
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         var cEnv: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

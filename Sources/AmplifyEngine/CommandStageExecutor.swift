@@ -27,17 +27,22 @@ public struct CommandStageExecutor: StageExecutor {
         } catch {
             return .failed(error.description)
         }
-        let logs = job.runDirectory + "/logs/" + job.fileStem
+        // stdout and stderr go to files in memory: no inode on disk per command, which was most
+        // of the runner's cost. A failed command's output is kept in logs/ for reading later.
+        let out = ChildProcess.memoryFile("stdout")
+        let err = ChildProcess.memoryFile("stderr")
+        defer {
+            if out >= 0 { close(out) }
+            if err >= 0 { close(err) }
+        }
         let outputFile = job.runDirectory + "/outputs/" + job.fileStem + ".env"
-        _ = unlink(logs + ".out")
-        _ = unlink(logs + ".err")
-        let fd = open(outputFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        if fd >= 0 { close(fd) }
         var environment = prepared.environment
         environment["AMPLIFY_OUTPUT"] = outputFile
         let termination: ChildProcess.Termination
         do {
-            let pid = try ChildProcess.spawn(prepared.argv, environment: environment, directory: prepared.directory, stdout: logs + ".out", stderr: logs + ".err")
+            let pid = try ChildProcess.spawn(prepared.argv, environment: environment, directory: prepared.directory,
+                                             stdout: out >= 0 ? .descriptor(out) : .file(job.runDirectory + "/logs/" + job.fileStem + ".out"),
+                                             stderr: err >= 0 ? .descriptor(err) : .file(job.runDirectory + "/logs/" + job.fileStem + ".err"))
             processStarted(pid, Processes.startTime(pid) ?? 0)
             termination = await ChildProcess.wait(pid)
             // Whatever the command left running in its group goes with it.
@@ -45,7 +50,7 @@ public struct CommandStageExecutor: StageExecutor {
         } catch {
             return .failed(error.description)
         }
-        let stdout = CommandStageExecutor.readCapped(logs + ".out", limit: CommandStageExecutor.stdoutLimit)
+        let stdout = out >= 0 ? CommandStageExecutor.readCapped(fd: out, limit: CommandStageExecutor.stdoutLimit) : CommandStageExecutor.readCapped(job.runDirectory + "/logs/" + job.fileStem + ".out", limit: CommandStageExecutor.stdoutLimit)
         var outputs = OrderedObject()
         let code: Int
         switch termination {
@@ -60,8 +65,14 @@ public struct CommandStageExecutor: StageExecutor {
         } else {
             for (k, v) in written.sorted(by: { $0.key < $1.key }) where outputs[k] == nil { outputs[k] = .string(v) }
         }
+        if termination != .exited(0), out >= 0, err >= 0 {
+            let stderr = CommandStageExecutor.readCapped(fd: err, limit: CommandStageExecutor.stdoutLimit)
+            let log = job.runDirectory + "/logs/" + job.fileStem + ".log"
+            try? RunStore.writeAtomically(Array(("--- stdout\n" + stdout + "\n--- stderr\n" + stderr).utf8), to: log)
+        }
         guard termination == .exited(0) else {
-            let tail = CommandStageExecutor.tail(CommandStageExecutor.readCapped(logs + ".err", limit: 1 << 16), lines: 5)
+            let stderr = err >= 0 ? CommandStageExecutor.readCapped(fd: err, limit: 1 << 16) : CommandStageExecutor.readCapped(job.runDirectory + "/logs/" + job.fileStem + ".err", limit: 1 << 16)
+            let tail = CommandStageExecutor.tail(stderr, lines: 5)
             return .failed("\(prepared.argv.first ?? "command") \(termination)\(tail.isEmpty ? "" : ": " + tail)")
         }
         return .succeeded(outputs)
@@ -123,13 +134,18 @@ public struct CommandStageExecutor: StageExecutor {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return "" }
         defer { close(fd) }
+        return readCapped(fd: fd, limit: limit)
+    }
+
+    /// At most `limit` bytes of an open file, from its start.
+    static func readCapped(fd: Int32, limit: Int) -> String {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_size > 0 else { return "" }
         let size = min(Int(st.st_size), limit)
         var buffer = [UInt8](repeating: 0, count: size)
         var total = 0
         while total < size {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, size - total) }
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + total, size - total, off_t(total)) }
             if n <= 0 { break }
             total += n
         }

@@ -4,7 +4,7 @@
 #include <sys/types.h>
 
 /// Starts `argv[0]` (searched in PATH when it has no '/') in a new session and process group,
-/// with every signal's disposition reset and the mask cleared, stdin/stdout/stderr on the given
+/// with ignored signals reset to their defaults and the mask cleared, stdin/stdout/stderr on the given
 /// descriptors and the working directory `cwd` (NULL: unchanged). No other descriptor is
 /// inherited, whoever opened it. Returns 0 and sets `*pid`, or an errno.
 int amplify_spawn(char *const argv[], char *const envp[], const char *cwd,
@@ -22,5 +22,9 @@ void amplify_line_buffer_stdout(void);
 /// Unblocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 in the calling thread: a runner started by a
 /// parent that blocks them (test harnesses do) must still be able to hear them.
 void amplify_unblock_signals(void);
+
+/// memfd_create(2) with MFD_CLOEXEC: a file in memory, for capturing a command's output without
+/// creating an inode on disk. Returns a descriptor or -1.
+int amplify_memfd(const char *name);
 
 #endif
