@@ -45,13 +45,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // What both test targets share: running the built executable without blocking the pool.
+        .target(name: "AmplifyTestSupport", path: "Tests/AmplifyTestSupport"),
         .testTarget(
             name: "AmplifyEngineTests",
-            dependencies: ["AmplifyEngine", "AmplifyWorkflow", "amplify-run"]
+            dependencies: ["AmplifyEngine", "AmplifyWorkflow", "AmplifyTestSupport", "amplify-run"]
         ),
         .testTarget(
             name: "AmplifyWorkflowTests",
-            dependencies: ["AmplifyWorkflow", "amplify-run"],
+            dependencies: ["AmplifyWorkflow", "AmplifyTestSupport", "amplify-run"],
             exclude: ["Malformed"]
         ),
     ],

@@ -216,11 +216,12 @@ struct Driver {
     var timerAt: Int64?
 
     /// Journals events (one write, synced when any of them must be), then applies and shows them.
-    mutating func record(_ events: [RunEvent], now: Int64, sync: Bool? = nil) throws(JournalError) {
+    /// Events from `decide()` are applied already (`applied: true`).
+    mutating func record(_ events: [RunEvent], now: Int64, sync: Bool? = nil, applied: Bool = false) throws(JournalError) {
         guard !events.isEmpty else { return }
         let entries = try journal.append(events, at: now, sync: sync ?? mustSync(events))
         for entry in entries {
-            machine.apply(entry.event, at: entry.at)
+            if !applied { machine.apply(entry.event, at: entry.at) }
             observer.record(entry, line: entry.event.line(seq: entry.seq, at: entry.at), state: machine)
         }
     }
@@ -308,7 +309,7 @@ struct Driver {
             let events = machine.decide(now: now)
             if !events.isEmpty {
                 // decide() has applied them; journal them, then carry them out.
-                try recordDecided(events, now: now)
+                try record(events, now: now, applied: true)
                 for e in events { if case .instanceStarted(let key, let attempt, _) = e { launch(key, attempt: attempt) } }
             }
             if let outcome = machine.outcome {
@@ -345,12 +346,6 @@ struct Driver {
                 return code
             }
         }
-    }
-
-    /// decide() has applied its events to the machine already; journal them and show them.
-    private mutating func recordDecided(_ events: [RunEvent], now: Int64) throws(JournalError) {
-        let entries = try journal.append(events, at: now, sync: mustSync(events))
-        for entry in entries { observer.record(entry, line: entry.event.line(seq: entry.seq, at: entry.at), state: machine) }
     }
 
     func scheduleKill(_ pgid: Int32) {

@@ -18,6 +18,6 @@ struct DemoCommand: ParsableCommand {
         guard let workflow = result.workflow else { throw ExitCode(2) }
         print("The embedded default workflow checks clean. The DAG it compiles to:\n")
         print(Plan(workflow).render(.text))
-        print("This build has the workflow language only: the engine that runs this DAG on a sandbox repository is not built yet.")
+        print("This build has the workflow language and the engine, but not yet the orchestration stages (dispatch, wait-approved, merge, close, cleanup) that this DAG needs; the demo will run it on a sandbox repository once they land. `amplify-run workflows/examples/generic.yaml` in any git repository runs a workflow of generic stages today.")
     }
 }

@@ -50,7 +50,7 @@ struct RunCommand: AsyncParsableCommand {
         let source = try? WorkflowFile.read(file)
         let result = WorkflowFile.check(file)
         Terminal.printDiagnostics(result.diagnostics, source: source)
-        guard let workflow = result.workflow, let bytes = source else { throw ExitCode(2) }
+        guard result.workflow != nil, let bytes = source else { throw ExitCode(2) }
         if dryRun {
             Terminal.err("amplify-run: --dry-run is not built yet (it needs the orchestration stages); `amplify-run plan \(file)` shows the DAG")
             throw ExitCode(2)
@@ -69,7 +69,6 @@ struct RunCommand: AsyncParsableCommand {
             let key = String(v.prefix { $0 != "=" })
             overrides[key] = String(v.dropFirst(key.count + 1))
         }
-        _ = workflow
         let request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: RunCommand.environment())
         let observer: RunObserver
         if json { observer = JSONObserver() } else if Terminal.liveView { observer = TerminalObserver(workflowPath: relative) } else { observer = LineObserver(workflowPath: relative) }

@@ -1,4 +1,5 @@
 import AmplifyEngine
+import AmplifyTestSupport
 import AmplifyWorkflow
 import Foundation
 import Testing
@@ -97,38 +98,13 @@ func shell(_ command: String, in directory: URL) throws -> String {
 
 /// The amplify-run binary built beside the tests.
 var executable: URL {
-    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("amplify-run")
-    if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
-    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(".build/debug/amplify-run")
+    amplifyExecutable(repositoryRoot: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent())
 }
 
 /// Runs amplify-run to the end without holding a thread of the concurrency pool while it runs
 /// (the pool has two threads here; blocked, they starve the tests that time kills).
 func amplify(_ arguments: [String], in sandbox: Sandbox) async throws -> (status: Int32, stdout: String, stderr: String) {
     try await runProcess(executable, arguments, in: sandbox.url)
-}
-
-func runProcess(_ program: URL, _ arguments: [String], in directory: URL) async throws -> (status: Int32, stdout: String, stderr: String) {
-    let tmp = FileManager.default.temporaryDirectory
-    let outURL = tmp.appendingPathComponent("out-\(UUID().uuidString)")
-    let errURL = tmp.appendingPathComponent("err-\(UUID().uuidString)")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    defer {
-        try? FileManager.default.removeItem(at: outURL)
-        try? FileManager.default.removeItem(at: errURL)
-    }
-    let p = Process()
-    p.executableURL = program
-    p.arguments = arguments
-    p.currentDirectoryURL = directory
-    p.standardOutput = try FileHandle(forWritingTo: outURL)
-    p.standardError = try FileHandle(forWritingTo: errURL)
-    let status: Int32 = try await withCheckedThrowingContinuation { c in
-        p.terminationHandler = { c.resume(returning: $0.terminationStatus) }
-        do { try p.run() } catch { p.terminationHandler = nil; c.resume(throwing: error) }
-    }
-    return (status, (try? String(contentsOf: outURL, encoding: .utf8)) ?? "", (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
 }
 
 /// Starts amplify-run without waiting.
