@@ -353,6 +353,9 @@ public struct RunStateMachine: Sendable {
                 dirtySources.insert(d)
             } else if info.source != nil && stages[s].source == info.source {
                 markDirty(InstanceKey(info.stage.id, item: key.item))
+            } else if info.source != nil {
+                // A per-item stage that needs a once-stage: any of its items may be ready now.
+                for item in (perItem[d] ?? []).indices { markDirty(InstanceKey(info.stage.id, item: item)) }
             } else if key.item == nil || unendedPerStage[s, default: 0] == 0 {
                 // A fan-in stage: only once every item's instance has ended.
                 markDirty(InstanceKey(info.stage.id))
@@ -394,7 +397,6 @@ public struct RunStateMachine: Sendable {
     public mutating func decide(now: Int64) -> [RunEvent] {
         guard outcome == nil else { return [] }
         var events: [RunEvent] = []
-        var skippedNow = Set<InstanceKey>()
 
         // Fixed point: a skip or an expansion can make more instances decidable.
         var progress = true
@@ -420,7 +422,6 @@ public struct RunStateMachine: Sendable {
                     let e: RunEvent = cancelRequested && afterFailure ? .instanceCancelled(key, reason: "the run was cancelled") : .instanceSkipped(key, reason: reason, afterFailure: afterFailure)
                     events.append(e)
                     apply(e, at: now)
-                    skippedNow.insert(key)
                     progress = true
                 case .fail(let reason):
                     let e = RunEvent.instanceFailed(key, attempt: 0, reason: reason, retryAt: nil)

@@ -143,6 +143,23 @@ struct RunStateMachineTests {
         #expect(sim.status("c") == "running", "the fan-in `if` saw the list of both items' outputs")
     }
 
+    @Test("a per-item stage that also needs a once-stage starts when that stage ends last")
+    func perItemNeedsOnceStage() {
+        var sim = Simulation(workflow("""
+        version: 1
+        stages:
+          setup: {run: prepare}
+          build: {for-each: [x, y], needs: [], run: make}
+          test: {needs: [build, setup], run: test}
+        """))
+        sim.step()
+        sim.succeed(InstanceKey("build", item: 0))
+        sim.succeed(InstanceKey("build", item: 1))
+        #expect(sim.step().isEmpty, "test waits for setup")
+        sim.succeed(InstanceKey("setup"))
+        #expect(sim.step() == [InstanceKey("test", item: 0), InstanceKey("test", item: 1)])
+    }
+
     @Test("a for-each that is not a list fails the stage and the run, not the runner")
     func badForEach() {
         var sim = Simulation(workflow("version: 1\nstages: {a: {run: x, outputs: [n]}, b: {for-each: '${{ stages.a.outputs.n }}', run: y}}"))
