@@ -49,7 +49,8 @@ let package = Package(
         .target(name: "AmplifyTestSupport", path: "Tests/AmplifyTestSupport"),
         .testTarget(
             name: "AmplifyEngineTests",
-            dependencies: ["AmplifyEngine", "AmplifyWorkflow", "AmplifyTestSupport", "amplify-run"]
+            dependencies: ["AmplifyEngine", "AmplifyWorkflow", "AmplifyTestSupport", "amplify-run"],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "AmplifyWorkflowTests",

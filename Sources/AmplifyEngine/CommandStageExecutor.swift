@@ -17,6 +17,8 @@ public struct PreparedCommand: Sendable, Equatable {
 public struct CommandStageExecutor: StageExecutor {
     public static let stdoutLimit = 1 << 20
     var grace: Duration
+    /// How much of stdout is kept (the `stdout` output of `run` stages: 1 MiB).
+    var stdoutLimit = CommandStageExecutor.stdoutLimit
 
     public func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
         let evaluator = ExpressionEvaluator(context: job.context)
@@ -50,7 +52,7 @@ public struct CommandStageExecutor: StageExecutor {
         } catch {
             return .failed(error.description)
         }
-        let stdout = out >= 0 ? CommandStageExecutor.readCapped(fd: out, limit: CommandStageExecutor.stdoutLimit) : CommandStageExecutor.readCapped(job.runDirectory + "/logs/" + job.fileStem + ".out", limit: CommandStageExecutor.stdoutLimit)
+        let stdout = out >= 0 ? CommandStageExecutor.readCapped(fd: out, limit: stdoutLimit) : CommandStageExecutor.readCapped(job.runDirectory + "/logs/" + job.fileStem + ".out", limit: stdoutLimit)
         var outputs = OrderedObject()
         let code: Int
         switch termination {

@@ -3,47 +3,66 @@ import AmplifyWorkflow
 import Glibc
 #endif
 
-/// `query-ready`: asks for the ready items and filters them. This build implements
-/// `source: command` (any command printing a JSON array of objects with `id`); `bd` and `file`
-/// arrive with the orchestration stages. A query has no side effects: in flight at a crash, it
-/// is simply asked again.
+/// `query-ready`: asks for the ready items and filters them. `source: bd` runs `bd ready --json`;
+/// `source: file` reads a Beads issues file with bd's ready rules; `source: command` runs any
+/// command printing a JSON array of objects with `id`. A query has no side effects: in flight at
+/// a crash, it is simply asked again.
 public struct QueryReadyExecutor: StageExecutor {
     var grace: Duration
     static let idPattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+    /// The most a tracker's answer or issues file may hold.
+    static let inputLimit = 64 << 20
 
     public func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
         let evaluator = ExpressionEvaluator(context: job.context)
-        func param(_ name: String) throws(EvaluationError) -> Value? {
-            try job.stage.parameter(name)?.render(evaluator)
-        }
         do {
-            let source = try param("source")?.renderedText ?? "bd"
-            guard source == "command" else {
-                return .failed("query-ready `source: \(source)` is not built into this version yet; use `source: command`")
+            let source = try job.stage.parameter("source")?.render(evaluator).renderedText ?? "bd"
+            let all: [Value]
+            switch source {
+            case "file":
+                let path = try job.stage.parameter("path")?.render(evaluator).renderedText ?? ""
+                let full = path.hasPrefix("/") ? path : job.repository + "/" + path
+                let bytes: [UInt8]
+                do { bytes = try WorkflowFile.read(full, limit: QueryReadyExecutor.inputLimit) } catch {
+                    return .failed("`source: file`: \(error.description)")
+                }
+                do {
+                    all = BeadsReadiness.ready(try BeadsReadiness.parseIssues(String(decoding: bytes, as: UTF8.self)), now: Timestamp.iso8601(milliseconds: Processes.now()))
+                } catch {
+                    return .failed("`source: file`: \(path) is not a JSON array or JSONL of issues: \(error)")
+                }
+            case "bd":
+                guard QueryReadyExecutor.findInPath("bd", environment: job.environment) != nil else {
+                    return .failed("`bd` is not on PATH: install Beads, or read its issues file with `source: file` and `path: .beads/issues.jsonl`")
+                }
+                var argv = ["bd", "ready", "--json"]
+                if case .int(let n)? = try job.stage.parameter("limit")?.render(evaluator) { argv += ["--limit", String(n)] }
+                for label in try strings(job.stage.parameter("label"), evaluator) { argv += ["--label", label] }
+                argv += try strings(job.stage.parameter("args"), evaluator)
+                switch await runJSON(.argv(argv.map { Template(parts: [.text($0)]) }), job: job, processStarted: processStarted) {
+                case .success(let items): all = items
+                case .failure(let message): return .failed("bd ready: \(message.text)")
+                }
+            case "command":
+                guard let commandValue = job.stage.with["command"] else { return .failed("`source: command` needs `command:`") }
+                let command: Command
+                switch commandValue {
+                case .list(let parts):
+                    command = .argv(parts.map { p in
+                        if case .template(let t) = p { return t }
+                        return Template(parts: [.text(p.literalValue?.renderedText ?? "")])
+                    })
+                case .template(let t): command = .shell(t)
+                case .literal(let v): command = .shell(Template(parts: [.text(v.renderedText)]))
+                case .object: return .failed("`command` must be a string or a list")
+                }
+                switch await runJSON(command, job: job, processStarted: processStarted) {
+                case .success(let items): all = items
+                case .failure(let message): return .failed(message.text)
+                }
+            default:
+                return .failed("unknown `source: \(source)`")
             }
-            guard let commandValue = job.stage.with["command"] else { return .failed("`source: command` needs `command:`") }
-            let command: Command
-            switch commandValue {
-            case .list(let parts):
-                command = .argv(parts.map { p in
-                    if case .template(let t) = p { return t }
-                    return Template(parts: [.text(p.literalValue?.renderedText ?? "")])
-                })
-            case .template(let t): command = .shell(t)
-            case .literal(let v): command = .shell(Template(parts: [.text(v.renderedText)]))
-            case .object: return .failed("`command` must be a string or a list")
-            }
-            var runJob = job
-            runJob.stage.command = command
-            runJob.stage.outputs = []
-            let result = await CommandStageExecutor(grace: grace).execute(runJob, processStarted: processStarted)
-            guard case .succeeded(let outputs) = result else { return result }
-            guard case .string(let stdout)? = outputs["stdout"] else { return .failed("the command printed nothing") }
-            let parsed: Value
-            do { parsed = try JSONParser.parse(stdout) } catch {
-                return .failed("the command's output is not JSON: \(error)")
-            }
-            guard case .list(let all) = parsed else { return .failed("the command printed \(parsed.kindDescription), not a JSON array of items") }
             let items = try QueryReadyExecutor.filter(all, stage: job.stage, evaluator: evaluator)
             var o = OrderedObject()
             o["items"] = .list(items.valid)
@@ -53,6 +72,44 @@ public struct QueryReadyExecutor: StageExecutor {
         } catch {
             return .failed(error.message)
         }
+    }
+
+    struct Message: Error { var text: String }
+
+    /// Runs a command and parses what it printed as a JSON array.
+    private func runJSON(_ command: Command, job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> Result<[Value], Message> {
+        var runJob = job
+        runJob.stage.command = command
+        runJob.stage.outputs = []
+        let result = await CommandStageExecutor(grace: grace, stdoutLimit: QueryReadyExecutor.inputLimit).execute(runJob, processStarted: processStarted)
+        guard case .succeeded(let outputs) = result else {
+            if case .failed(let reason) = result { return .failure(Message(text: reason)) }
+            return .failure(Message(text: "failed"))
+        }
+        guard case .string(let stdout)? = outputs["stdout"], !stdout.isEmpty else { return .failure(Message(text: "printed nothing; expected a JSON array of items")) }
+        do {
+            guard case .list(let items) = try JSONParser.parse(stdout) else { return .failure(Message(text: "printed JSON that is not an array of items")) }
+            return .success(items)
+        } catch {
+            return .failure(Message(text: "printed something that is not JSON (\(error))"))
+        }
+    }
+
+    private func strings(_ value: TemplateValue?, _ evaluator: ExpressionEvaluator) throws(EvaluationError) -> [String] {
+        switch try value?.render(evaluator) {
+        case .list(let l)?: return l.map(\.renderedText)
+        case .string(let s)?: return [s]
+        default: return []
+        }
+    }
+
+    /// The full path of a program found in the PATH of an environment.
+    static func findInPath(_ program: String, environment: [String: String]) -> String? {
+        for dir in (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(program)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
     }
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {

@@ -5,6 +5,11 @@ public struct JSONParser {
         public var offset: Int
         public var message: String
         public var description: String { "\(message) at byte \(offset)" }
+
+        public init(offset: Int, message: String) {
+            self.offset = offset
+            self.message = message
+        }
     }
 
     private let bytes: [UInt8]

@@ -103,8 +103,8 @@ var executable: URL {
 
 /// Runs amplify-run to the end without holding a thread of the concurrency pool while it runs
 /// (the pool has two threads here; blocked, they starve the tests that time kills).
-func amplify(_ arguments: [String], in sandbox: Sandbox) async throws -> (status: Int32, stdout: String, stderr: String) {
-    try await runProcess(executable, arguments, in: sandbox.url)
+func amplify(_ arguments: [String], in sandbox: Sandbox, environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await runProcess(executable, arguments, in: sandbox.url, environment: environment)
 }
 
 /// Starts amplify-run without waiting.

@@ -3,7 +3,7 @@ import Foundation
 /// Runs a program to the end without holding a thread of the concurrency pool while it runs
 /// (the pool has two threads on these machines; blocked, they starve tests that time kills).
 /// Output goes to temporary files, read once the program has exited.
-public func runProcess(_ program: URL, _ arguments: [String], in directory: URL?) async throws -> (status: Int32, stdout: String, stderr: String) {
+public func runProcess(_ program: URL, _ arguments: [String], in directory: URL?, environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
     let tmp = FileManager.default.temporaryDirectory
     let outURL = tmp.appendingPathComponent("out-\(UUID().uuidString)")
     let errURL = tmp.appendingPathComponent("err-\(UUID().uuidString)")
@@ -17,6 +17,9 @@ public func runProcess(_ program: URL, _ arguments: [String], in directory: URL?
     process.executableURL = program
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = directory }
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     process.standardOutput = try FileHandle(forWritingTo: outURL)
     process.standardError = try FileHandle(forWritingTo: errURL)
     let status: Int32 = try await withCheckedThrowingContinuation { c in
