@@ -95,7 +95,7 @@ public final class Journal {
             let slice = Array(bytes[start..<newline])
             let value: Value
             do { value = try JSONParser.parse(bytes: slice) } catch {
-                throw JournalError("\(path):\(line): error: not a JSON event (\(error)); the journal is damaged, the run cannot be resumed")
+                throw JournalError("\(path):\(line): error: not a JSON event (\(error)); the journal is damaged and the run cannot be resumed; start afresh with --new")
             }
             guard let event = RunEvent(value) else {
                 throw JournalError("\(path):\(line): error: unknown or incomplete event \(value["type"]?.renderedText ?? "(no type)")")

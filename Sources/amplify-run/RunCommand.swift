@@ -50,11 +50,7 @@ struct RunCommand: AsyncParsableCommand {
         let source = try? WorkflowFile.read(file)
         let result = WorkflowFile.check(file)
         Terminal.printDiagnostics(result.diagnostics, source: source)
-        guard result.workflow != nil, let bytes = source else { throw ExitCode(2) }
-        if dryRun {
-            Terminal.err("amplify-run: --dry-run is not built yet (it needs the orchestration stages); `amplify-run plan \(file)` shows the DAG")
-            throw ExitCode(2)
-        }
+        guard let workflow = result.workflow, let bytes = source else { throw ExitCode(2) }
         let cwd = RepositoryLocator.currentDirectory()
         guard let repository = RepositoryLocator.topLevel(from: cwd) ?? RepositoryLocator.realPath(cwd) else {
             Terminal.err("amplify-run: error: cannot resolve the current directory")
@@ -68,6 +64,30 @@ struct RunCommand: AsyncParsableCommand {
         for v in vars {
             let key = String(v.prefix { $0 != "=" })
             overrides[key] = String(v.dropFirst(key.count + 1))
+        }
+        if dryRun {
+            var vars = workflow.vars
+            for (k, v) in overrides {
+                guard vars[k] != nil else {
+                    Terminal.err("amplify-run: error: --var \(k): the workflow declares no variable '\(k)'\(DidYouMean.hint(k, vars.keys))")
+                    throw ExitCode(2)
+                }
+                vars[k] = .string(v)
+            }
+            let report = await DryRun.run(workflow, repository: repository, vars: vars, environment: RunCommand.environment())
+            print("dry run of \(relative): only the queries ran; nothing was changed")
+            for f in report.failures { print("\(f.stage) failed: \(f.reason)") }
+            for e in report.expansions {
+                print("\(e.stage) would run for \(e.items.count) item\(e.items.count == 1 ? "" : "s")\(e.items.isEmpty ? "" : ":")")
+                for (i, item) in e.items.enumerated() {
+                    let title = item["title"].map { "  " + $0.renderedText } ?? ""
+                    print("  \(RunStateMachine.itemName(item, index: i))\(title)")
+                }
+            }
+            for r in report.refused {
+                for item in r.items { print("\(r.stage) refused an item whose id is not allowed: \(item["id"]?.json ?? item.json)") }
+            }
+            throw ExitCode(report.failures.isEmpty ? 0 : 1)
         }
         let request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: RunCommand.environment())
         let observer: RunObserver

@@ -98,6 +98,26 @@ struct QueryReadyTests {
         #expect(box.read("seen") == "shop-7 \n")
     }
 
+    @Test("--dry-run lists what would be dispatched and changes nothing")
+    func dryRun() async throws {
+        let box = try Sandbox("""
+        version: 1
+        stages:
+          ready:
+            uses: query-ready
+            with: {source: file, path: issues.jsonl, exclude-type: [epic]}
+          work:
+            for-each: ${{ stages.ready.outputs.items }}
+            run: touch touched
+        """)
+        try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("beads-issues.jsonl"), to: box.url.appendingPathComponent("issues.jsonl"))
+        let r = try await amplify(["wf.yaml", "--dry-run"], in: box)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("work would run for 2 items:\n  demo-2  Write greet()\n  demo-4  Document greet()"), "\(r.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/touched"))
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/.amplify"), "no run was recorded")
+    }
+
     @Test("`bd` missing from PATH is a clear error that names `source: file`")
     func bdMissing() async throws {
         let box = try Sandbox("version: 1\nstages: {ready: {uses: query-ready}}")
