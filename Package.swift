@@ -36,6 +36,8 @@ let package = Package(
         ),
         // posix_spawn with a new session, and other calls Swift's Glibc module lacks.
         .target(name: "CAmplifySystem"),
+        // The machine and the journal at scale with fake executors (bench/, not tests).
+        .executableTarget(name: "amplify-bench", dependencies: ["AmplifyEngine", "AmplifyWorkflow"]),
         // Argument parsing and terminal output only.
         .executableTarget(
             name: "amplify-run",

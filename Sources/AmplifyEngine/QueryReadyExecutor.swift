@@ -133,6 +133,8 @@ public struct QueryReadyExecutor: StageExecutor {
         let labels = try strings("label")
         var limit: Int?
         if case .int(let n)? = try stage.parameter("limit")?.render(evaluator) { limit = n }
+        // Without refill a run queries once, so `max-items` caps like `limit`.
+        if case .int(let n)? = try stage.parameter("max-items")?.render(evaluator) { limit = min(limit ?? n, n) }
         var valid: [Value] = []
         var invalid: [Value] = []
         for item in all {

@@ -437,29 +437,34 @@ public struct RunStateMachine: Sendable {
             enqueue(key)
         }
 
-        // Starts, within the concurrency limits; the rest wait in order.
+        // Starts, within the concurrency limits; the rest wait in order. The queues are changed in
+        // place: a copy taken out of the dictionary would copy the whole queue on every start.
         for s in ready.keys.sorted() {
             let info = stages[s]
-            while var queue = ready[s], let key = queue.first {
-                guard let inst = instance(key) else { queue.removeFirst(); ready[s] = queue.isEmpty ? nil : queue; continue }
+            while let key = ready[s]?.first {
+                func pop() {
+                    ready[s]!.removeFirst()
+                    if ready[s]!.isEmpty { ready[s] = nil }
+                }
+                guard let inst = instance(key) else { pop(); continue }
                 let attempt: Int
                 switch inst.status {
                 case .pending: attempt = 1
                 case .retrying(let next, _): attempt = next
                 default:
-                    queue.removeFirst(); ready[s] = queue.isEmpty ? nil : queue; queued.remove(key)
+                    pop()
+                    queued.remove(key)
                     continue
                 }
                 if cancelRequested && !info.conditionUsesStatus {
-                    queue.removeFirst(); ready[s] = queue.isEmpty ? nil : queue
+                    pop()
                     let e = RunEvent.instanceCancelled(key, reason: "the run was cancelled")
                     events.append(e); apply(e, at: now)
                     continue
                 }
                 if let limit = info.stage.effectiveConcurrency, runningPerStage[s, default: 0] >= limit { break }
                 if info.stage.kind == .run, runningProcesses >= maxProcesses { break }
-                queue.removeFirst()
-                ready[s] = queue.isEmpty ? nil : queue
+                pop()
                 let deadline = info.stage.timeout.map { now + $0.milliseconds }
                 let e = RunEvent.instanceStarted(key, attempt: attempt, deadline: deadline)
                 events.append(e)
