@@ -91,6 +91,8 @@ struct EndToEndTests {
         }
         #expect(second.status == 4)
         #expect(second.stderr.contains("pid \(first.processIdentifier)"), "\(second.stderr)")
+        let status = try await amplify(["status"], in: box)
+        #expect(status.stdout.contains("running (pid \(first.processIdentifier))"), "status works while the run goes on: \(status.stdout)")
     }
 
     @Test("SIGINT checkpoints and exits 130; the same command resumes and finishes")

@@ -143,6 +143,28 @@ struct RunStateMachineTests {
         #expect(sim.status("c") == "running", "the fan-in `if` saw the list of both items' outputs")
     }
 
+    @Test("items arriving in batches get their own pipelines; fan-in waits until the list is closed")
+    func itemsInBatches() {
+        // A source whose list stays open (refill): more items come, and fan-in waits for them.
+        var open = Simulation(workflow("""
+        version: 1
+        stages:
+          list: {run: x}
+          build: {for-each: [], run: make, needs: list}
+          report: {fan-in: true, run: report}
+        """))
+        open.step()
+        open.succeed(InstanceKey("list"))
+        open.feed(.itemsAdded(stage: "build", items: [.string("a")], closed: false))
+        #expect(open.step() == [InstanceKey("build", item: 0)])
+        open.succeed(InstanceKey("build", item: 0))
+        #expect(open.step().isEmpty, "the list is still open: report waits")
+        open.feed(.itemsAdded(stage: "build", items: [.string("b")], closed: true))
+        #expect(open.step() == [InstanceKey("build", item: 1)])
+        open.succeed(InstanceKey("build", item: 1))
+        #expect(open.step() == [InstanceKey("report")])
+    }
+
     @Test("a per-item stage that also needs a once-stage starts when that stage ends last")
     func perItemNeedsOnceStage() {
         var sim = Simulation(workflow("""
