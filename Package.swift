@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "amplify-run", targets: ["amplify-run"]),
         .library(name: "AmplifyWorkflow", targets: ["AmplifyWorkflow"]),
         .library(name: "AmplifyEngine", targets: ["AmplifyEngine"]),
+        .library(name: "AmplifyStages", targets: ["AmplifyStages"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,6 +35,11 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        // The stage kinds: query-ready, run (and, to come, dispatch, wait-approved, merge, close, cleanup).
+        .target(
+            name: "AmplifyStages",
+            dependencies: ["AmplifyEngine", "AmplifyWorkflow"]
+        ),
         // posix_spawn with a new session, and other calls Swift's Glibc module lacks.
         .target(name: "CAmplifySystem"),
         // The machine and the journal at scale with fake executors (bench/, not tests).
@@ -44,6 +50,7 @@ let package = Package(
             dependencies: [
                 "AmplifyWorkflow",
                 "AmplifyEngine",
+                "AmplifyStages",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -51,7 +58,11 @@ let package = Package(
         .target(name: "AmplifyTestSupport", path: "Tests/AmplifyTestSupport"),
         .testTarget(
             name: "AmplifyEngineTests",
-            dependencies: ["AmplifyEngine", "AmplifyWorkflow", "AmplifyTestSupport", "amplify-run"],
+            dependencies: ["AmplifyEngine", "AmplifyWorkflow", "AmplifyTestSupport", "amplify-run"]
+        ),
+        .testTarget(
+            name: "AmplifyStagesTests",
+            dependencies: ["AmplifyStages", "AmplifyEngine", "AmplifyWorkflow", "AmplifyTestSupport", "amplify-run"],
             exclude: ["Fixtures"]
         ),
         .testTarget(

@@ -61,12 +61,12 @@ public final class Runner: Sendable {
     }
 
     let request: RunRequest
-    let executors: StageExecutors
+    let executors: StageExecutorRegistry
     let observer: RunObserver
 
-    public init(request: RunRequest, executors: StageExecutors? = nil, observer: RunObserver) {
+    public init(request: RunRequest, executors: StageExecutorRegistry, observer: RunObserver) {
         self.request = request
-        self.executors = executors ?? StageExecutors(grace: request.grace)
+        self.executors = executors
         self.observer = observer
     }
 
@@ -202,7 +202,7 @@ struct DriverContext: Sendable {
     var request: RunRequest
     var runId: String
     var runDirectory: String
-    var executors: StageExecutors
+    var executors: StageExecutorRegistry
     var continuation: AsyncStream<Runner.Input>.Continuation
 }
 

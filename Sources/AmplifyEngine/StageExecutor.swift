@@ -14,6 +14,18 @@ public struct StageJob: Sendable {
     /// The runner's environment, which commands inherit.
     public var environment: [String: String]
 
+    public init(key: InstanceKey, attempt: Int, stage: Stage, context: ExpressionContext, runId: String, runDirectory: String, repository: String, itemName: String?, environment: [String: String]) {
+        self.key = key
+        self.attempt = attempt
+        self.stage = stage
+        self.context = context
+        self.runId = runId
+        self.runDirectory = runDirectory
+        self.repository = repository
+        self.itemName = itemName
+        self.environment = environment
+    }
+
     /// A file name for this instance's logs and outputs: `build.3.a-1.2` (stage, item, name, attempt).
     public var fileStem: String {
         var s = key.stage
@@ -60,37 +72,7 @@ public enum RunPaths {
     }
 }
 
-/// The executor of each stage kind.
-public struct StageExecutors: Sendable {
-    public var run: StageExecutor
-    public var queryReady: StageExecutor
-    public var grace: Duration
-
-    public init(grace: Duration = .seconds(10)) {
-        self.grace = grace
-        run = CommandStageExecutor(grace: grace)
-        queryReady = QueryReadyExecutor(grace: grace)
-    }
-
-    public func executor(for kind: StageKind) -> StageExecutor {
-        switch kind {
-        case .run: return run
-        case .queryReady: return queryReady
-        case .dispatch, .waitApproved, .merge, .close, .cleanup: return NotBuiltExecutor(kind: kind)
-        }
-    }
-}
-
-/// The orchestration kinds arrive with the next milestone; until then an instance of one fails
-/// with a message that says so, rather than pretending.
-struct NotBuiltExecutor: StageExecutor {
-    var kind: StageKind
-
-    func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
-        .failed("stage kind \(kind.rawValue) is not built into this version of amplify-run yet")
-    }
-
-    func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
-        .ended(.failed("stage kind \(kind.rawValue) is not built into this version of amplify-run yet"))
-    }
+/// Finds the executor of each stage kind; the runner is given one (AmplifyStages provides it).
+public protocol StageExecutorRegistry: Sendable {
+    func executor(for kind: StageKind) -> StageExecutor
 }

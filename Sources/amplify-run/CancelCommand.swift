@@ -1,4 +1,5 @@
 import AmplifyEngine
+import AmplifyStages
 import AmplifyWorkflow
 import ArgumentParser
 #if canImport(Glibc)
@@ -53,7 +54,7 @@ struct CancelCommand: AsyncParsableCommand {
         request.runId = summary.id
         request.cancelOnStart = true
         do {
-            let code = try await Runner(request: request, observer: LineObserver(workflowPath: summary.workflow)).run()
+            let code = try await Runner(request: request, executors: StageExecutors(grace: request.grace), observer: LineObserver(workflowPath: summary.workflow)).run()
             if code != RunOutcome.cancelled.exitCode { throw ExitCode(code) }
         } catch let failure as RunFailure {
             Terminal.err("amplify-run: error: \(failure.message)")

@@ -1,4 +1,5 @@
 import AmplifyEngine
+import AmplifyStages
 import AmplifyWorkflow
 import ArgumentParser
 #if canImport(Glibc)
@@ -93,7 +94,7 @@ struct RunCommand: AsyncParsableCommand {
         let observer: RunObserver
         if json { observer = JSONObserver() } else if Terminal.liveView { observer = TerminalObserver(workflowPath: relative) } else { observer = LineObserver(workflowPath: relative) }
         do {
-            let code = try await Runner(request: request, observer: observer).run()
+            let code = try await Runner(request: request, executors: StageExecutors(grace: request.grace), observer: observer).run()
             throw ExitCode(code)
         } catch let failure as RunFailure {
             Terminal.err("amplify-run: error: \(failure.message)")

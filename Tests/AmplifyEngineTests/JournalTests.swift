@@ -1,4 +1,5 @@
 import AmplifyEngine
+import AmplifyTestSupport
 import AmplifyWorkflow
 import Foundation
 import Testing

@@ -1,4 +1,6 @@
 import AmplifyEngine
+import AmplifyStages
+import AmplifyTestSupport
 import AmplifyWorkflow
 import Foundation
 import Testing

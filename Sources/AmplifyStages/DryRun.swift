@@ -1,3 +1,4 @@
+import AmplifyEngine
 import AmplifyWorkflow
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import AmplifyEngine
 import AmplifyWorkflow
 
 /// Which issues of a Beads issues file are ready, by the rules `bd ready` applies to its

@@ -1,0 +1,62 @@
+import Foundation
+
+/// A temporary git repository with a workflow file, removed at deinit.
+public final class Sandbox {
+    public let url: URL
+    public var path: String { url.path }
+
+    public init(_ workflowYAML: String, name: String = "wf.yaml") throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("amplify-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        _ = try shell("git init -q", in: url)
+        try workflowYAML.write(to: url.appendingPathComponent(name), atomically: true, encoding: .utf8)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    public func read(_ relative: String) -> String {
+        (try? String(contentsOf: url.appendingPathComponent(relative), encoding: .utf8)) ?? ""
+    }
+
+    public func journals() throws -> [String] {
+        let runs = url.appendingPathComponent(".amplify/runs")
+        return try FileManager.default.contentsOfDirectory(atPath: runs.path).sorted().map { runs.appendingPathComponent($0).appendingPathComponent("journal.jsonl").path }
+    }
+}
+
+@discardableResult
+public func shell(_ command: String, in directory: URL) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    p.currentDirectoryURL = directory
+    let out = Pipe()
+    p.standardOutput = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// The amplify-run binary built beside the tests.
+public var executable: URL {
+    amplifyExecutable(repositoryRoot: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent())
+}
+
+/// Runs amplify-run to the end without holding a thread of the concurrency pool while it runs
+/// (the pool has two threads here; blocked, they starve the tests that time kills).
+public func amplify(_ arguments: [String], in sandbox: Sandbox, environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await runProcess(executable, arguments, in: sandbox.url, environment: environment)
+}
+
+/// Starts amplify-run without waiting.
+public func startAmplify(_ arguments: [String], in sandbox: Sandbox) throws -> Process {
+    let p = Process()
+    p.executableURL = executable
+    p.arguments = arguments
+    p.currentDirectoryURL = sandbox.url
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    return p
+}
