@@ -4,7 +4,7 @@ import ArgumentParser
 struct AmplifyRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "amplify-run",
-        abstract: "Run orchestration workflows of AI coding agents: checkpointed, resumable, exactly-once merges.",
+        abstract: "Run orchestration workflows of AI coding agents: a DAG of stages, checkpointed to disk, resumable after any interruption.",
         version: "0.1.0",
         subcommands: [RunCommand.self, ValidateCommand.self, PlanCommand.self, StatusCommand.self, RunsCommand.self, CancelCommand.self, SchemaCommand.self, DemoCommand.self],
         defaultSubcommand: RunCommand.self
