@@ -44,6 +44,9 @@ let package = Package(
         .target(name: "CAmplifySystem"),
         // The machine and the journal at scale with fake executors (bench/, not tests).
         .executableTarget(name: "amplify-bench", dependencies: ["AmplifyEngine", "AmplifyWorkflow"]),
+        // The libFuzzer target over loading and checking workflows (fuzz/run); built normally,
+        // it replays the inputs given on its command line.
+        .executableTarget(name: "amplify-fuzz", dependencies: ["AmplifyWorkflow"]),
         // Argument parsing and terminal output only.
         .executableTarget(
             name: "amplify-run",
