@@ -47,6 +47,14 @@ public enum ChildProcess {
     /// Returns the pid, which is also the process group id.
     public static func spawn(_ argv: [String], environment: [String: String], directory: String?, stdout: Output?, stderr: Output?) throws(SpawnError) -> Int32 {
         guard let program = argv.first, !program.isEmpty else { throw SpawnError(program: "", reason: "empty command") }
+        // The program is looked up in the PATH of the environment it gets, not the runner's.
+        var argv = argv
+        if !program.contains("/") {
+            guard let found = ChildProcess.find(program, path: environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin") else {
+                throw SpawnError(program: program, reason: "not found in PATH (\(environment["PATH"] ?? "unset"))")
+            }
+            argv[0] = found
+        }
         let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if devnull >= 0 { close(devnull) } }
         var opened: [Int32] = []
@@ -80,6 +88,16 @@ public enum ChildProcess {
         }
         guard rc == 0 else { throw SpawnError(program: program, reason: String(cString: strerror(rc))) }
         return pid
+    }
+
+    /// The first executable `program` in the directories of `path`.
+    public static func find(_ program: String, path: String) -> String? {
+        for dir in path.split(separator: ":", omittingEmptySubsequences: true) {
+            let candidate = "\(dir)/\(program)"
+            var st = stat()
+            if access(candidate, X_OK) == 0, stat(candidate, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR { return candidate }
+        }
+        return nil
     }
 
     /// Waits for a child of this process to end, without blocking a pool thread.

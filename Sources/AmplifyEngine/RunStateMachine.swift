@@ -200,6 +200,12 @@ public struct RunStateMachine: Sendable {
         return out
     }
 
+    /// The nearest stage of a kind that `stageId` depends on (directly or through others).
+    public func nearestAncestor(of stageId: String, kind: StageKind) -> Stage? {
+        guard let s = index[stageId] else { return nil }
+        return stages[s].ancestors.reversed().map { stages[$0].stage }.first { $0.kind == kind }
+    }
+
     /// The items of the `for-each` stage a per-item stage runs over.
     public func items(of stageId: String) -> [Value] {
         guard let s = index[stageId], let source = stages[s].source ?? (sources[s] != nil ? s : nil) else { return [] }

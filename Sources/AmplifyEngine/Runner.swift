@@ -241,7 +241,8 @@ struct Driver {
         let item = machine.item(for: key)
         return StageJob(key: key, attempt: attempt, stage: stage, context: machine.expressionContext(for: key), runId: context.runId,
                         runDirectory: context.runDirectory, repository: context.request.repository,
-                        itemName: key.item.map { RunStateMachine.itemName(item, index: $0) }, environment: context.request.environment)
+                        itemName: key.item.map { RunStateMachine.itemName(item, index: $0) }, environment: context.request.environment,
+                        upstreamQuery: machine.nearestAncestor(of: key.stage, kind: .queryReady))
     }
 
     /// Starts the executor of an instance whose start is in the journal.

@@ -13,8 +13,11 @@ public struct StageJob: Sendable {
     public var itemName: String?
     /// The runner's environment, which commands inherit.
     public var environment: [String: String]
+    /// The nearest `query-ready` stage this instance depends on: the tracker its item came from.
+    public var upstreamQuery: Stage?
 
-    public init(key: InstanceKey, attempt: Int, stage: Stage, context: ExpressionContext, runId: String, runDirectory: String, repository: String, itemName: String?, environment: [String: String]) {
+    public init(key: InstanceKey, attempt: Int, stage: Stage, context: ExpressionContext, runId: String, runDirectory: String, repository: String, itemName: String?, environment: [String: String], upstreamQuery: Stage? = nil) {
+        self.upstreamQuery = upstreamQuery
         self.key = key
         self.attempt = attempt
         self.stage = stage

@@ -33,7 +33,7 @@ public struct QueryReadyExecutor: StageExecutor {
                     return .failed("`source: file`: \(path) is not a JSON array or JSONL of issues: \(error)")
                 }
             case "bd":
-                guard QueryReadyExecutor.findInPath("bd", environment: job.environment) != nil else {
+                guard ChildProcess.find("bd", path: job.environment["PATH"] ?? "/usr/bin:/bin") != nil else {
                     return .failed("`bd` is not on PATH: install Beads, or read its issues file with `source: file` and `path: .beads/issues.jsonl`")
                 }
                 var argv = ["bd", "ready", "--json"]
@@ -45,18 +45,7 @@ public struct QueryReadyExecutor: StageExecutor {
                 case .failure(let message): return .failed("bd ready: \(message.text)")
                 }
             case "command":
-                guard let commandValue = job.stage.with["command"] else { return .failed("`source: command` needs `command:`") }
-                let command: Command
-                switch commandValue {
-                case .list(let parts):
-                    command = .argv(parts.map { p in
-                        if case .template(let t) = p { return t }
-                        return Template(parts: [.text(p.literalValue?.renderedText ?? "")])
-                    })
-                case .template(let t): command = .shell(t)
-                case .literal(let v): command = .shell(Template(parts: [.text(v.renderedText)]))
-                case .object: return .failed("`command` must be a string or a list")
-                }
+                guard let command = job.stage.with["command"].flatMap(Command.init) else { return .failed("`source: command` needs `command:`, a string or a list") }
                 switch await runJSON(command, job: job, processStarted: processStarted) {
                 case .success(let items): all = items
                 case .failure(let message): return .failed(message.text)
@@ -102,15 +91,6 @@ public struct QueryReadyExecutor: StageExecutor {
         case .string(let s)?: return [s]
         default: return []
         }
-    }
-
-    /// The full path of a program found in the PATH of an environment.
-    static func findInPath(_ program: String, environment: [String: String]) -> String? {
-        for dir in (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-            let candidate = "\(dir)/\(program)"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        return nil
     }
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {

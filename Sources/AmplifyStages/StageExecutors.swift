@@ -17,7 +17,8 @@ public struct StageExecutors: StageExecutorRegistry {
         switch kind {
         case .run: return run
         case .queryReady: return queryReady
-        case .dispatch, .waitApproved, .merge, .close, .cleanup: return NotBuiltExecutor(kind: kind)
+        case .close: return CloseExecutor(grace: grace)
+        case .dispatch, .waitApproved, .merge, .cleanup: return NotBuiltExecutor(kind: kind)
         }
     }
 }
@@ -33,5 +34,22 @@ struct NotBuiltExecutor: StageExecutor {
 
     func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
         .ended(.failed("stage kind \(kind.rawValue) is not built into this version of amplify-run yet"))
+    }
+}
+
+extension Command {
+    /// A `command` parameter (`with.command`) as a command: a string runs under /bin/sh -c, a
+    /// list is an argv.
+    init?(_ value: TemplateValue) {
+        switch value {
+        case .list(let parts):
+            self = .argv(parts.map { p in
+                if case .template(let t) = p { return t }
+                return Template(parts: [.text(p.literalValue?.renderedText ?? "")])
+            })
+        case .template(let t): self = .shell(t)
+        case .literal(let v): self = .shell(Template(parts: [.text(v.renderedText)]))
+        case .object: return nil
+        }
     }
 }

@@ -246,10 +246,8 @@ struct CrashTests {
             let before = box.read("ledger").split(separator: "\n").count
             let runner = try startAmplify(["wf.yaml"], in: box)
             // Kill once the journal has grown by a random number of events, then a random few ms later.
-            let target = journalLines(box) + Int.random(in: 1...8, using: &rng)
-            for _ in 0..<400 where journalLines(box) < target && runner.isRunning { try await Task.sleep(for: .milliseconds(5)) }
-            try await Task.sleep(for: .milliseconds(Int.random(in: 0...40, using: &rng)))
-            kill(runner.processIdentifier, SIGKILL)
+            await killAfter(runner, journalOf: box, events: journalLines(box) + Int.random(in: 1...8, using: &rng),
+                            thenMilliseconds: Int.random(in: 0...40, using: &rng))
             runner.waitUntilExit()
             if runner.terminationReason == .uncaughtSignal { kills += 1 } else { endings.append("status \(runner.terminationStatus)") }
             for line in box.read("ledger").split(separator: "\n").dropFirst(before) {
@@ -272,8 +270,34 @@ struct CrashTests {
     }
 
     func journalLines(_ box: Sandbox) -> Int {
-        guard let path = try? box.journals().last, let text = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
+        CrashTests.journalLines(runsOf: box.path)
+    }
+
+    static func journalLines(runsOf repository: String) -> Int {
+        let runs = repository + "/.amplify/runs"
+        guard let last = (try? FileManager.default.contentsOfDirectory(atPath: runs))?.sorted().last,
+              let text = try? String(contentsOfFile: runs + "/" + last + "/journal.jsonl", encoding: .utf8) else { return 0 }
         return text.split(separator: "\n").count
+    }
+
+    /// SIGKILLs the runner once its journal has `events` lines, `thenMilliseconds` later. The
+    /// watching happens on a thread of its own: the concurrency pool (two threads, shared with
+    /// every other test) wakes too late to catch a short run in the middle.
+    func killAfter(_ runner: Process, journalOf box: Sandbox, events: Int, thenMilliseconds delay: Int) async {
+        let repository = box.path
+        let pid = runner.processIdentifier
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                var waited = 0
+                while CrashTests.journalLines(runsOf: repository) < events, kill(pid, 0) == 0, waited < 20_000 {
+                    usleep(2000)
+                    waited += 2
+                }
+                usleep(useconds_t(delay * 1000))
+                kill(pid, SIGKILL)
+                c.resume()
+            }
+        }
     }
 
     /// Instance names (`one[b]`) journaled as succeeded in the sandbox's run, and whether it finished.
