@@ -7,15 +7,9 @@ import Testing
 
 @Suite("close")
 struct CloseTests {
-    static let workflowText = """
-    version: 1
-    stages:
-      ready:
-        uses: query-ready
-        with: {source: file, path: issues.jsonl, exclude-type: [epic]}
-      work:
-        for-each: ${{ stages.ready.outputs.items }}
-        run: ["sh", "-c", "echo \\"$1\\" >> worked", "sh", "${{ item.id }}"]
+    /// The file-source workflow of the query-ready tests, with a close after each item's step.
+    static let workflowText = QueryReadyTests.fileWorkflow + """
+
       close:
         uses: close
         with: {reason: Done by the test}
@@ -48,7 +42,7 @@ struct CloseTests {
         // demo-3 was blocked by demo-2; the next run finds it ready and closes it.
         let again = try await amplify(["wf.yaml"], in: box)
         #expect(again.status == 0)
-        #expect(box.read("worked").split(separator: "\n").sorted() == ["demo-2", "demo-3", "demo-4"])
+        #expect(box.read("seen").split(separator: "\n").sorted() == ["demo-2", "demo-3", "demo-4"])
         #expect(lines(box.read("issues.jsonl"))["demo-3"]?.contains("\"status\":\"closed\"") == true)
     }
 
