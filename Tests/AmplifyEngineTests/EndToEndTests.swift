@@ -133,6 +133,13 @@ struct EndToEndTests {
         #expect(text.hasSuffix("\"2026-"), "untouched until that run is resumed")
         let status = try await amplify(["status", URL(fileURLWithPath: journal).deletingLastPathComponent().lastPathComponent], in: box)
         #expect(status.status == 0, "status ignores a torn line")
+        // Settle the interrupted run: its orphaned `sleep 30` is ended, and the torn line cut.
+        let cancel = try await amplify(["cancel", URL(fileURLWithPath: journal).deletingLastPathComponent().lastPathComponent], in: box)
+        #expect(cancel.status == 0, "\(cancel.stdout)\(cancel.stderr)")
+        // Uncut, the fragment would have joined the next event into a garbage line.
+        let settled = try Journal.read(path: journal)
+        #expect(!settled.tornTail)
+        #expect(settled.entries.last?.event == .runFinished(.cancelled))
     }
 
     @Test("resuming with other --var values is refused")
@@ -148,6 +155,7 @@ struct EndToEndTests {
         let unknown = try await amplify(["wf.yaml", "--new", "--var", "nn=3"], in: box)
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("did you mean 'n'?"))
+        #expect(try await amplify(["cancel"], in: box).status == 0, "settling the run ends its orphaned command")
     }
 
     @Test("cancel a live run: running commands end, pending ones are cancelled, `always()` still runs, exit 3")
