@@ -12,11 +12,6 @@ public struct RunReport: Sendable {
         public var detail: String?
     }
 
-    /// The run's state as a word: running, interrupted (resumable), finished, cancelled.
-    public enum State: String, Sendable {
-        case running, interrupted, finished, cancelled, failed
-    }
-
     public var runId: String
     public var workflowName: String
     public var rows: [Row]

@@ -60,7 +60,6 @@ public struct RunStore: Sendable {
         public var vars: OrderedObject
         public var startedAt: Int64
         public var outcome: RunOutcome?
-        public var interrupted: Bool
     }
 
     /// The first and last events of a run's journal.
@@ -82,16 +81,14 @@ public struct RunStore: Sendable {
         var tail = [UInt8](repeating: 0, count: size - tailStart)
         let m = tail.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(tailStart)) }
         var outcome: RunOutcome?
-        var interrupted = false
         if m > 0 {
             let lines = tail[..<m].split(separator: 0x0A)
             if let lastComplete = (tail[..<m].last == 0x0A ? lines.last : lines.dropLast().last),
                let v = try? JSONParser.parse(bytes: Array(lastComplete)) {
                 if case .runFinished(let o)? = RunEvent(v) { outcome = o }
-                if case .interrupted? = RunEvent(v) { interrupted = true }
             }
         }
-        return Summary(id: run, workflow: workflow, name: name, vars: vars, startedAt: startedAt, outcome: outcome, interrupted: interrupted)
+        return Summary(id: run, workflow: workflow, name: name, vars: vars, startedAt: startedAt, outcome: outcome)
     }
 
     /// The newest run that has not finished, of any workflow.

@@ -10,7 +10,6 @@ import Glibc
 /// a crash, it is simply asked again.
 public struct QueryReadyExecutor: StageExecutor {
     var grace: Duration
-    static let idPattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
     /// The most a tracker's answer or issues file may hold.
     static let inputLimit = 64 << 20
 

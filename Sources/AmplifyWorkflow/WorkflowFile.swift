@@ -36,14 +36,16 @@ public enum WorkflowFile {
         return bytes
     }
 
-    /// Reads and checks a workflow file; a file that cannot be read is one diagnostic at 1:1.
-    public static func check(_ path: String) -> WorkflowChecker.Result {
+    /// Reads a workflow file once and checks it; a file that cannot be read is one diagnostic at
+    /// 1:1. The bytes come back too (for showing source lines, or keeping a copy).
+    public static func load(_ path: String) -> (result: WorkflowChecker.Result, bytes: [UInt8]?) {
         do {
-            return WorkflowChecker.check(bytes: try read(path), file: path)
+            let bytes = try read(path)
+            return (WorkflowChecker.check(bytes: bytes, file: path), bytes)
         } catch {
             var d = Diagnostic.error(at: .start, error.description)
             d.file = path
-            return WorkflowChecker.Result(workflow: nil, diagnostics: [d])
+            return (WorkflowChecker.Result(workflow: nil, diagnostics: [d]), nil)
         }
     }
 }

@@ -2,11 +2,11 @@ import AmplifyWorkflow
 
 /// Reads and checks a workflow file for a command, printing its diagnostics.
 enum LoadedWorkflow {
-    /// The checked workflow, or nil after printing why not (the caller exits 2).
-    static func load(_ path: String) -> (workflow: Workflow?, diagnostics: [Diagnostic]) {
-        let source = try? WorkflowFile.read(path)
-        let result = WorkflowFile.check(path)
-        Terminal.printDiagnostics(result.diagnostics, source: source)
-        return (result.workflow, result.diagnostics)
+    /// The checked workflow (nil after printing why not: the caller exits 2), its diagnostics,
+    /// and the file's bytes as read.
+    static func load(_ path: String) -> (workflow: Workflow?, diagnostics: [Diagnostic], bytes: [UInt8]?) {
+        let (result, bytes) = WorkflowFile.load(path)
+        Terminal.printDiagnostics(result.diagnostics, source: bytes)
+        return (result.workflow, result.diagnostics, bytes)
     }
 }

@@ -48,10 +48,8 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let source = try? WorkflowFile.read(file)
-        let result = WorkflowFile.check(file)
-        Terminal.printDiagnostics(result.diagnostics, source: source)
-        guard let workflow = result.workflow, let bytes = source else { throw ExitCode(2) }
+        let (checked, _, source) = LoadedWorkflow.load(file)
+        guard let workflow = checked, let bytes = source else { throw ExitCode(2) }
         let cwd = RepositoryLocator.currentDirectory()
         guard let repository = RepositoryLocator.topLevel(from: cwd) ?? RepositoryLocator.realPath(cwd) else {
             Terminal.err("amplify-run: error: cannot resolve the current directory")

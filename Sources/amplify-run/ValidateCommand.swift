@@ -20,7 +20,7 @@ struct ValidateCommand: ParsableCommand {
     func run() throws {
         var failed = false
         for file in files {
-            let (workflow, diagnostics) = LoadedWorkflow.load(file)
+            let (workflow, diagnostics, _) = LoadedWorkflow.load(file)
             if let workflow {
                 let warnings = diagnostics.filter { !$0.isError }.count
                 Terminal.out("ok: \(file): workflow '\(workflow.name)', \(workflow.stages.count) stage\(workflow.stages.count == 1 ? "" : "s")\(warnings > 0 ? ", \(warnings) warning\(warnings == 1 ? "" : "s")" : "")")
