@@ -31,6 +31,16 @@ public enum RunOutcome: String, Sendable, Hashable {
     }
 }
 
+/// How an attempt that did not succeed ended. Only `failed` is retried.
+public enum FailureKind: String, Sendable, Hashable {
+    case failed
+    /// The session was rejected.
+    case rejected
+    /// The branch did not merge cleanly.
+    case conflict
+    case timedOut = "timed-out"
+}
+
 /// An event of a run, one line of `journal.jsonl`. The run's state is the fold of its events.
 public enum RunEvent: Sendable, Equatable {
     /// The first event: which workflow, with which variables.
@@ -46,11 +56,19 @@ public enum RunEvent: Sendable, Equatable {
     /// The process an instance started: its group is ended on timeout, cancel, or a resumed re-run.
     case processStarted(InstanceKey, pid: Int32, startTime: UInt64)
     case instanceSucceeded(InstanceKey, outputs: OrderedObject)
-    /// A failed attempt; with `retryAt`, another attempt follows at that time.
-    case instanceFailed(InstanceKey, attempt: Int, reason: String, retryAt: Int64?)
+    /// A failed attempt; with `retryAt`, another attempt follows at that time. `kind` says how
+    /// an item ended when it is more than a failure: `rejected`, `conflict`, `timed-out`.
+    case instanceFailed(InstanceKey, attempt: Int, reason: String, retryAt: Int64?, kind: FailureKind = .failed)
     case instanceSkipped(InstanceKey, reason: String, afterFailure: Bool)
     case instanceCancelled(InstanceKey, reason: String)
     case cancelRequested(reason: String)
+    /// Something an instance reported while it ran (a session's question, a warning about a
+    /// session file): shown, listed by `status`, and never reported twice.
+    case note(InstanceKey, kind: String, fields: OrderedObject)
+    /// A `refill: true` query asked again while pipelines run.
+    case refillStarted(stage: String)
+    /// Its answer: the items not seen before in this run (or why the query failed).
+    case refilled(stage: String, items: [Value], error: String?)
     /// The runner stopped on a signal; the run is resumable.
     case interrupted(signal: Int32)
     case runFinished(RunOutcome)
@@ -68,6 +86,9 @@ public enum RunEvent: Sendable, Equatable {
         case .instanceSkipped: return "instance-skipped"
         case .instanceCancelled: return "instance-cancelled"
         case .cancelRequested: return "cancel-requested"
+        case .note: return "note"
+        case .refillStarted: return "refill-started"
+        case .refilled: return "refilled"
         case .interrupted: return "interrupted"
         case .runFinished: return "run-finished"
         }
@@ -104,15 +125,23 @@ public enum RunEvent: Sendable, Equatable {
             key(k); o["pid"] = .int(Int(pid)); o["start-time"] = .int(Int(startTime))
         case .instanceSucceeded(let k, let outputs):
             key(k); o["outputs"] = .object(outputs)
-        case .instanceFailed(let k, let attempt, let reason, let retryAt):
+        case .instanceFailed(let k, let attempt, let reason, let retryAt, let kind):
             key(k); o["attempt"] = .int(attempt); o["reason"] = .string(reason)
             if let retryAt { o["retry-at"] = .int(Int(retryAt)) }
+            if kind != .failed { o["kind"] = .string(kind.rawValue) }
         case .instanceSkipped(let k, let reason, let afterFailure):
             key(k); o["reason"] = .string(reason); o["after-failure"] = .bool(afterFailure)
         case .instanceCancelled(let k, let reason):
             key(k); o["reason"] = .string(reason)
         case .cancelRequested(let reason):
             o["reason"] = .string(reason)
+        case .note(let k, let kind, let fields):
+            key(k); o["kind"] = .string(kind); o["fields"] = .object(fields)
+        case .refillStarted(let stage):
+            o["stage"] = .string(stage)
+        case .refilled(let stage, let items, let error):
+            o["stage"] = .string(stage); o["items"] = .list(items)
+            if let error { o["error"] = .string(error) }
         case .interrupted(let signal):
             o["signal"] = .int(Int(signal))
         case .runFinished(let outcome):
@@ -163,7 +192,8 @@ public enum RunEvent: Sendable, Equatable {
             self = .instanceSucceeded(key, outputs: obj("outputs") ?? OrderedObject())
         case "instance-failed":
             guard let key else { return nil }
-            self = .instanceFailed(key, attempt: int("attempt") ?? 1, reason: str("reason") ?? "", retryAt: int("retry-at").map(Int64.init))
+            self = .instanceFailed(key, attempt: int("attempt") ?? 1, reason: str("reason") ?? "", retryAt: int("retry-at").map(Int64.init),
+                                   kind: str("kind").flatMap(FailureKind.init(rawValue:)) ?? .failed)
         case "instance-skipped":
             guard let key else { return nil }
             self = .instanceSkipped(key, reason: str("reason") ?? "", afterFailure: bool("after-failure") ?? false)
@@ -172,6 +202,15 @@ public enum RunEvent: Sendable, Equatable {
             self = .instanceCancelled(key, reason: str("reason") ?? "")
         case "cancel-requested":
             self = .cancelRequested(reason: str("reason") ?? "")
+        case "note":
+            guard let key, let kind = str("kind") else { return nil }
+            self = .note(key, kind: kind, fields: obj("fields") ?? OrderedObject())
+        case "refill-started":
+            guard let stage = str("stage") else { return nil }
+            self = .refillStarted(stage: stage)
+        case "refilled":
+            guard let stage = str("stage"), case .list(let items)? = v["items"] else { return nil }
+            self = .refilled(stage: stage, items: items, error: str("error"))
         case "interrupted":
             self = .interrupted(signal: Int32(truncatingIfNeeded: int("signal") ?? 0))
         case "run-finished":

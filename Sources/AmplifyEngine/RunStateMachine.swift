@@ -56,9 +56,11 @@ public struct RunStateMachine: Sendable {
         public var startedAt: Int64?
         public var endedAt: Int64?
         public var process: (pid: Int32, startTime: UInt64)?
+        /// With `.failed`: rejected, conflict, timed out, or a plain failure.
+        public var failureKind = FailureKind.failed
 
         public static func == (a: Instance, b: Instance) -> Bool {
-            a.status == b.status && a.outputs == b.outputs && a.attempts == b.attempts && a.startedAt == b.startedAt
+            a.status == b.status && a.outputs == b.outputs && a.attempts == b.attempts && a.startedAt == b.startedAt && a.failureKind == b.failureKind
                 && a.endedAt == b.endedAt && a.process?.pid == b.process?.pid && a.process?.startTime == b.process?.startTime
         }
     }
@@ -111,6 +113,33 @@ public struct RunStateMachine: Sendable {
     public private(set) var outcome: RunOutcome?
     public private(set) var interruptedBy: Int32?
     public private(set) var eventCount = 0
+    /// What instances reported while they ran (questions, warnings), in journal order.
+    public private(set) var notes: [InstanceKey: [(kind: String, fields: OrderedObject)]] = [:]
+    /// Items of each dispatch stage holding a live agent session: at most `settings.concurrency`.
+    public private(set) var liveSessions = Set<InstanceKey>()
+    /// `AMPLIFY_SLOT` of each live session: 0 … concurrency−1, freed slots reused.
+    public private(set) var slots: [InstanceKey: Int] = [:]
+
+    /// A `query-ready` stage with `refill: true`: asked again while pipelines run.
+    struct Refill: Sendable {
+        var interval: Int64
+        var maxItems: Int?
+        /// The for-each stages whose items it gives.
+        var fed: [Int]
+        var seen = Set<String>()
+        var inFlight = false
+        var lastStart: Int64 = 0
+        /// `pipelinesEnded` when the last query started: a query made after the last pipeline ended closes the list.
+        var endsAtStart = 0
+        /// The last query brought nothing new.
+        var dry = false
+    }
+    private var refills: [Int: Refill] = [:]
+    /// Unended per-item instances of each item, per for-each stage: an item's pipeline ends at 0.
+    private var unendedPerItem: [Int: [Int]] = [:]
+    private var pipelinesEnded = 0
+    /// The dispatch stage of each for-each stage's items.
+    private var dispatchOf: [Int: Int] = [:]
 
     private var dirty = Set<InstanceKey>()
     private var dirtySources = Set<Int>()
@@ -159,6 +188,17 @@ public struct RunStateMachine: Sendable {
         }
         self.stages = infos
         for (i, info) in infos.enumerated() {
+            if info.stage.kind == .dispatch, let src = info.source, dispatchOf[src] == nil { dispatchOf[src] = i }
+            if info.stage.kind == .queryReady, case .bool(true)? = info.stage.parameter("refill")?.literalValue {
+                let interval = info.stage.parameter("refill-interval")?.literalValue.flatMap { v -> Int64? in
+                    if case .string(let t) = v { return WorkflowDuration(parsing: t)?.milliseconds }
+                    return nil
+                } ?? 30_000
+                var maxItems: Int?
+                if case .int(let n)? = info.stage.parameter("max-items")?.literalValue { maxItems = n }
+                let fed = infos.indices.filter { infos[$0].stage.forEach != nil && infos[$0].ancestors.contains(i) }
+                refills[i] = Refill(interval: max(interval, 100), maxItems: maxItems, fed: fed)
+            }
             if info.stage.forEach != nil {
                 sources[i] = Source()
                 dirtySources.insert(i)
@@ -243,10 +283,29 @@ public struct RunStateMachine: Sendable {
         running.keys.sorted().compactMap { key in instance(key).map { (key, $0) } }
     }
 
-    /// When `decide` next has something to do that only time brings (a retry or a deadline).
+    /// When `decide` next has something to do that only time brings (a retry, a deadline, a refill).
     public var nextWakeup: Int64? {
         let deadlines = running.values.compactMap { $0 }
-        return (deadlines + Array(retrying.values)).min()
+        let refillTimes = refills.filter { s, r in
+            !r.inFlight && once[s]?.status == .succeeded && r.fed.contains { sources[$0]?.state == .expanded && sources[$0]?.closed == false }
+        }.map { $0.value.lastStart + $0.value.interval }
+        return (deadlines + Array(retrying.values) + refillTimes).min()
+    }
+
+    /// Whether a stage is a `refill: true` query.
+    public func isRefilling(_ stageId: String) -> Bool {
+        index[stageId].map { refills[$0] != nil } ?? false
+    }
+
+    /// The ids of items this run has seen from a refilling query.
+    public func seenItemIds(of stageId: String) -> Set<String> {
+        index[stageId].flatMap { refills[$0]?.seen } ?? []
+    }
+
+    /// The dispatch instance of the item an instance works on (where its session is).
+    public func dispatchKey(for key: InstanceKey) -> InstanceKey? {
+        guard let item = key.item, let s = index[key.stage], let src = stages[s].source, let d = dispatchOf[src] else { return nil }
+        return InstanceKey(stages[d].stage.id, item: item)
     }
 
     // MARK: - Applying events (the only way state changes)
@@ -264,6 +323,14 @@ public struct RunStateMachine: Sendable {
             source.state = .expanded
             source.closed = closed
             sources[s] = source
+            var counts = unendedPerItem[s] ?? []
+            let perItemStages = stages.indices.filter { stages[$0].source == s }.count
+            counts.append(contentsOf: repeatElement(perItemStages, count: items.count))
+            unendedPerItem[s] = counts
+            if var r = refills.first(where: { $0.value.fed.contains(s) })?.value, let ri = refills.first(where: { $0.value.fed.contains(s) })?.key {
+                for item in items { if case .string(let id)? = item["id"] { r.seen.insert(id) } }
+                refills[ri] = r
+            }
             for (i, info) in stages.enumerated() where info.source == s {
                 var list = perItem[i] ?? []
                 for item in first..<(first + items.count) {
@@ -292,13 +359,22 @@ public struct RunStateMachine: Sendable {
             if old != nil {
                 running[key] = deadline
                 retrying[key] = nil
+                if stages[index[key.stage]!].stage.kind == .dispatch, liveSessions.insert(key).inserted {
+                    let used = Set(slots.values)
+                    slots[key] = (0...).first { !used.contains($0) }
+                }
             }
             queued.remove(key)
         case .processStarted(let key, let pid, let startTime):
             update(key) { $0.process = (pid, startTime) }
         case .instanceSucceeded(let key, let outputs):
             end(key, .succeeded, at: at) { $0.outputs = outputs }
-        case .instanceFailed(let key, let attempt, let reason, let retryAt):
+            if key.item == nil, let s = index[key.stage], var r = refills[s] {
+                // The first query: refills count from its start.
+                r.lastStart = once[s]?.startedAt ?? at
+                refills[s] = r
+            }
+        case .instanceFailed(let key, let attempt, let reason, let retryAt, let kind):
             if let retryAt {
                 let old = update(key) { $0.status = .retrying(nextAttempt: attempt + 1, at: retryAt) }
                 if old?.isRunning == true { countRunning(key, -1) }
@@ -307,7 +383,7 @@ public struct RunStateMachine: Sendable {
                     retrying[key] = retryAt
                 }
             } else {
-                end(key, .failed(reason: reason), at: at) { _ in }
+                end(key, .failed(reason: reason), at: at) { $0.failureKind = kind }
             }
         case .instanceSkipped(let key, let reason, let afterFailure):
             end(key, .skipped(reason: reason, afterFailure: afterFailure), at: at) { _ in }
@@ -316,6 +392,36 @@ public struct RunStateMachine: Sendable {
         case .cancelRequested:
             cancelRequested = true
             markAllPendingDirty()
+        case .note(let key, let kind, let fields):
+            notes[key, default: []].append((kind, fields))
+        case .refillStarted(let stageId):
+            guard let s = index[stageId], var r = refills[s] else { return }
+            r.inFlight = true
+            r.lastStart = at
+            r.endsAtStart = pipelinesEnded
+            refills[s] = r
+        case .refilled(let stageId, let items, _):
+            guard let s = index[stageId], var r = refills[s] else { return }
+            r.inFlight = false
+            var fresh: [Value] = []
+            for item in items {
+                guard case .string(let id)? = item["id"], !r.seen.contains(id) else { continue }
+                if let m = r.maxItems, r.seen.count + fresh.count >= m { break }
+                fresh.append(item)
+                r.seen.insert(id)
+            }
+            r.dry = fresh.isEmpty
+            refills[s] = r
+            if !fresh.isEmpty, var inst = once[s] {
+                // `outputs.items` grows in first-seen order.
+                var all: [Value] = []
+                if case .list(let l)? = inst.outputs["items"] { all = l }
+                all += fresh
+                inst.outputs["items"] = .list(all)
+                inst.outputs["count"] = .int(all.count)
+                once[s] = inst
+            }
+            for f in r.fed { dirtySources.insert(f) }
         case .interrupted(let signal):
             interruptedBy = signal
         case .runFinished(let o):
@@ -353,6 +459,19 @@ public struct RunStateMachine: Sendable {
         unended -= 1
         if key.item != nil { unendedPerStage[s, default: 0] -= 1 }
         queued.remove(key)
+        switch stages[s].stage.kind {
+        case .dispatch where status != .succeeded: releaseSession(key)
+        case .waitApproved: if let d = dispatchKey(for: key) { releaseSession(d) }
+        default: break
+        }
+        if let item = key.item, let src = stages[s].source, unendedPerItem[src]?.indices.contains(item) == true {
+            unendedPerItem[src]![item] -= 1
+            if unendedPerItem[src]![item] == 0 {
+                pipelinesEnded += 1
+                if let d = dispatchKey(for: key) { releaseSession(d) }
+                for refill in refills.values where refill.fed.contains(src) { dirtySources.formUnion(refill.fed) }
+            }
+        }
         for d in stages[s].dependants {
             let info = stages[d]
             if info.stage.forEach != nil {
@@ -367,6 +486,11 @@ public struct RunStateMachine: Sendable {
                 markDirty(InstanceKey(info.stage.id))
             }
         }
+    }
+
+    private mutating func releaseSession(_ key: InstanceKey) {
+        liveSessions.remove(key)
+        slots[key] = nil
     }
 
     private mutating func countRunning(_ key: InstanceKey, _ delta: Int) {
@@ -438,6 +562,12 @@ public struct RunStateMachine: Sendable {
             }
         }
 
+        // Refilling queries due now (the driver runs them; their answers come back as `refilled`).
+        for e in dueRefills(now: now) {
+            events.append(e)
+            apply(e, at: now)
+        }
+
         // Retries whose time has come.
         for (key, at) in retrying.sorted(by: { $0.key < $1.key }) where at <= now && !queued.contains(key) {
             enqueue(key)
@@ -470,6 +600,7 @@ public struct RunStateMachine: Sendable {
                 }
                 if let limit = info.stage.effectiveConcurrency, runningPerStage[s, default: 0] >= limit { break }
                 if info.stage.kind == .run, runningProcesses >= maxProcesses { break }
+                if info.stage.kind == .dispatch, !liveSessions.contains(key), liveSessions.count >= workflow.settings.concurrency { break }
                 pop()
                 let deadline = info.stage.timeout.map { now + $0.milliseconds }
                 let e = RunEvent.instanceStarted(key, attempt: attempt, deadline: deadline)
@@ -578,7 +709,9 @@ public struct RunStateMachine: Sendable {
     }
 
     private func expansion(of s: Int) -> RunEvent? {
-        guard let source = sources[s], source.state == .waiting else { return nil }
+        guard let source = sources[s] else { return nil }
+        if source.state == .expanded && !source.closed { return refillExpansion(of: s) }
+        guard source.state == .waiting else { return nil }
         let info = stages[s]
         let summary = needsSummary(of: s, item: nil)
         guard summary.ended else { return nil }
@@ -589,13 +722,47 @@ public struct RunStateMachine: Sendable {
         do {
             let value = try forEach.render(ExpressionEvaluator(context: expressionContext(for: InstanceKey(info.stage.id))))
             switch value {
-            case .list(let items): return .itemsAdded(stage: info.stage.id, items: items, closed: true)
+            case .list(let items):
+                // Items of a refilling query: the list stays open while pipelines run.
+                let refilling = refills.contains { $0.value.fed.contains(s) } && !items.isEmpty
+                return .itemsAdded(stage: info.stage.id, items: items, closed: !refilling)
             case .null: return .itemsAdded(stage: info.stage.id, items: [], closed: true)
             default: return .expansionEnded(stage: info.stage.id, failed: true, reason: "`for-each` gave \(value.kindDescription), not a list")
             }
         } catch {
             return .expansionEnded(stage: info.stage.id, failed: true, reason: "`for-each`: \(error.message)")
         }
+    }
+
+    /// A for-each stage fed by a refilling query: the items its list gained since it was last
+    /// expanded, or its close once a query made after the last pipeline ended brought nothing new.
+    private func refillExpansion(of s: Int) -> RunEvent? {
+        guard let refill = refills.values.first(where: { $0.fed.contains(s) }), let source = sources[s] else { return nil }
+        let info = stages[s]
+        let allEnded = (unendedPerItem[s] ?? []).allSatisfy { $0 == 0 }
+        if cancelRequested { return .itemsAdded(stage: info.stage.id, items: [], closed: true) }
+        guard !refill.inFlight, let forEach = info.stage.forEach else { return nil }
+        var fresh: [Value] = []
+        if case .list(let all)? = try? forEach.render(ExpressionEvaluator(context: expressionContext(for: InstanceKey(info.stage.id)))), all.count > source.items.count {
+            fresh = Array(all[source.items.count...])
+        }
+        if !fresh.isEmpty { return .itemsAdded(stage: info.stage.id, items: fresh, closed: false) }
+        if allEnded && refill.dry && refill.endsAtStart == pipelinesEnded {
+            return .itemsAdded(stage: info.stage.id, items: [], closed: true)
+        }
+        return nil
+    }
+
+    /// Refilling queries due now: a pipeline ended since the last one started, or its interval passed.
+    private func dueRefills(now: Int64) -> [RunEvent] {
+        var events: [RunEvent] = []
+        for (s, r) in refills.sorted(by: { $0.key < $1.key }) where !r.inFlight && !cancelRequested {
+            guard once[s]?.status == .succeeded, r.fed.contains(where: { sources[$0]?.state == .expanded && sources[$0]?.closed == false }) else { continue }
+            if r.endsAtStart != pipelinesEnded || now >= r.lastStart + r.interval {
+                events.append(.refillStarted(stage: stages[s].stage.id))
+            }
+        }
+        return events
     }
 
     // MARK: - Expressions
@@ -630,6 +797,13 @@ public struct RunStateMachine: Sendable {
             }
         }
         roots["stages"] = .object(stagesObject)
+        if let d = dispatchKey(for: key), d != key, let session = instance(d), session.status == .succeeded {
+            var o = OrderedObject()
+            o["id"] = session.outputs["session"] ?? .null
+            o["dir"] = session.outputs["dir"] ?? .null
+            o["agent-session"] = .null
+            roots["session"] = .object(o)
+        }
         roots["vars"] = .object(vars)
         roots["env"] = environmentValue
         roots["run"] = .object(OrderedObject([("id", .string(runId))]))
@@ -638,15 +812,15 @@ public struct RunStateMachine: Sendable {
     }
 
     /// The failure event for an attempt: with a retry time while attempts remain.
-    public func failure(_ key: InstanceKey, reason: String, now: Int64) -> RunEvent {
+    public func failure(_ key: InstanceKey, reason: String, now: Int64, kind: FailureKind = .failed) -> RunEvent {
         guard let inst = instance(key), let stage = stage(of: key) else {
-            return .instanceFailed(key, attempt: 1, reason: reason, retryAt: nil)
+            return .instanceFailed(key, attempt: 1, reason: reason, retryAt: nil, kind: kind)
         }
         let attempt = max(1, inst.attempts)
-        if attempt < stage.retry.attempts && !cancelRequested {
+        if kind == .failed && attempt < stage.retry.attempts && !cancelRequested {
             return .instanceFailed(key, attempt: attempt, reason: reason, retryAt: now + stage.retry.delay(beforeAttempt: attempt + 1).milliseconds)
         }
-        return .instanceFailed(key, attempt: attempt, reason: reason, retryAt: nil)
+        return .instanceFailed(key, attempt: attempt, reason: reason, retryAt: nil, kind: kind)
     }
 }
 

@@ -111,7 +111,7 @@ public struct RunStore: Sendable {
     /// Writes a file atomically: temp file, fsync, rename, fsync the directory.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(JournalError) {
         let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw JournalError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
         var rest = bytes[...]
         while !rest.isEmpty {

@@ -55,6 +55,8 @@ public final class Runner: Sendable {
     enum Input: Sendable {
         case result(InstanceKey, attempt: Int, StageResult)
         case process(InstanceKey, attempt: Int, pid: Int32, startTime: UInt64)
+        case note(InstanceKey, attempt: Int, kind: String, fields: OrderedObject)
+        case refill(stage: String, StageResult)
         case wake
         case signal(Int32)
         case cancel(reason: String)
@@ -239,10 +241,29 @@ struct Driver {
     func job(_ key: InstanceKey, attempt: Int) -> StageJob? {
         guard let stage = machine.stage(of: key) else { return nil }
         let item = machine.item(for: key)
-        return StageJob(key: key, attempt: attempt, stage: stage, context: machine.expressionContext(for: key), runId: context.runId,
-                        runDirectory: context.runDirectory, repository: context.request.repository,
-                        itemName: key.item.map { RunStateMachine.itemName(item, index: $0) }, environment: context.request.environment,
-                        upstreamQuery: machine.nearestAncestor(of: key.stage, kind: .queryReady))
+        var job = StageJob(key: key, attempt: attempt, stage: stage, context: machine.expressionContext(for: key), runId: context.runId,
+                           runDirectory: context.runDirectory, repository: context.request.repository,
+                           itemName: key.item.map { RunStateMachine.itemName(item, index: $0) }, environment: context.request.environment,
+                           upstreamQuery: machine.nearestAncestor(of: key.stage, kind: .queryReady))
+        job.settings = machine.workflow.settings
+        job.notes = machine.notes[key] ?? []
+        job.slot = machine.slots[key]
+        if let d = machine.dispatchKey(for: key), d != key, machine.instance(d)?.status == .succeeded { job.session = machine.instance(d)?.outputs }
+        let continuation = context.continuation
+        job.note = { kind, fields in continuation.yield(.note(key, attempt: attempt, kind: kind, fields: fields)) }
+        return job
+    }
+
+    /// Asks a refilling query again; its answer comes back as `.refill`.
+    func launchRefill(_ stageId: String) {
+        guard var job = job(InstanceKey(stageId), attempt: 0), let stage = machine.stage(of: InstanceKey(stageId)) else { return }
+        job.seenItemIds = machine.seenItemIds(of: stageId)
+        let executor = context.executors.executor(for: stage.kind)
+        let continuation = context.continuation
+        Task.detached {
+            let result = await executor.execute(job) { _, _ in }
+            continuation.yield(.refill(stage: stageId, result))
+        }
     }
 
     /// Starts the executor of an instance whose start is in the journal.
@@ -276,6 +297,11 @@ struct Driver {
             }
             try record([.instanceCancelled(key, reason: "ended by cancel")], now: Processes.now())
         }
+        // Agents whose dispatch has ended but whose wait has not started yet.
+        for key in machine.liveSessions.sorted() {
+            guard let p = machine.instance(key)?.process, Processes.isAlive(pid: p.pid, startTime: p.startTime) else { continue }
+            await ChildProcess.terminateGroup(p.pid, startTime: p.startTime, grace: context.request.grace)
+        }
     }
 
     /// Settles instances the journal shows in flight: a dead runner's work.
@@ -292,6 +318,9 @@ struct Driver {
             case .ended(.failed(let reason)):
                 let now = Processes.now()
                 try record([machine.failure(key, reason: reason, now: now)], now: now)
+            case .ended(.failedAs(let kind, let reason)):
+                let now = Processes.now()
+                try record([machine.failure(key, reason: reason, now: now, kind: kind)], now: now)
             }
         }
         machine.markAllPendingDirty()
@@ -305,13 +334,16 @@ struct Driver {
             for key in machine.expired(now: now) {
                 guard let inst = machine.instance(key), let stage = machine.stage(of: key) else { continue }
                 if let p = inst.process { Processes.signalGroup(p.pid, SIGTERM); scheduleKill(p.pid) }
-                try record([machine.failure(key, reason: "timed out after \(stage.timeout?.description ?? "its timeout")", now: now)], now: now)
+                try record([machine.failure(key, reason: "timed out after \(stage.timeout?.description ?? "its timeout")", now: now, kind: stage.kind == .run ? .failed : .timedOut)], now: now)
             }
             let events = machine.decide(now: now)
             if !events.isEmpty {
                 // decide() has applied them; journal them, then carry them out.
                 try record(events, now: now, applied: true)
-                for e in events { if case .instanceStarted(let key, let attempt, _) = e { launch(key, attempt: attempt) } }
+                for e in events {
+                    if case .instanceStarted(let key, let attempt, _) = e { launch(key, attempt: attempt) }
+                    if case .refillStarted(let stage) = e { launchRefill(stage) }
+                }
             }
             if let outcome = machine.outcome {
                 timer?.cancel()
@@ -332,13 +364,26 @@ struct Driver {
                 switch result {
                 case .succeeded(let outputs): try record([.instanceSucceeded(key, outputs: outputs)], now: now)
                 case .failed(let reason): try record([machine.failure(key, reason: reason, now: now)], now: now)
+                case .failedAs(let kind, let reason): try record([machine.failure(key, reason: reason, now: now, kind: kind)], now: now)
+                }
+            case .note(let key, let attempt, let kind, let fields):
+                guard case .running(attempt, _)? = machine.instance(key)?.status else { continue }
+                try record([.note(key, kind: kind, fields: fields)], now: Processes.now())
+            case .refill(let stage, let result):
+                switch result {
+                case .succeeded(let outputs):
+                    let items: [Value] = if case .list(let l)? = outputs["items"] { l } else { [] }
+                    try record([.refilled(stage: stage, items: items, error: nil)], now: Processes.now())
+                case .failed(let reason), .failedAs(_, let reason):
+                    try record([.refilled(stage: stage, items: [], error: reason)], now: Processes.now())
                 }
             case .cancel(let reason):
                 try await cancel(reason: reason, settlingDeadRunner: false)
             case .signal(let signal):
                 // Checkpoint, end the process groups of `run` stages (they run again on resume), leave.
+                // Agents go on working; git and bd calls in progress finish on their own.
                 try record([.interrupted(signal: signal)], now: Processes.now(), sync: true)
-                for (_, inst) in machine.runningInstances {
+                for (key, inst) in machine.runningInstances where machine.stage(of: key)?.kind == .run {
                     if let p = inst.process { Processes.signalGroup(p.pid, SIGTERM) }
                 }
                 timer?.cancel()

@@ -15,6 +15,18 @@ public struct StageJob: Sendable {
     public var environment: [String: String]
     /// The nearest `query-ready` stage this instance depends on: the tracker its item came from.
     public var upstreamQuery: Stage?
+    /// Workflow settings (base branch, worktrees, state directory, poll).
+    public var settings = Settings()
+    /// The outputs of the item's dispatch (its session, worktree, branch, agent), for the stages after it.
+    public var session: OrderedObject?
+    /// `AMPLIFY_SLOT` of a dispatch: its place among the live sessions.
+    public var slot: Int?
+    /// Ids of the items this run has seen already (for a refilling query).
+    public var seenItemIds: Set<String> = []
+    /// Notes this instance journaled already (kind, fields), e.g. questions asked before a restart.
+    public var notes: [(kind: String, fields: OrderedObject)] = []
+    /// Journals a note (a question, a warning) for this instance.
+    public var note: @Sendable (String, OrderedObject) -> Void = { _, _ in }
 
     public init(key: InstanceKey, attempt: Int, stage: Stage, context: ExpressionContext, runId: String, runDirectory: String, repository: String, itemName: String?, environment: [String: String], upstreamQuery: Stage? = nil) {
         self.upstreamQuery = upstreamQuery
@@ -42,6 +54,8 @@ public struct StageJob: Sendable {
 public enum StageResult: Sendable, Equatable {
     case succeeded(OrderedObject)
     case failed(String)
+    /// Ended as more than a failure (rejected, conflict): never retried.
+    case failedAs(FailureKind, String)
 }
 
 /// What every stage kind implements: start an instance, and settle one that was in flight

@@ -65,7 +65,7 @@ public struct CloseExecutor: StageExecutor {
         }
         switch await run(["bd", "close", id, "--reason", reason]) {
         case .succeeded: return .succeeded(OrderedObject([("closed", .bool(true))]))
-        case .failed(let why): return .failed("bd close \(id): \(why)")
+        case .failed(let why), .failedAs(_, let why): return .failed("bd close \(id): \(why)")
         }
     }
 }
@@ -74,9 +74,38 @@ public struct CloseExecutor: StageExecutor {
 /// rename), one writer at a time (a lock file beside it), other lines kept byte for byte.
 public enum IssuesFile {
     public static func closeIssue(id: String, reason: String, path: String) async -> StageResult {
+        let now = Value.string(String(Timestamp.iso8601(milliseconds: Processes.now()).prefix(19)) + "Z")
+        let result = await update(id: id, path: path, what: "close") { o in
+            guard o["status"] != .string("closed") else { return nil }
+            var o = o
+            o["status"] = .string("closed")
+            o["closed_at"] = now
+            o["close_reason"] = .string(reason)
+            o["updated_at"] = now
+            return o
+        }
+        return result.map { $0.stageResult { .succeeded(OrderedObject([("closed", .bool($0))])) } } ?? .failed("close: no issue \(id) in \(path)")
+    }
+
+    /// Claims an item: `in_progress`, as `bd update --claim` does. Claimed already is fine.
+    public static func claimIssue(id: String, path: String) async -> StageResult {
+        let now = Value.string(String(Timestamp.iso8601(milliseconds: Processes.now()).prefix(19)) + "Z")
+        let result = await update(id: id, path: path, what: "claim") { o in
+            guard o["status"] == .string("open") else { return nil }
+            var o = o
+            o["status"] = .string("in_progress")
+            o["updated_at"] = now
+            return o
+        }
+        return result.map { $0.stageResult { .succeeded(OrderedObject([("claimed", .bool($0))])) } } ?? .failed("claim: no issue \(id) in \(path)")
+    }
+
+    /// Rewrites one issue of the file; `change` returns nil to leave it as it is. Returns whether
+    /// it changed, or nil when no such issue (errors come back as a failure message in `.some`).
+    static func update(id: String, path: String, what: String, _ change: (OrderedObject) -> OrderedObject?) async -> Result<Bool, StageError>? {
         let lockPath = path + ".amplify-lock"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return .failed("close: cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { return .failure(StageError("\(what): cannot open \(lockPath): \(String(cString: strerror(errno)))")) }
         defer { close(fd) }
         // Never block a pool thread in flock: try, and sleep between tries.
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -85,28 +114,20 @@ public enum IssuesFile {
         defer { flock(fd, LOCK_UN) }
         let bytes: [UInt8]
         do { bytes = try WorkflowFile.read(path, limit: QueryReadyExecutor.inputLimit) } catch {
-            return .failed("close: \(error.description)")
+            return .failure(StageError("\(what): \(error.description)"))
         }
         let text = String(decoding: bytes, as: UTF8.self)
-        let now = Value.string(String(Timestamp.iso8601(milliseconds: Processes.now()).prefix(19)) + "Z")
-        func closed(_ o: OrderedObject) -> OrderedObject {
-            var o = o
-            o["status"] = .string("closed")
-            o["closed_at"] = now
-            o["close_reason"] = .string(reason)
-            o["updated_at"] = now
-            return o
-        }
         var found = false
-        var alreadyClosed = false
+        var changed = false
         var output: String
         if text.trimming(" \t\r\n").hasPrefix("[") {
-            guard case .list(let items)? = try? JSONParser.parse(text) else { return .failed("close: \(path) is not a JSON array of issues") }
+            guard case .list(let items)? = try? JSONParser.parse(text) else { return .failure(StageError("\(what): \(path) is not a JSON array of issues")) }
             let updated = items.map { v -> Value in
                 guard case .object(let o) = v, o["id"] == .string(id) else { return v }
                 found = true
-                if o["status"] == .string("closed") { alreadyClosed = true; return v }
-                return .object(closed(o))
+                guard let new = change(o) else { return v }
+                changed = true
+                return .object(new)
             }
             output = Value.list(updated).prettyJSON + "\n"
         } else {
@@ -117,15 +138,24 @@ public enum IssuesFile {
                     continue
                 }
                 found = true
-                if o["status"] == .string("closed") { alreadyClosed = true; lines.append(String(line)) } else { lines.append(Value.object(closed(o)).json) }
+                if let new = change(o) { changed = true; lines.append(Value.object(new).json) } else { lines.append(String(line)) }
             }
             output = lines.joined(separator: "\n")
         }
-        guard found else { return .failed("close: no issue \(id) in \(path)") }
-        if alreadyClosed { return .succeeded(OrderedObject([("closed", .bool(false))])) }
+        guard found else { return nil }
+        guard changed else { return .success(false) }
         do { try RunStore.writeAtomically(Array(output.utf8), to: path, mode: 0o644) } catch {
-            return .failed("close: \(error.message)")
+            return .failure(StageError("\(what): \(error.message)"))
         }
-        return .succeeded(OrderedObject([("closed", .bool(true))]))
+        return .success(true)
+    }
+}
+
+extension Result where Failure == StageError {
+    func stageResult(_ f: (Success) -> StageResult) -> StageResult {
+        switch self {
+        case .success(let v): return f(v)
+        case .failure(let e): return e.result
+        }
     }
 }

@@ -53,7 +53,7 @@ public enum DryRun {
                 case .succeeded(let outputs):
                     if case .list(let bad)? = outputs["invalid"], !bad.isEmpty { refused.append((key.stage, bad)) }
                     machine.apply(.instanceSucceeded(key, outputs: outputs), at: now)
-                case .failed(let reason):
+                case .failed(let reason), .failedAs(_, let reason):
                     failures.append((key.stage, reason))
                     machine.apply(.instanceFailed(key, attempt: 1, reason: reason, retryAt: nil), at: now)
                 }

@@ -52,7 +52,7 @@ public struct QueryReadyExecutor: StageExecutor {
             default:
                 return .failed("unknown `source: \(source)`")
             }
-            let items = try QueryReadyExecutor.filter(all, stage: job.stage, evaluator: evaluator)
+            let items = try QueryReadyExecutor.filter(all, stage: job.stage, evaluator: evaluator, seen: job.seenItemIds)
             var o = OrderedObject()
             o["items"] = .list(items.valid)
             o["count"] = .int(items.valid.count)
@@ -101,7 +101,7 @@ public struct QueryReadyExecutor: StageExecutor {
 
     /// Applies `exclude-type`, `label` and `limit`; items whose id does not match the id pattern
     /// are set apart as invalid, never dispatched.
-    static func filter(_ all: [Value], stage: Stage, evaluator: ExpressionEvaluator) throws(EvaluationError) -> (valid: [Value], invalid: [Value]) {
+    static func filter(_ all: [Value], stage: Stage, evaluator: ExpressionEvaluator, seen: Set<String> = []) throws(EvaluationError) -> (valid: [Value], invalid: [Value]) {
         func strings(_ name: String) throws(EvaluationError) -> [String] {
             switch try stage.parameter(name)?.render(evaluator) {
             case .list(let l)?: return l.map(\.renderedText)
@@ -113,13 +113,14 @@ public struct QueryReadyExecutor: StageExecutor {
         let labels = try strings("label")
         var limit: Int?
         if case .int(let n)? = try stage.parameter("limit")?.render(evaluator) { limit = n }
-        // Without refill a run queries once, so `max-items` caps like `limit`.
-        if case .int(let n)? = try stage.parameter("max-items")?.render(evaluator) { limit = min(limit ?? n, n) }
+        // `max-items` counts every item the run has taken, over all its queries.
+        if case .int(let n)? = try stage.parameter("max-items")?.render(evaluator) { limit = max(0, min(limit ?? n, n - seen.count)) }
         var valid: [Value] = []
         var invalid: [Value] = []
         for item in all {
             guard case .object(let o) = item else { invalid.append(item); continue }
             guard case .string(let id)? = o["id"], isValidId(id) else { invalid.append(item); continue }
+            if seen.contains(id) { continue }
             if case .string(let type)? = o["issue_type"], excluded.contains(type) { continue }
             if !labels.isEmpty {
                 guard case .list(let have)? = o["labels"], labels.allSatisfy({ l in have.contains(.string(l)) }) else { continue }

@@ -18,22 +18,11 @@ public struct StageExecutors: StageExecutorRegistry {
         case .run: return run
         case .queryReady: return queryReady
         case .close: return CloseExecutor(grace: grace)
-        case .dispatch, .waitApproved, .merge, .cleanup: return NotBuiltExecutor(kind: kind)
+        case .dispatch: return DispatchExecutor(grace: grace)
+        case .waitApproved: return WaitApprovedExecutor(grace: grace)
+        case .merge: return MergeExecutor(grace: grace)
+        case .cleanup: return CleanupExecutor(grace: grace)
         }
-    }
-}
-
-/// The orchestration kinds arrive with the next milestone; until then an instance of one fails
-/// with a message that says so, rather than pretending.
-struct NotBuiltExecutor: StageExecutor {
-    var kind: StageKind
-
-    func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
-        .failed("stage kind \(kind.rawValue) is not built into this version of amplify-run yet")
-    }
-
-    func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
-        .ended(.failed("stage kind \(kind.rawValue) is not built into this version of amplify-run yet"))
     }
 }
 

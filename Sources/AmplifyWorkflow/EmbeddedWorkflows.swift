@@ -65,6 +65,10 @@ stages:
   approved:
     uses: wait-approved
     timeout: 4h
+    with:
+      # An agent that stopped at a blocking question is started again with the answer.
+      resume: ["${{ vars.agent }}", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}",
+               "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"]
 
   merge:
     uses: merge

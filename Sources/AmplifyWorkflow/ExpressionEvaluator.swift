@@ -220,11 +220,13 @@ public struct ExpressionEvaluator: Sendable {
 
 extension String {
     /// The string without the given characters at either end.
+    /// Without the leading and trailing scalars in `set` (scalars, not characters: "\r\n" is one
+    /// Character, so a set of Characters would not take a lone "\n").
     public func trimming(_ set: String) -> String {
-        let chars = Set(set)
-        var s = Substring(self)
+        let chars = Set(set.unicodeScalars)
+        var s = Substring(self).unicodeScalars[...]
         while let f = s.first, chars.contains(f) { s = s.dropFirst() }
         while let l = s.last, chars.contains(l) { s = s.dropLast() }
-        return String(s)
+        return String(String.UnicodeScalarView(s))
     }
 }

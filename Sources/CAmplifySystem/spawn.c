@@ -83,3 +83,30 @@ void amplify_unblock_signals(void) {
 int amplify_memfd(const char *name) {
     return memfd_create(name, MFD_CLOEXEC);
 }
+
+#include <sys/inotify.h>
+#include <poll.h>
+#include <unistd.h>
+
+int amplify_watch_directory(const char *path) {
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return -1;
+    if (inotify_add_watch(fd, path, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int amplify_wait_readable(const int *fds, int count, int timeout_ms, int drain_fd) {
+    struct pollfd p[16];
+    if (count > 16) count = 16;
+    for (int i = 0; i < count; i++) { p[i].fd = fds[i]; p[i].events = POLLIN; p[i].revents = 0; }
+    int n;
+    do { n = poll(p, (nfds_t)count, timeout_ms); } while (n < 0 && errno == EINTR);
+    if (drain_fd >= 0) {
+        char buffer[4096];
+        while (read(drain_fd, buffer, sizeof buffer) > 0) {}
+    }
+    return n;
+}

@@ -48,11 +48,16 @@ struct LineObserver: RunObserver {
         case .instanceSucceeded(let key, _):
             let d = state.instance(key).flatMap { i in i.startedAt.flatMap { s in i.endedAt.map { RunReport.format(milliseconds: $0 - s) } } }
             return "\(name(key, state)) succeeded" + (d.map { " in \($0)" } ?? "")
-        case .instanceFailed(let key, let attempt, let reason, let retryAt):
+        case .instanceFailed(let key, let attempt, let reason, let retryAt, let kind):
             if let retryAt {
                 return "\(name(key, state)) attempt \(attempt) failed: \(reason); retrying at \(Timestamp.iso8601(milliseconds: retryAt).dropFirst(11).prefix(8))"
             }
-            return "\(name(key, state)) failed: \(reason)"
+            return "\(name(key, state)) \(kind == .failed ? "failed" : kind.rawValue): \(reason)"
+        case .note(let key, let kind, let fields):
+            return "\(name(key, state)) \(noteText(kind, fields))"
+        case .refilled(let stage, let items, let error):
+            if let error { return "\(stage) asked again: \(error)" }
+            return items.isEmpty ? nil : "\(stage) asked again: \(items.count) new item\(items.count == 1 ? "" : "s")"
         case .instanceSkipped(let key, let reason, _):
             return "\(name(key, state)) skipped: \(reason)"
         case .instanceCancelled(let key, let reason):
@@ -67,26 +72,49 @@ struct LineObserver: RunObserver {
             return "cancel requested: \(reason)"
         case .runFinished(let outcome):
             return "run \(outcome.rawValue)"
-        case .runStarted, .runnerStarted, .processStarted:
+        case .runStarted, .runnerStarted, .processStarted, .refillStarted:
             return nil
+        }
+    }
+
+    /// A note as one line: a question with its id and how to answer it, or a warning.
+    static func noteText(_ kind: String, _ fields: OrderedObject) -> String {
+        let text = fields["question"]?.renderedText ?? fields["message"]?.renderedText ?? ""
+        switch kind {
+        case "question":
+            let session = fields["session"]?.renderedText ?? "SESSION"
+            let id = fields["id"]?.renderedText ?? "ID"
+            var line = "asks [\(id)]: \(text)"
+            if case .list(let options)? = fields["options"], !options.isEmpty { line += " (options: \(options.map(\.renderedText).joined(separator: " | ")))" }
+            return line + " — amplify-run answer \(session) \(id) '…'"
+        default:
+            return "\(kind): \(text)"
         }
     }
 }
 
 /// The end-of-run summary, also printed by `status`.
 enum RunSummaryPrinter {
-    static func print(_ report: RunReport, exitCode: Int32?, interrupted: Int32?, state: String? = nil) {
-        var lines: [[String]] = [["INSTANCE", "ITEM", "STATUS", "TIME", "DETAIL"]]
-        for r in report.rows {
-            let status = r.attempts > 1 ? "\(r.status.word) (\(r.attempts) attempts)" : r.status.word
-            lines.append([r.key.stage, r.item ?? "-", status, r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", r.detail ?? ""])
-        }
-        var widths = [Int](repeating: 0, count: 5)
-        for l in lines { for (i, c) in l.enumerated() where i < 4 { widths[i] = max(widths[i], c.count) } }
+    static func print(_ report: RunReport, exitCode: Int32?, interrupted: Int32?, state: String? = nil, instances: Bool = false) {
         Swift.print("")
-        for l in lines {
-            let text = l.enumerated().map { i, c in i < 4 ? c.padding(toLength: widths[i]) : c }.joined(separator: "  ")
-            Swift.print(String(text.reversed().drop { $0 == " " }.reversed()))
+        let onceFailed = report.rows.contains { r in r.key.item == nil && !(r.status == .succeeded || r.status == .pending) }
+        if instances || report.items.isEmpty || onceFailed {
+            var lines: [[String]] = [["INSTANCE", "ITEM", "STATUS", "TIME", "DETAIL"]]
+            for r in report.rows {
+                let status = r.attempts > 1 ? "\(r.status.word) (\(r.attempts) attempts)" : r.status.word
+                lines.append([r.key.stage, r.item ?? "-", status, r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", r.detail ?? ""])
+            }
+            table(lines)
+            if !report.items.isEmpty { Swift.print("") }
+        }
+        if !report.items.isEmpty {
+            var lines: [[String]] = [["ITEM", "OUTCOME", "STAGE", "TIME", "COST", "TITLE / DETAIL"]]
+            for r in report.items {
+                let cost = r.cost.map { c in "$" + String(Double(Int(c * 100 + 0.5)) / 100) } ?? "-"
+                let text = [r.title, r.detail].compactMap { $0 }.joined(separator: " — ")
+                lines.append([r.item, r.outcome, r.stage ?? "-", r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", cost, String(text.prefix(200))])
+            }
+            table(lines)
         }
         for p in report.problems { Swift.print("problem: \(p)") }
         let counts = report.counts.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
@@ -95,6 +123,17 @@ enum RunSummaryPrinter {
         last += counts.isEmpty ? "" : " — \(counts)"
         if let exitCode { last += "; exit \(exitCode)" }
         Swift.print(last)
+    }
+}
+
+/// Columns padded to their widest cell; the last column left as it is.
+private func table(_ lines: [[String]]) {
+    guard let columns = lines.first?.count else { return }
+    var widths = [Int](repeating: 0, count: columns)
+    for l in lines { for (i, c) in l.enumerated() where i < columns - 1 { widths[i] = max(widths[i], c.count) } }
+    for l in lines {
+        let text = l.enumerated().map { i, c in i < columns - 1 ? c.padding(toLength: widths[i]) : c }.joined(separator: "  ")
+        Swift.print(String(text.reversed().drop { $0 == " " }.reversed()))
     }
 }
 

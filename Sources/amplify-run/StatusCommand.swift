@@ -89,7 +89,7 @@ struct StatusCommand: ParsableCommand {
             print(Value.object(o).prettyJSON)
             return
         }
-        RunSummaryPrinter.print(report, exitCode: nil, interrupted: nil, state: state)
+        RunSummaryPrinter.print(report, exitCode: nil, interrupted: nil, state: state, instances: true)
     }
 }
 

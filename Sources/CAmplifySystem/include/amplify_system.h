@@ -27,4 +27,12 @@ void amplify_unblock_signals(void);
 /// creating an inode on disk. Returns a descriptor or -1.
 int amplify_memfd(const char *name);
 
+/// An inotify descriptor (non-blocking, close-on-exec) watching directory `path` for files
+/// written, renamed into it, or deleted; -1 with errno set when notifications are unavailable.
+int amplify_watch_directory(const char *path);
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes (-1: forever); drains the
+/// inotify descriptor `drain_fd` (or -1). Returns poll(2)'s result.
+int amplify_wait_readable(const int *fds, int count, int timeout_ms, int drain_fd);
+
 #endif

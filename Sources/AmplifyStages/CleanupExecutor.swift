@@ -1,0 +1,73 @@
+import AmplifyEngine
+import AmplifyWorkflow
+import Foundation
+
+/// `cleanup`: ends an agent still running, removes the item's worktree, deletes its branch once
+/// merged (`remove-branch`), and moves the session directory to `<state>/archive/`. Each step
+/// looks first whether it is done, so running it again is safe.
+public struct CleanupExecutor: StageExecutor {
+    var grace: Duration
+
+    public func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
+        guard case .object(let item)? = job.context.roots["item"], case .string(let id)? = item["id"], QueryReadyExecutor.isValidId(id) else {
+            return .failed("cleanup: the item has no valid id")
+        }
+        let session = Agent.session(job, item: id)
+        let record = session.readRecord()
+        // What dispatch made, from its outputs or, when it did not finish, from its record.
+        let worktree = job.session?["worktree"]?.renderedText ?? record?.worktree
+        let branch = job.session?["branch"]?.renderedText ?? record?.branch
+        let git = Git(job.repository, environment: job.environment)
+        var o = OrderedObject()
+
+        if let r = record, r.run == job.runId, let pid = r.pid, let start = r.startTime, Processes.isAlive(pid: pid, startTime: start) {
+            await ChildProcess.terminateGroup(pid, startTime: start, grace: grace)
+            o["agent-ended"] = .bool(true)
+        }
+        if let worktree, worktree.hasPrefix(worktreesDirectory(job) + "/") {
+            await MergeExecutor.removeWorktree(git: git, path: worktree)
+            o["worktree-removed"] = .string(worktree)
+        }
+        if let branch, await git.commit("refs/heads/" + branch) != nil {
+            let policy = (try? job.stage.parameter("remove-branch")?.render(ExpressionEvaluator(context: job.context)).renderedText) ?? "merged"
+            var remove = policy == "always"
+            if policy == "merged" {
+                let landed = await MergeExecutor.landed(git: git, base: job.settings.base, item: id, run: job.runId) != nil
+                let contained = await git.run(["merge-base", "--is-ancestor", "refs/heads/" + branch, "refs/heads/" + job.settings.base]).succeeded
+                let forkedAt = job.session?["base-commit"]?.renderedText ?? record?.baseCommit
+                let tip = await git.commit("refs/heads/" + branch)
+                // Merged, and not merely a branch with no work that the base contains anyway.
+                remove = landed || (contained && tip != forkedAt)
+            }
+            if remove {
+                let r = await git.run(["branch", "-D", branch])
+                if !r.succeeded { return .failed("cleanup: \(r.failure(["git", "branch", "-D", branch]))") }
+                o["branch-deleted"] = .string(branch)
+            } else {
+                o["branch-kept"] = .string(branch)
+            }
+        }
+        // The session directory to the archive (a rename: nothing in it is followed).
+        var st = stat()
+        if lstat(session.directory, &st) == 0 {
+            mkdir(session.stateDirectory + "/archive", 0o700)
+            var target = session.archived
+            var n = 1
+            while lstat(target, &st) == 0 { n += 1; target = session.archived + "." + String(n) }
+            guard rename(session.directory, target) == 0 else {
+                return .failed("cleanup: cannot move \(session.directory) to \(target): \(String(cString: strerror(errno)))")
+            }
+            rename(session.recordPath, target + ".run.json")
+            o["archived"] = .string(target)
+        }
+        return .succeeded(o)
+    }
+
+    public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
+        .rerun
+    }
+
+    func worktreesDirectory(_ job: StageJob) -> String {
+        job.settings.worktrees.hasPrefix("/") ? job.settings.worktrees : job.repository + "/" + job.settings.worktrees
+    }
+}

@@ -1,0 +1,286 @@
+import AmplifyEngine
+import AmplifyWorkflow
+import Foundation
+
+/// `dispatch`: claims the item, gives it a branch and a worktree made from the base, writes its
+/// session directory, and starts the agent there in a session of its own. The agent outlives
+/// the runner; its pid and start time are recorded (in the journal and beside the session
+/// directory) before anything else happens, so a resumed runner re-attaches instead of starting
+/// a second agent.
+public struct DispatchExecutor: StageExecutor {
+    var grace: Duration
+
+    public func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
+        do {
+            return .succeeded(try await dispatch(job, processStarted: processStarted))
+        } catch {
+            return error.result
+        }
+    }
+
+    public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
+        // An agent started by the dead runner is its session's: the dispatch is done.
+        if let id = itemId(job), let record = Agent.session(job, item: id).readRecord(), record.run == job.runId, record.pid != nil {
+            return .ended(.succeeded(outputs(record, job: job, session: Agent.session(job, item: id))))
+        }
+        // Before the agent: claim, worktree and session directory are all made so that doing them again is safe.
+        if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
+            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
+        }
+        return .rerun
+    }
+
+    func itemId(_ job: StageJob) -> String? {
+        guard case .object(let item)? = job.context.roots["item"], case .string(let id)? = item["id"], QueryReadyExecutor.isValidId(id) else { return nil }
+        return id
+    }
+
+    func outputs(_ r: SessionFiles.Record, job: StageJob, session: SessionFiles) -> OrderedObject {
+        var o = OrderedObject()
+        o["session"] = .string(session.id)
+        o["dir"] = .string(session.directory)
+        o["worktree"] = .string(r.worktree)
+        o["branch"] = .string(r.branch)
+        o["pid"] = r.pid.map { .int(Int($0)) } ?? .null
+        o["start-time"] = r.startTime.map { .int(Int($0)) } ?? .null
+        o["base"] = .string(job.settings.base)
+        o["base-commit"] = r.baseCommit.map(Value.string) ?? .null
+        o["slot"] = job.slot.map(Value.int) ?? .null
+        return o
+    }
+
+    private func dispatch(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> OrderedObject {
+        guard let id = itemId(job), case .object(let item)? = job.context.roots["item"] else {
+            throw StageError("dispatch: the item has no valid id (letters, digits, '.', '_', '-')")
+        }
+        let session = Agent.session(job, item: id)
+        // Re-attach: an agent this run started for the item already.
+        if let record = session.readRecord(), record.run == job.runId, let pid = record.pid {
+            if let start = record.startTime, Processes.isAlive(pid: pid, startTime: start) { processStarted(pid, start) }
+            return outputs(record, job: job, session: session)
+        }
+        let evaluator = ExpressionEvaluator(context: job.context)
+        let git = Git(job.repository, environment: job.environment)
+
+        try await claim(id, job: job, evaluator: evaluator, processStarted: processStarted)
+
+        // The branch and the worktree, reusing what an interrupted attempt left.
+        let branch: String
+        do { branch = try job.stage.parameter("branch")?.render(evaluator).renderedText ?? "amplify/\(id)" } catch {
+            throw StageError("dispatch: `branch`: \(error.message)")
+        }
+        guard !branch.hasPrefix("-"), await git.run(["check-ref-format", "--branch", branch]).succeeded else {
+            throw StageError("dispatch: '\(branch)' is not a valid branch name")
+        }
+        let base = job.settings.base
+        guard let baseCommit = await git.commit("refs/heads/" + base) else {
+            throw StageError("dispatch: the base branch '\(base)' (settings.base) does not exist in \(job.repository)")
+        }
+        let worktreesDir = job.settings.worktrees.hasPrefix("/") ? job.settings.worktrees : job.repository + "/" + job.settings.worktrees
+        let worktree = try await Agent.worktree(git: git, branch: branch, base: base, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, session: session)
+
+        // Untracked files the agent needs, then the project's setup.
+        if case .list(let names)? = try? job.stage.parameter("copy")?.render(evaluator) {
+            for name in names.map(\.renderedText) {
+                guard !name.hasPrefix("/"), !name.split(separator: "/").contains(".."), !name.isEmpty else {
+                    throw StageError("dispatch: `copy: \(name)` must be a path inside the repository")
+                }
+                var st = stat()
+                guard lstat(job.repository + "/" + name, &st) == 0 else { continue }
+                let target = worktree + "/" + name
+                try? FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                let r = await Exec.run(["cp", "-R", "-P", "--", job.repository + "/" + name, target], in: job.repository, environment: git.environment)
+                guard r.succeeded else { throw StageError("dispatch: copying \(name): \(r.failure(["cp", name]))") }
+            }
+        }
+        if case .list(let commands)? = job.stage.parameter("setup") {
+            for command in commands.compactMap(Command.init) {
+                var runJob = job
+                runJob.stage.command = command
+                runJob.stage.outputs = []
+                runJob.stage.workingDirectory = Template(parts: [.text(worktree)])
+                if case .failed(let why) = await CommandStageExecutor(grace: grace).execute(runJob, processStarted: processStarted) {
+                    throw StageError("dispatch: setup: \(why)")
+                }
+            }
+        }
+
+        // The session directory, then the agent.
+        try Agent.makeSessionDirectory(session)
+        var state = OrderedObject()
+        state["sessionId"] = .string(session.id)
+        state["status"] = .string("running")
+        state["item"] = .object(item)
+        state["worktree"] = .string(worktree)
+        state["branch"] = .string(branch)
+        state["baseBranch"] = .string(base)
+        state["baseCommit"] = .string(baseCommit)
+        state["startedAt"] = .string(Timestamp.iso8601(milliseconds: Processes.now()))
+        var context = job.context
+        context.roots["session"] = .object(OrderedObject([("id", .string(session.id)), ("dir", .string(session.directory)), ("agent-session", .null)]))
+        let prompt: String
+        do { prompt = try job.stage.parameter("prompt")?.render(ExpressionEvaluator(context: context)).renderedText ?? "" } catch {
+            throw StageError("dispatch: `prompt`: \(error.message)")
+        }
+        context.roots["prompt"] = .string(prompt)
+        let argv: [String]
+        do {
+            guard case .list(let parts)? = try job.stage.parameter("agent")?.render(ExpressionEvaluator(context: context)), !parts.isEmpty else {
+                throw StageError("dispatch: `agent` must be a non-empty argv")
+            }
+            argv = parts.map(\.renderedText)
+        } catch let e as StageError { throw e } catch {
+            throw StageError("dispatch: `agent`: \(error)")
+        }
+        do {
+            try RunStore.writeAtomically(Array((Value.object(state).prettyJSON + "\n").utf8), to: session.path("state.json"))
+            try RunStore.writeAtomically(Array(prompt.utf8), to: session.path("prompt.md"))
+        } catch {
+            throw StageError("dispatch: cannot write the session directory: \(error.message)")
+        }
+        var record = SessionFiles.Record(run: job.runId, item: id, worktree: worktree, branch: branch)
+        // Where the branch leaves the base (a reused branch may have work already).
+        record.baseCommit = (try? await git.output(["merge-base", baseCommit, "refs/heads/" + branch])) ?? baseCommit
+        do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
+        let env = try Agent.environment(job, session: session, worktree: worktree, branch: branch, slot: job.slot, evaluator: evaluator)
+        let (pid, start) = try Agent.start(argv, environment: env, worktree: worktree, session: session, record: &record)
+        processStarted(pid, start)
+        return outputs(record, job: job, session: session)
+    }
+
+    private func claim(_ id: String, job: StageJob, evaluator: ExpressionEvaluator, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) {
+        guard let query = job.upstreamQuery else { return }
+        let source = (try? query.parameter("source")?.render(evaluator).renderedText) ?? "bd"
+        switch source {
+        case "file":
+            let path = (try? query.parameter("path")?.render(evaluator).renderedText) ?? ""
+            if case .failed(let why) = await IssuesFile.claimIssue(id: id, path: path.hasPrefix("/") ? path : job.repository + "/" + path) {
+                throw StageError("dispatch: \(why)")
+            }
+        case "bd":
+            let env = Git(job.repository, environment: job.environment).environment
+            let r = await Exec.run(["bd", "update", id, "--claim", "--json"], in: job.repository, environment: env)
+            guard !r.succeeded else { return }
+            // Claimed already (an interrupted attempt of this run did it) is fine; anything else is not.
+            let shown = await Exec.run(["bd", "show", id, "--json"], in: job.repository, environment: env)
+            if let v = try? JSONParser.parse(shown.stdout) {
+                let issue: Value? = if case .list(let l) = v { l.first } else { v }
+                if issue?["status"] == .string("in_progress") { return }
+            }
+            throw StageError("dispatch: cannot claim \(id): \(r.failure(["bd", "update", id, "--claim"]))")
+        default:
+            return
+        }
+    }
+}
+
+/// What dispatch and wait-approved share: the session's place, its worktree, and starting an agent.
+enum Agent {
+    static func session(_ job: StageJob, item: String) -> SessionFiles {
+        let state = job.settings.state.hasPrefix("/") ? job.settings.state : job.repository + "/" + job.settings.state
+        return SessionFiles(stateDirectory: state, id: SessionFiles.id(item: item, runId: job.runId))
+    }
+
+    /// The item's worktree on `branch`: the one git already has for the branch, else a new one
+    /// at `path` (on the branch if it exists, else on a new branch from the base).
+    static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, session: SessionFiles) async throws(StageError) -> String {
+        await git.run(["worktree", "prune"])
+        if let existing = await git.worktrees().first(where: { $0.branch == branch }) {
+            guard FileManager.default.fileExists(atPath: existing.path) else { throw StageError("dispatch: branch \(branch) is checked out at \(existing.path), which is gone") }
+            return existing.path
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: worktreesDir, withIntermediateDirectories: true)
+        } catch { throw StageError("dispatch: cannot create \(worktreesDir): \(error.localizedDescription)") }
+        excludeFromStatus(git: git, directory: worktreesDir)
+        excludeFromStatus(git: git, directory: SessionFiles.sessionsDirectory(session.stateDirectory).dropLastComponent)
+        // Debris of an interrupted `git worktree add`.
+        var st = stat()
+        if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
+        let args: [String]
+        if await git.commit("refs/heads/" + branch) != nil {
+            args = ["worktree", "add", "--quiet", path, branch]
+        } else {
+            args = ["worktree", "add", "--quiet", "-b", branch, path, "refs/heads/" + base]
+        }
+        let r = await git.run(args)
+        guard r.succeeded else { throw StageError("dispatch: \(r.failure(["git"] + args))") }
+        return path
+    }
+
+    /// The worktrees folder and the state directory stay out of the user's `git status`.
+    static func excludeFromStatus(git: Git, directory: String) {
+        let repo = git.directory
+        guard directory.hasPrefix(repo + "/") else { return }
+        let rel = "/" + directory.dropFirst(repo.count + 1) + "/"
+        let exclude = repo + "/.git/info/exclude"
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: repo + "/.git", isDirectory: &isDir), isDir.boolValue else { return }
+        let text = (try? String(contentsOfFile: exclude, encoding: .utf8)) ?? ""
+        guard !text.split(separator: "\n").contains(Substring(rel)) else { return }
+        try? FileManager.default.createDirectory(atPath: repo + "/.git/info", withIntermediateDirectories: true)
+        try? RunStore.writeAtomically(Array((text + (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + rel + "\n").utf8), to: exclude, mode: 0o644)
+    }
+
+    /// The session directory, mode 0700, never a symlink.
+    static func makeSessionDirectory(_ session: SessionFiles) throws(StageError) {
+        for dir in [session.stateDirectory, SessionFiles.sessionsDirectory(session.stateDirectory)] {
+            mkdir(dir, 0o700)
+        }
+        if mkdir(session.directory, 0o700) != 0 && errno != EEXIST {
+            throw StageError("dispatch: cannot create \(session.directory): \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard lstat(session.directory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw StageError("dispatch: \(session.directory) is not a directory (a symlink?); refusing to use it")
+        }
+        chmod(session.directory, 0o700)
+    }
+
+    /// The agent's environment: the runner's (less git's redirections), the stage's `env`, and AMPLIFY_*.
+    static func environment(_ job: StageJob, session: SessionFiles, worktree: String, branch: String, slot: Int?, evaluator: ExpressionEvaluator) throws(StageError) -> [String: String] {
+        var env = job.environment
+        for name in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"] { env[name] = nil }
+        for entry in job.stage.env {
+            do { env[entry.key] = try entry.value.render(evaluator).renderedText } catch { throw StageError("env \(entry.key): \(error.message)") }
+        }
+        env["AMPLIFY_RUN_ID"] = job.runId
+        env["AMPLIFY_SESSION_ID"] = session.id
+        env["AMPLIFY_SESSION_DIR"] = session.directory
+        env["AMPLIFY_ITEM_ID"] = job.itemName ?? ""
+        env["AMPLIFY_WORKTREE"] = worktree
+        env["AMPLIFY_BRANCH"] = branch
+        env["AMPLIFY_BASE_BRANCH"] = job.settings.base
+        env["AMPLIFY_SLOT"] = String(slot ?? 0)
+        env["AMPLIFY_PROMPT_FILE"] = session.path("prompt.md")
+        return env
+    }
+
+    /// Starts an agent in its own session and process group, output appended to output.log, and
+    /// records its identity beside the session directory before returning.
+    static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record) throws(StageError) -> (Int32, UInt64) {
+        let log = session.path("output.log")
+        // Never through a symlink planted in the session directory.
+        let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StageError("cannot open \(log): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let pid: Int32
+        do { pid = try ChildProcess.spawn(argv, environment: environment, directory: worktree, stdout: .descriptor(fd), stderr: .descriptor(fd)) } catch {
+            throw StageError("cannot start the agent: \(error.description)")
+        }
+        AgentExits.started(pid)
+        let start = Processes.startTime(pid) ?? 0
+        record.pid = pid
+        record.startTime = start
+        try? session.writeRecord(record)
+        return (pid, start)
+    }
+}
+
+extension String {
+    /// The path without its last component.
+    var dropLastComponent: String {
+        guard let slash = lastIndex(of: "/") else { return "." }
+        return String(self[..<slash])
+    }
+}

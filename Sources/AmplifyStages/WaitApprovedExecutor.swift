@@ -1,0 +1,145 @@
+import AmplifyEngine
+import AmplifyWorkflow
+import CAmplifySystem
+import Foundation
+
+/// `wait-approved`: waits for the session's decision — `decision.json` (approve/reject),
+/// `review.json`, or `state.json`'s status — journaling each new question once. An agent that
+/// exited with a blocking question is started again with `resume:` once it is answered; one
+/// that exited without a decision is judged by `on-exit`. Waiting sleeps on inotify (or a poll of
+/// `settings.poll`) and the agent's pidfd: no CPU to speak of.
+public struct WaitApprovedExecutor: StageExecutor {
+    var grace: Duration
+
+    public func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
+        do {
+            return try await wait(job, processStarted: processStarted)
+        } catch {
+            return error.result
+        }
+    }
+
+    /// The agent was left running by the dead runner: wait again (re-attach), never end it.
+    public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
+        .rerun
+    }
+
+    private func wait(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
+        guard let dispatched = job.session, case .string(let sid)? = dispatched["session"], SessionFiles.isValidId(sid) else {
+            throw StageError("wait-approved: the item has no session (its dispatch did not succeed)")
+        }
+        let stateDir = job.settings.state.hasPrefix("/") ? job.settings.state : job.repository + "/" + job.settings.state
+        let session = SessionFiles(stateDirectory: stateDir, id: sid)
+        let evaluator = ExpressionEvaluator(context: job.context)
+        let onExit = (try? job.stage.parameter("on-exit")?.render(evaluator).renderedText) ?? "fail"
+        var asked = Set(job.notes.filter { $0.kind == "question" }.compactMap { $0.fields["id"]?.renderedText })
+        var warned = Set(job.notes.filter { $0.kind == "warning" }.compactMap { $0.fields["message"]?.renderedText })
+        var resumedFor = Set(job.notes.filter { $0.kind == "resumed" }.compactMap { $0.fields["question"]?.renderedText })
+        var record = session.readRecord()
+        var reported: Int32?
+        let started = ContinuousClock.now
+        let watch = amplify_watch_directory(session.directory)
+        defer { if watch >= 0 { close(watch) } }
+        let pollEvery: Duration = watch >= 0 ? .seconds(30) : .milliseconds(job.settings.poll.milliseconds)
+
+        while true {
+            // The agent, as the record beside the session directory knows it (a resumed agent replaces it).
+            let pid = record?.pid
+            let alive = pid.map { p in record?.startTime.map { Processes.isAlive(pid: p, startTime: $0) } ?? false } ?? false
+            if alive, let pid, reported != pid {
+                processStarted(pid, record?.startTime ?? 0)
+                reported = pid
+            }
+
+            var warnings: [String] = []
+            if let d = session.decision(warnings: &warnings) {
+                return decided(d, session: session)
+            }
+            for q in session.questions(warnings: &warnings) where !asked.contains(q.id) {
+                var fields = q.fields
+                fields["session"] = .string(sid)
+                job.note("question", fields)
+                asked.insert(q.id)
+            }
+            for w in warnings where warned.insert(w).inserted { job.note("warning", OrderedObject([("message", .string(w))])) }
+
+            if !alive {
+                // Said before it went? Look once more, then judge how it ended.
+                var ignored: [String] = []
+                if let d = session.decision(warnings: &ignored) { return decided(d, session: session) }
+                let questions = session.questions(warnings: &ignored).filter(\.blocking)
+                let answers = session.answers()
+                let answered = questions.filter { answers[$0.id] != nil && !resumedFor.contains($0.id) }
+                let open = questions.filter { answers[$0.id] == nil }
+                if !answered.isEmpty && open.isEmpty, var r = record {
+                    // Answered: start it again where it left off.
+                    let answer = answered.map { answers[$0.id]! }.joined(separator: "\n\n")
+                    var context = job.context
+                    context.roots["session"] = .object(OrderedObject([("id", .string(sid)), ("dir", .string(session.directory)),
+                                                                      ("agent-session", session.agentReport().agentSession.map(Value.string) ?? .null)]))
+                    context.roots["answer"] = .string(answer)
+                    let argv: [String]
+                    do {
+                        guard case .list(let parts)? = try job.stage.parameter("resume")?.render(ExpressionEvaluator(context: context)), !parts.isEmpty else {
+                            throw StageError("wait-approved: `resume` must be a non-empty argv")
+                        }
+                        argv = parts.map(\.renderedText)
+                    } catch let e as StageError { throw e } catch { throw StageError("wait-approved: `resume`: \(error)") }
+                    var dispatchJob = job
+                    dispatchJob.itemName = job.itemName
+                    let env = try Agent.environment(dispatchJob, session: session, worktree: r.worktree, branch: r.branch,
+                                                    slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, evaluator: evaluator)
+                    for q in answered {
+                        resumedFor.insert(q.id)
+                        job.note("resumed", OrderedObject([("question", .string(q.id)), ("session", .string(sid))]))
+                    }
+                    _ = try Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r)
+                    record = r
+                    continue
+                }
+                if open.isEmpty {
+                    let how = await pid.asyncMap { await AgentExits.termination($0) }.flatMap { $0 }?.description ?? "exited"
+                    switch onExit {
+                    case "approve":
+                        return decided(SessionFiles.Decision(approved: true, summary: session.summaryMarkdown(), source: "on-exit: approve"), session: session)
+                    case "wait":
+                        break  // A human decides (approve/reject); keep waiting.
+                    default:
+                        let tail = session.outputTail()
+                        throw StageError("the agent \(how) without a decision\(tail.isEmpty ? "" : "; output.log ends: " + tail)")
+                    }
+                }
+            }
+            if let timeout = job.stage.timeout, ContinuousClock.now - started > .milliseconds(timeout.milliseconds) + grace + .seconds(5) {
+                // The runner ends the attempt at its deadline; this only stops a wait nobody listens to.
+                throw StageError("timed out", kind: .timedOut)
+            }
+            let pidfd = alive ? pid.map { amplify_pidfd_open($0) } ?? -1 : -1
+            await FileWatch.wait(watch: watch, pidfd: pidfd, timeout: pollEvery)
+            if pidfd >= 0 { close(pidfd) }
+            if record?.pid != pid || record == nil { record = session.readRecord() }
+        }
+    }
+
+    private func decided(_ d: SessionFiles.Decision, session: SessionFiles) -> StageResult {
+        let report = session.agentReport()
+        var o = OrderedObject()
+        o["decision"] = .string(d.approved ? "approved" : "rejected")
+        o["summary"] = .string(d.summary)
+        o["decided-by"] = .string(d.source)
+        if let cost = report.cost { o["cost"] = .double(cost) }
+        if let turns = report.turns { o["turns"] = .int(turns) }
+        if let s = report.agentSession { o["agent-session"] = .string(s) }
+        guard d.approved else {
+            return .failedAs(.rejected, "rejected (\(d.source))" + (d.summary.isEmpty ? "" : ": " + String(d.summary.prefix(300))))
+        }
+        return .succeeded(o)
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ f: (Wrapped) async -> T) async -> T? {
+        guard let v = self else { return nil }
+        return await f(v)
+    }
+}
