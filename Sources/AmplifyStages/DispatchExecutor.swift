@@ -279,7 +279,7 @@ enum Agent {
 
 extension String {
     /// The path without its last component.
-    var dropLastComponent: String {
+    public var dropLastComponent: String {
         guard let slash = lastIndex(of: "/") else { return "." }
         return String(self[..<slash])
     }

@@ -1,6 +1,8 @@
 import AmplifyEngine
 import AmplifyWorkflow
+import AmplifyStages
 import ArgumentParser
+import Foundation
 
 /// Reading runs from the state directory (read-only: a torn last line is ignored).
 enum RunReader {
@@ -69,6 +71,7 @@ struct StatusCommand: ParsableCommand {
         }
         let state = RunReader.stateWord(store, run: id, machine: machine)
         let report = RunReport(machine, now: Processes.now())
+        let sessions = SessionRow.all(machine, stateDirectory: store.root)
         if json {
             var o = OrderedObject()
             o["run"] = .string(id)
@@ -86,10 +89,66 @@ struct StatusCommand: ParsableCommand {
                 i["detail"] = r.detail.map(Value.string) ?? .null
                 return .object(i)
             })
+            o["sessions"] = .list(sessions.map { r in
+                var i = OrderedObject()
+                i["session"] = .string(r.id)
+                i["item"] = .string(r.item)
+                i["agent"] = .string(r.agent)
+                i["cost"] = r.cost.map(Value.double) ?? .null
+                i["pending-questions"] = .list(r.pending.map { .object($0) })
+                return .object(i)
+            })
             print(Value.object(o).prettyJSON)
             return
         }
         RunSummaryPrinter.print(report, exitCode: nil, interrupted: nil, state: state, instances: true)
+        if !sessions.isEmpty {
+            print("\nSESSIONS")
+            for r in sessions {
+                print("  \(r.id)  item \(r.item)  agent \(r.agent)\(r.cost.map { String(format: "  cost $%.2f", $0) } ?? "")")
+                for q in r.pending {
+                    let qid = q["id"]?.renderedText ?? "?"
+                    print("    question \(qid): \(q["question"]?.renderedText ?? "")")
+                    print("      answer with: amplify-run answer \(r.id) \(qid) '…'")
+                }
+            }
+        }
+    }
+}
+
+/// A session of a run as `status` shows it: its agent, its cost, the questions still unanswered.
+struct SessionRow {
+    var id: String
+    var item: String
+    var agent: String
+    var cost: Double?
+    var pending: [OrderedObject]
+
+    static func all(_ machine: RunStateMachine, stateDirectory: String) -> [SessionRow] {
+        var rows: [SessionRow] = []
+        for (key, inst) in machine.allInstances where machine.stage(of: key)?.kind == .dispatch {
+            guard case .string(let sid)? = inst.outputs["session"] else { continue }
+            let files = SessionFiles(stateDirectory: stateDirectory, id: sid)
+            let record = files.readRecord()
+            var agent = "not known"
+            if let pid = record?.pid, let start = record?.startTime {
+                agent = Processes.isAlive(pid: pid, startTime: start) ? "running (pid \(pid))" : "exited"
+            } else if !FileManager.default.fileExists(atPath: files.directory) {
+                agent = "archived"
+            }
+            var cost: Double?
+            var pending: [OrderedObject] = []
+            let answers = files.answers()
+            for (k, i) in machine.allInstances where k.item == key.item && machine.stage(of: k)?.kind == .waitApproved {
+                if case .double(let c)? = i.outputs["cost"] { cost = c }
+                guard !i.status.isEnded else { continue }
+                for note in machine.notes[k] ?? [] where note.kind == "question" {
+                    if let qid = note.fields["id"]?.renderedText, answers[qid] == nil { pending.append(note.fields) }
+                }
+            }
+            rows.append(SessionRow(id: sid, item: RunStateMachine.itemName(machine.item(for: key), index: key.item ?? 0), agent: agent, cost: cost, pending: pending))
+        }
+        return rows
     }
 }
 
