@@ -93,6 +93,16 @@ public struct RunReport: Sendable {
             if case .failed(let reason) = source.state { return "\(machine.workflow.stages[s].id): \(reason)" }
             return nil
         }.sorted()
+        for r in rows where r.key.item == nil {
+            if case .list(let bad)? = machine.instance(r.key)?.outputs["invalid"] {
+                for item in bad { problems.append("\(r.key.stage): an item with an invalid id was not dispatched: \(RunReport.idText(item))") }
+            }
+        }
+    }
+
+    /// An item's id for a message: quoted JSON, at most 80 characters.
+    public static func idText(_ item: Value) -> String {
+        String((item["id"] ?? item).json.prefix(80))
     }
 
     /// Counts of instances by status word.

@@ -625,6 +625,8 @@ public struct RunStateMachine: Sendable {
             if list.contains(where: { if case .failed = $0.status { return true } else { return false } }) { return .failed }
         }
         if sources.values.contains(where: { if case .failed = $0.state { return true } else { return false } }) { return .failed }
+        // Items the tracker gave with ids that may not be used (never dispatched) count as failures.
+        if once.values.contains(where: { if case .list(let l)? = $0.outputs["invalid"] { return !l.isEmpty } else { return false } }) { return .failed }
         return .succeeded
     }
 

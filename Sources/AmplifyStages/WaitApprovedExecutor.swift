@@ -97,7 +97,8 @@ public struct WaitApprovedExecutor: StageExecutor {
                     record = r
                     continue
                 }
-                if open.isEmpty {
+                // "completed": done, and waiting for a human's approve or reject.
+                if open.isEmpty && session.status() != "completed" {
                     let how = await pid.asyncMap { await AgentExits.termination($0) }.flatMap { $0 }?.description ?? "exited"
                     switch onExit {
                     case "approve":

@@ -47,7 +47,11 @@ struct LineObserver: RunObserver {
             return "\(name(key, state)) started" + (attempt > 1 ? " (attempt \(attempt))" : "")
         case .instanceSucceeded(let key, _):
             let d = state.instance(key).flatMap { i in i.startedAt.flatMap { s in i.endedAt.map { RunReport.format(milliseconds: $0 - s) } } }
-            return "\(name(key, state)) succeeded" + (d.map { " in \($0)" } ?? "")
+            var line = "\(name(key, state)) succeeded" + (d.map { " in \($0)" } ?? "")
+            if case .list(let bad)? = state.instance(key)?.outputs["invalid"], !bad.isEmpty {
+                line += "; not dispatched, invalid id: " + bad.map(RunReport.idText).joined(separator: ", ")
+            }
+            return line
         case .instanceFailed(let key, let attempt, let reason, let retryAt, let kind):
             if let retryAt {
                 return "\(name(key, state)) attempt \(attempt) failed: \(reason); retrying at \(Timestamp.iso8601(milliseconds: retryAt).dropFirst(11).prefix(8))"

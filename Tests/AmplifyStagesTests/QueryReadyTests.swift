@@ -69,7 +69,8 @@ struct QueryReadyTests {
         text += "{\"id\":\"../../etc\",\"title\":\"escape\",\"status\":\"open\",\"priority\":0}\n"
         try text.write(toFile: box.path + "/issues.jsonl", atomically: true, encoding: .utf8)
         let r = try await amplify(["wf.yaml"], in: box)
-        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.status == 1, "an invalid id makes exit 1: \(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("invalid id: \"../../etc\""), "\(r.stdout)")
         #expect(box.read("seen") .split(separator: "\n").sorted() == ["demo-2", "demo-4"])
         let journal = try String(contentsOfFile: try #require(try box.journals().first), encoding: .utf8)
         #expect(journal.contains("\"invalid\":[{\"id\":\"../../etc\""))
