@@ -285,6 +285,8 @@ struct Driver {
         guard !machine.cancelRequested else { return }
         try record([.cancelRequested(reason: reason)], now: Processes.now(), sync: true)
         for (key, inst) in machine.runningInstances {
+            // A landing merge is let finish: its base moves whole or not at all.
+            if machine.stage(of: key)?.kind == .merge { continue }
             if let p = inst.process {
                 if settlingDeadRunner {
                     if Processes.isAlive(pid: p.pid, startTime: p.startTime) {

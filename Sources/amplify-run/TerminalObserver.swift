@@ -76,6 +76,16 @@ final class TerminalObserver: RunObserver {
             s.machine = machine
             return now - s.lastDraw >= 100
         }
+        if case .note(_, "question", _) = entry.event {
+            // A question stays on screen, whole, above the live lines: it is what the user must act on.
+            let clear = state.withLock { s -> String in
+                defer { s.drawn = 0 }
+                return s.drawn > 0 ? "\u{1B}[\(s.drawn)A\u{1B}[J" : ""
+            }
+            fputsStdout(clear + (color ? "\u{1B}[1;35m" : "") + "? \(id): \(text)" + (color ? "\u{1B}[0m" : "") + "\n")
+            redraw(now: now)
+            return
+        }
         if draw { redraw(now: now) }
     }
 
@@ -114,7 +124,8 @@ final class TerminalObserver: RunObserver {
 
     private func paint(_ event: String) -> String {
         guard color else { return event }
-        if event.hasPrefix("failed") { return "\u{1B}[31m\(event)\u{1B}[0m" }
+        if event.hasPrefix("failed") || event.hasPrefix("rejected") || event.hasPrefix("conflict") || event.hasPrefix("timed-out") { return "\u{1B}[31m\(event)\u{1B}[0m" }
+        if event.hasPrefix("asks") { return "\u{1B}[1;35m\(event)\u{1B}[0m" }
         if event.hasPrefix("succeeded") { return "\u{1B}[32m\(event)\u{1B}[0m" }
         if event.hasPrefix("will retry") || event.hasPrefix("skipped") || event.hasPrefix("cancelled") { return "\u{1B}[33m\(event)\u{1B}[0m" }
         return event
