@@ -30,6 +30,38 @@ public enum Processes {
     }
 
     /// Sends a signal to a whole process group (the group id is the leader's pid).
+    /// Process-group leaders (not zombies) whose environment holds every one of `entries`
+    /// (`NAME=value`): how a runner finds an agent it started but died before recording.
+    public static func groupLeaders(withEnvironment entries: [String]) -> [(pid: Int32, startTime: UInt64)] {
+        guard let dir = opendir("/proc") else { return [] }
+        defer { closedir(dir) }
+        let wanted = entries.map { Array($0.utf8) }
+        var found: [(Int32, UInt64)] = []
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name), pid != getpid(), getpgid(pid) == pid, let s = stat(pid), s.state != "Z" else { continue }
+            let fd = open("/proc/\(pid)/environ", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n <= 0 || bytes.count > 1 << 20 { break }
+                bytes += buffer[..<n]
+            }
+            close(fd)
+            let vars = bytes.split(separator: 0)
+            if wanted.allSatisfy({ w in vars.contains { $0.elementsEqual(w) } }) { found.append((pid, s.startTime)) }
+        }
+        return found
+    }
+
+    /// Whether a process with this pid exists and is not a zombie.
+    public static func isRunning(_ pid: Int32) -> Bool {
+        guard let s = stat(pid) else { return false }
+        return s.state != "Z" && s.state != "X"
+    }
+
     public static func signalGroup(_ pgid: Int32, _ signal: Int32) {
         guard pgid > 1 else { return }
         _ = kill(-pgid, signal)

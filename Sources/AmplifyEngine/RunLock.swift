@@ -23,8 +23,17 @@ public final class RunLock {
         self.path = path
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw JournalError("cannot open the lock \(path): \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // A runner killed while it was starting a child leaves the lock, for a moment, with that
+        // child (between its clone and its exec, it has a copy of every descriptor). When the
+        // pid in the file is gone, wait a little for the lock to be let go.
+        var tries = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let holder = RunLock.holder(path: path)
+            if tries < 150, let holder, holder != getpid(), !Processes.isRunning(holder) {
+                tries += 1
+                usleep(20_000)
+                continue
+            }
             close(fd)
             throw Held(pid: holder, path: path)
         }

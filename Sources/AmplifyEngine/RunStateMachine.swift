@@ -297,6 +297,11 @@ public struct RunStateMachine: Sendable {
         index[stageId].map { refills[$0] != nil } ?? false
     }
 
+    /// Refilling queries started and not answered (in flight when a runner died: asked again).
+    public var refillsInFlight: [String] {
+        refills.filter(\.value.inFlight).keys.sorted().map { stages[$0].stage.id }
+    }
+
     /// The ids of items this run has seen from a refilling query.
     public func seenItemIds(of stageId: String) -> Set<String> {
         index[stageId].flatMap { refills[$0]?.seen } ?? []

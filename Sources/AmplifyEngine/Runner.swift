@@ -325,6 +325,7 @@ struct Driver {
                 try record([machine.failure(key, reason: reason, now: now, kind: kind)], now: now)
             }
         }
+        for stage in machine.refillsInFlight { launchRefill(stage) }
         machine.markAllPendingDirty()
     }
 

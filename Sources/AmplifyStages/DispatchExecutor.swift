@@ -55,9 +55,19 @@ public struct DispatchExecutor: StageExecutor {
         }
         let session = Agent.session(job, item: id)
         // Re-attach: an agent this run started for the item already.
-        if let record = session.readRecord(), record.run == job.runId, let pid = record.pid {
-            if let start = record.startTime, Processes.isAlive(pid: pid, startTime: start) { processStarted(pid, start) }
-            return outputs(record, job: job, session: session)
+        if var record = session.readRecord(), record.run == job.runId {
+            if let pid = record.pid {
+                if let start = record.startTime, Processes.isAlive(pid: pid, startTime: start) { processStarted(pid, start) }
+                return outputs(record, job: job, session: session)
+            }
+            // The runner died between starting the agent and recording it: find it by its environment.
+            if let agent = Processes.groupLeaders(withEnvironment: ["AMPLIFY_SESSION_ID=\(session.id)", "AMPLIFY_RUN_ID=\(job.runId)"]).first {
+                record.pid = agent.pid
+                record.startTime = agent.startTime
+                try? session.writeRecord(record)
+                processStarted(agent.pid, agent.startTime)
+                return outputs(record, job: job, session: session)
+            }
         }
         let evaluator = ExpressionEvaluator(context: job.context)
         let git = Git(job.repository, environment: job.environment)
@@ -77,7 +87,7 @@ public struct DispatchExecutor: StageExecutor {
             throw StageError("dispatch: the base branch '\(base)' (settings.base) does not exist in \(job.repository)")
         }
         let worktreesDir = job.settings.worktrees.hasPrefix("/") ? job.settings.worktrees : job.repository + "/" + job.settings.worktrees
-        let worktree = try await Agent.worktree(git: git, branch: branch, base: base, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, session: session)
+        let worktree = try await git.withWorktreeLock { () async throws(StageError) -> String in try await Agent.worktree(git: git, branch: branch, base: base, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, session: session) }
 
         // Untracked files the agent needs, then the project's setup.
         if case .list(let names)? = try? job.stage.parameter("copy")?.render(evaluator) {

@@ -91,6 +91,19 @@ struct Git: Sendable {
         return g
     }
 
+    /// The repository's shared git directory (the same from every worktree).
+    func commonDirectory() async -> String {
+        (try? await output(["rev-parse", "--path-format=absolute", "--git-common-dir"])) ?? directory + "/.git"
+    }
+
+    /// Runs `body` holding the repository's worktree lock: git is not safe with two `worktree add`
+    /// (or prune, or remove) at once — one reads the other's half-made entry and fails.
+    func withWorktreeLock<T>(_ body: () async throws(StageError) -> T) async throws(StageError) -> T {
+        let lock = try await RepositoryLock.acquire(await commonDirectory() + "/amplify-worktrees.lock")
+        defer { lock.release() }
+        return try await body()
+    }
+
     /// Registered worktrees: path and branch (nil when detached).
     func worktrees() async -> [(path: String, branch: String?)] {
         let r = await run(["worktree", "list", "--porcelain"])

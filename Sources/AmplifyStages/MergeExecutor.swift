@@ -52,6 +52,12 @@ public struct MergeExecutor: StageExecutor {
         func param(_ name: String) -> String? { try? job.stage.parameter(name)?.render(evaluator).renderedText }
         let strategy = param("strategy") ?? "no-ff"
 
+        // A killed runner's debris, in the runner's own worktree for this item, goes first.
+        let stateDir = job.settings.state.hasPrefix("/") ? job.settings.state : job.repository + "/" + job.settings.state
+        let scratch = stateDir + "/merging/" + SessionFiles.id(item: id, runId: job.runId)
+        var st = stat()
+        if lstat(scratch, &st) == 0 { await MergeExecutor.removeWorktree(git: git, path: scratch) }
+
         if let sha = await MergeExecutor.landed(git: git, base: base, item: id, run: job.runId) {
             return .succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))]))
         }
@@ -89,13 +95,11 @@ public struct MergeExecutor: StageExecutor {
         }
         guard let old = await git.commit("refs/heads/" + base) else { throw StageError("merge: the base branch \(base) does not exist") }
 
-        // The runner's own worktree; whatever a killed runner left there is thrown away first.
-        let stateDir = job.settings.state.hasPrefix("/") ? job.settings.state : job.repository + "/" + job.settings.state
-        let scratch = stateDir + "/merging/" + SessionFiles.id(item: id, runId: job.runId)
+        // The runner's own worktree, made afresh.
         await MergeExecutor.removeWorktree(git: git, path: scratch)
         mkdir(stateDir, 0o700)
         mkdir(stateDir + "/merging", 0o700)
-        _ = try await git.output(["worktree", "add", "--quiet", "--detach", scratch, old])
+        _ = try await git.withWorktreeLock { () async throws(StageError) in try await git.output(["worktree", "add", "--quiet", "--detach", scratch, old]) }
         let landing: Result<StageResult, StageError>
         do { landing = .success(try await land(job, git: git, scratch: scratch, old: old, tip: tip, item: id, strategy: strategy, param: param, processStarted: processStarted)) } catch {
             landing = .failure(error)
@@ -165,12 +169,14 @@ public struct MergeExecutor: StageExecutor {
     }
 
     static func removeWorktree(git: Git, path: String) async {
-        var st = stat()
-        if lstat(path, &st) == 0 {
-            await git.run(["worktree", "remove", "--force", "--force", path])
-            if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
+        try? await git.withWorktreeLock { () async throws(StageError) in
+            var st = stat()
+            if lstat(path, &st) == 0 {
+                await git.run(["worktree", "remove", "--force", "--force", path])
+                if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
+            }
+            await git.run(["worktree", "prune"])
         }
-        await git.run(["worktree", "prune"])
     }
 }
 
