@@ -46,7 +46,7 @@ let package = Package(
         .executableTarget(name: "amplify-bench", dependencies: ["AmplifyEngine", "AmplifyWorkflow"]),
         // The libFuzzer target over loading and checking workflows (fuzz/run); built normally,
         // it replays the inputs given on its command line.
-        .executableTarget(name: "amplify-fuzz", dependencies: ["AmplifyWorkflow"]),
+        .executableTarget(name: "amplify-fuzz", dependencies: ["AmplifyWorkflow", "AmplifyStages"]),
         // Argument parsing and terminal output only.
         .executableTarget(
             name: "amplify-run",

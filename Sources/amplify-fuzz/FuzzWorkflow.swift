@@ -1,10 +1,12 @@
+import AmplifyStages
 import AmplifyWorkflow
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// One input: load and check it as a workflow file (and draw its plan), render it as a template
-/// of expressions, and parse it as JSON. Nothing may crash or hang, whatever the bytes.
+/// of expressions, parse it as JSON, read it as a tracker's issues (bd's ready rules), and read
+/// it as each file a session writes. Nothing may crash or hang, whatever the bytes.
 func fuzzWorkflow(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     fuzzOne(Array(UnsafeBufferPointer(start: data, count: size)))
     return 0
@@ -20,6 +22,31 @@ func fuzzOne(_ bytes: [UInt8]) {
     let (template, _) = Template.parse(text)
     _ = try? ExpressionEvaluator(context: ExpressionContext(roots: ["item": .object(OrderedObject())])).render(template)
     _ = try? JSONParser.parse(bytes: bytes)
+    if let issues = try? BeadsReadiness.parseIssues(text) { _ = BeadsReadiness.ready(issues, now: "2026-11-24T12:00:00.000Z") }
+    fuzzSessionFiles(bytes)
+}
+
+/// The session directory the session-file readers are fed from (one per process).
+let fuzzSession: SessionFiles = {
+    let root = "/tmp/amplify-fuzz-\(getpid())"
+    mkdir(root, 0o700)
+    mkdir(root + "/sessions", 0o700)
+    mkdir(root + "/sessions/s-1", 0o700)
+    return SessionFiles(stateDirectory: root, id: "s-1")
+}()
+
+func fuzzSessionFiles(_ bytes: [UInt8]) {
+    for name in ["state.json", "review.json", "questions.json", "answers.json", "output.log"] {
+        let fd = open(fuzzSession.path(name), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+    var warnings: [String] = []
+    _ = fuzzSession.decision(warnings: &warnings)
+    _ = fuzzSession.questions(warnings: &warnings)
+    _ = fuzzSession.answers()
+    _ = fuzzSession.agentReport()
 }
 
 #if FUZZING
