@@ -21,6 +21,7 @@ vars:
 stages:
   ready:
     uses: query-ready
+    retry: { attempts: 3, backoff: 5s }   # a tracker that fails once is asked again
     with: { source: bd, limit: 20, refill: true, exclude-type: [epic] }
 
   dispatch:
@@ -75,6 +76,7 @@ stages:
 
   close:
     uses: close
+    retry: { attempts: 3, backoff: 5s }
     with: { reason: Merged }
 
   cleanup:
