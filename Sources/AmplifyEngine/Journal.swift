@@ -1,4 +1,5 @@
 import AmplifyWorkflow
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -83,35 +84,85 @@ public final class Journal {
     }
 
     public static func parse(_ bytes: [UInt8], path: String) throws(JournalError) -> (entries: [JournalEntry], validSize: Int, tornTail: Bool) {
-        var entries: [JournalEntry] = []
-        var start = 0
-        var line = 0
-        var previousSeq = 0
-        while start < bytes.count {
-            guard let newline = bytes[start...].firstIndex(of: 0x0A) else {
-                return (entries, start, true)
+        // Whole lines end with a newline; what follows the last one is a torn tail.
+        guard let lastNewline = bytes.lastIndex(of: 0x0A) else { return ([], 0, !bytes.isEmpty) }
+        let whole = lastNewline + 1
+        // Big journals are parsed in pieces, one per core: a resume or `status` of a long run
+        // spends most of its time here.
+        let pieces = whole < 1 << 20 ? 1 : max(1, min(4, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+        var bounds = [0]
+        for k in 1..<max(pieces, 1) {
+            var p = max(bounds.last!, whole * k / pieces)
+            while p < whole && bytes[p - 1] != 0x0A { p += 1 }
+            if p < whole && p > bounds.last! { bounds.append(p) }
+        }
+        bounds.append(whole)
+        let results = UnsafeMutableBufferPointer<Result<[JournalEntry], PieceError>>.allocate(capacity: bounds.count - 1)
+        defer { results.deallocate() }
+        bytes.withUnsafeBufferPointer { buffer in
+            // Each piece writes only its own slot and reads only its own bytes.
+            struct Shared: @unchecked Sendable {
+                var input: UnsafeBufferPointer<UInt8>
+                var output: UnsafeMutableBufferPointer<Result<[JournalEntry], PieceError>>
+                var bounds: [Int]
             }
+            let shared = Shared(input: buffer, output: results, bounds: bounds)
+            DispatchQueue.concurrentPerform(iterations: bounds.count - 1) { k in
+                (shared.output.baseAddress! + k).initialize(to: parsePiece(shared.input, from: shared.bounds[k], to: shared.bounds[k + 1]))
+            }
+        }
+        var entries: [JournalEntry] = []
+        entries.reserveCapacity(whole / 100)
+        var linesBefore = 0
+        for k in 0..<(bounds.count - 1) {
+            switch results[k] {
+            case .success(let piece):
+                if let first = piece.first, first.seq != (entries.last?.seq ?? 0) + 1 {
+                    throw JournalError("\(path):\(linesBefore + 1): error: event out of order (seq \(first.seq) after \(entries.last?.seq ?? 0))")
+                }
+                entries += piece
+                linesBefore += piece.count
+            case .failure(let e):
+                throw JournalError("\(path):\(linesBefore + e.line): error: \(e.message)")
+            }
+        }
+        for k in 0..<(bounds.count - 1) { (results.baseAddress! + k).deinitialize(count: 1) }
+        return (entries, whole, whole < bytes.count)
+    }
+
+    struct PieceError: Error {
+        var line: Int
+        var message: String
+    }
+
+    /// The events of whole lines `from..<to`; line numbers in errors count from the piece's start.
+    private static func parsePiece(_ bytes: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Result<[JournalEntry], PieceError> {
+        var entries: [JournalEntry] = []
+        var start = from
+        var line = 0
+        var previousSeq: Int?
+        while start < to {
+            var newline = start
+            while bytes[newline] != 0x0A { newline += 1 }
             line += 1
-            let slice = Array(bytes[start..<newline])
             let value: Value
-            do { value = try JSONParser.parse(bytes: slice) } catch {
-                throw JournalError("\(path):\(line): error: not a JSON event (\(error)); the journal is damaged and the run cannot be resumed; start afresh with --new")
+            do { value = try JSONParser.parse(bytes: Array(bytes[start..<newline])) } catch {
+                return .failure(PieceError(line: line, message: "not a JSON event (\(error)); the journal is damaged and the run cannot be resumed; start afresh with --new"))
             }
             guard let event = RunEvent(value) else {
-                throw JournalError("\(path):\(line): error: unknown or incomplete event \(value["type"]?.renderedText ?? "(no type)")")
+                return .failure(PieceError(line: line, message: "unknown or incomplete event \(value["type"]?.renderedText ?? "(no type)")"))
             }
-            guard case .int(let seq)? = value["seq"], seq == previousSeq + 1 else {
-                throw JournalError("\(path):\(line): error: event out of order (seq \(value["seq"]?.renderedText ?? "missing") after \(previousSeq))")
+            guard case .int(let seq)? = value["seq"], previousSeq.map({ seq == $0 + 1 }) ?? true else {
+                return .failure(PieceError(line: line, message: "event out of order (seq \(value["seq"]?.renderedText ?? "missing") after \(previousSeq ?? 0))"))
             }
             previousSeq = seq
-            let at: Int64
-            if case .string(let s)? = value["at"], let ms = Timestamp.parse(s) { at = ms } else {
-                throw JournalError("\(path):\(line): error: event without a valid `at` time")
+            guard case .string(let s)? = value["at"], let at = Timestamp.parse(s) else {
+                return .failure(PieceError(line: line, message: "event without a valid `at` time"))
             }
             entries.append(JournalEntry(seq: seq, at: at, event: event))
             start = newline + 1
         }
-        return (entries, bytes.count, false)
+        return .success(entries)
     }
 
     /// Cuts the file to `size` bytes (a torn tail) and syncs it.

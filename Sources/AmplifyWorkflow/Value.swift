@@ -144,24 +144,47 @@ public enum Value: Sendable, Hashable {
     }
 }
 
-/// A string-keyed map that keeps the order its keys were first written in.
+/// A string-keyed map that keeps the order its keys were first written in. Small objects (most
+/// of them: journal events, items) are searched linearly — no hashing, no dictionary to build;
+/// an index is kept only past `indexThreshold` keys.
 public struct OrderedObject: Sendable, Hashable, Sequence {
     public private(set) var keys: [String] = []
-    private var storage: [String: Value] = [:]
+    private var values: [Value] = []
+    private var index: [String: Int]?
+    private static let indexThreshold = 12
 
     public init() {}
 
     public init(_ pairs: [(String, Value)]) {
+        keys.reserveCapacity(pairs.count)
+        values.reserveCapacity(pairs.count)
         for (k, v) in pairs { self[k] = v }
     }
 
+    private func position(of key: String) -> Int? {
+        if let index { return index[key] }
+        return keys.firstIndex(of: key)
+    }
+
     public subscript(key: String) -> Value? {
-        get { storage[key] }
+        get { position(of: key).map { values[$0] } }
         set {
             if let newValue {
-                if storage.updateValue(newValue, forKey: key) == nil { keys.append(key) }
-            } else if storage.removeValue(forKey: key) != nil {
-                keys.removeAll { $0 == key }
+                if let i = position(of: key) {
+                    values[i] = newValue
+                } else {
+                    keys.append(key)
+                    values.append(newValue)
+                    if index != nil {
+                        index![key] = keys.count - 1
+                    } else if keys.count > OrderedObject.indexThreshold {
+                        index = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, $0) })
+                    }
+                }
+            } else if let i = position(of: key) {
+                keys.remove(at: i)
+                values.remove(at: i)
+                index = keys.count > OrderedObject.indexThreshold ? Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, $0) }) : nil
             }
         }
     }
@@ -169,13 +192,28 @@ public struct OrderedObject: Sendable, Hashable, Sequence {
     public var count: Int { keys.count }
     public var isEmpty: Bool { keys.isEmpty }
 
-    public func makeIterator() -> AnyIterator<(String, Value)> {
-        var index = 0
-        return AnyIterator {
-            guard index < keys.count else { return nil }
-            defer { index += 1 }
-            let key = keys[index]
-            return (key, storage[key]!)
+    /// Equal when they hold the same keys with the same values, in whatever order (as JSON objects are).
+    public static func == (a: OrderedObject, b: OrderedObject) -> Bool {
+        guard a.keys.count == b.keys.count else { return false }
+        if a.keys == b.keys { return a.values == b.values }
+        for (k, v) in zip(a.keys, a.values) where b[k] != v { return false }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        // Order-independent, like ==.
+        var combined = 0
+        for (k, v) in zip(keys, values) {
+            var h = Hasher()
+            h.combine(k)
+            h.combine(v)
+            combined ^= h.finalize()
         }
+        hasher.combine(keys.count)
+        hasher.combine(combined)
+    }
+
+    public func makeIterator() -> Zip2Sequence<[String], [Value]>.Iterator {
+        zip(keys, values).makeIterator()
     }
 }

@@ -25,7 +25,15 @@ func peakMemoryMiB() -> Double {
     return Double(usage.ru_maxrss) / 1024
 }
 
-let sizes = CommandLine.arguments.dropFirst().compactMap { Int($0) }
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "write-run" {
+    // amplify-bench write-run REPO ITEMS finished|unfinished: a real run of the bench workflow in
+    // REPO's state directory, for timing `status` and resume as whole processes (bench/resume-status.sh).
+    guard arguments.count == 4, let items = Int(arguments[2]) else { fatalError("usage: amplify-bench write-run REPO ITEMS finished|unfinished") }
+    try writeRun(repo: arguments[1], items: items, finished: arguments[3] == "finished")
+    exit(0)
+}
+let sizes = arguments.compactMap { Int($0) }
 let text = """
 version: 1
 stages:
@@ -82,4 +90,51 @@ func format2(_ x: Double) -> String {
     guard let dot = s.firstIndex(of: ".") else { return s + ".00" }
     let decimals = s[s.index(after: dot)...].count
     return decimals >= 2 ? s : s + String(repeating: "0", count: 2 - decimals)
+}
+
+/// Writes the journal a run of `items` items leaves: every instance succeeded, and with
+/// `finished: false` the last stage (`report`, a fan-in) not started yet — so a resume's first new
+/// action is to start it (its command writes the time it started to `first-action`).
+func writeRun(repo: String, items: Int, finished: Bool) throws {
+    let yaml = """
+    version: 1
+    stages:
+      list: {run: list, outputs: [n]}
+      one: {for-each: "${{ stages.list.outputs.n }}", run: "true"}
+      two: {run: "true"}
+      three: {run: "true"}
+      report: {fan-in: true, run: "date +%s%N > first-action"}
+
+    """
+    guard let wf = WorkflowChecker.check(yaml, file: "bench.yaml").workflow else { fatalError("the workflow does not check") }
+    let store = RunStore(root: repo + "/.amplify")
+    let id = RunStore.newRunId(now: Processes.now())
+    try store.create(run: id)
+    try RunStore.writeAtomically(Array(yaml.utf8), to: store.workflowCopy(of: id))
+    try RunStore.writeAtomically(Array(yaml.utf8), to: repo + "/bench.yaml")
+    var machine = RunStateMachine(workflow: wf, runId: id, maxProcesses: 4)
+    let journal = try Journal(path: store.journal(of: id), lastSeq: 0, size: 0)
+    var now = Processes.now() - 3_600_000
+    try journal.append([.runStarted(run: id, workflow: "bench.yaml", name: wf.name, vars: wf.vars), .runnerStarted(pid: 1, resumed: false)], at: now, sync: false)
+    let list = Value.list((0..<items).map { .int($0) })
+    var running: [InstanceKey] = []
+    while machine.outcome == nil {
+        now += 1
+        var decided = machine.decide(now: now)
+        if !finished, let i = decided.firstIndex(where: { if case .instanceStarted(let k, _, _) = $0 { return k.stage == "report" } else { return false } }) {
+            // Stop before the report starts: the run is unfinished, its next action known.
+            decided = Array(decided[..<i])
+            try journal.append(decided, at: now, sync: false)
+            break
+        }
+        try journal.append(decided, at: now, sync: false)
+        running += decided.compactMap { if case .instanceStarted(let k, _, _) = $0 { return k } else { return nil } }
+        let done = running.map { key -> RunEvent in
+            .instanceSucceeded(key, outputs: key.stage == "list" ? OrderedObject([("n", list)]) : OrderedObject())
+        }
+        running.removeAll()
+        try journal.append(done, at: now, sync: false)
+        for e in done { machine.apply(e, at: now) }
+    }
+    print("\(id) \(machine.eventCount + 2)")
 }

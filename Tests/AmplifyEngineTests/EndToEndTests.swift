@@ -98,7 +98,8 @@ struct EndToEndTests {
 
     @Test("SIGINT checkpoints and exits 130; the same command resumes and finishes")
     func interrupt() async throws {
-        let box = try Sandbox("version: 1\nstages: {a: {run: touch a}, b: {run: sleep 2 && touch b}, c: {run: touch c}}")
+        // b waits for `go`, which exists only once the runner has been interrupted: no race with a slow machine.
+        let box = try Sandbox("version: 1\nstages: {a: {run: touch a}, b: {run: 'while [ ! -e go ]; do sleep 0.05; done; touch b'}, c: {run: touch c}}")
         let runner = try startAmplify(["wf.yaml"], in: box)
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: box.path + "/a") { try await Task.sleep(for: .milliseconds(50)) }
         try await Task.sleep(for: .milliseconds(200))
@@ -106,6 +107,7 @@ struct EndToEndTests {
         runner.waitUntilExit()
         #expect(runner.terminationStatus == 130)
         #expect(try await amplify(["status"], in: box).stdout.contains("interrupted (resumable"))
+        FileManager.default.createFile(atPath: box.path + "/go", contents: nil)
         let resumed = try await amplify(["wf.yaml"], in: box)
         #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)")
         #expect(resumed.stdout.hasPrefix("amplify-run: resuming run"))
