@@ -39,7 +39,7 @@ YAML
 git init -q -b main && git add wf.yaml && git commit -qm init
 "$BIN" wf.yaml >"$WORK/runner.log" 2>&1 &
 RUNNER=$!
-until [ "$(wc -l < "$AGENT_LOG" 2>/dev/null || echo 0)" -ge "$SESSIONS" ]; do sleep 0.2; done
+until [ -f "$AGENT_LOG" ] && [ "$(wc -l < "$AGENT_LOG")" -ge "$SESSIONS" ]; do sleep 0.2; done
 sleep 2
 ticks() { awk '{print $14 + $15}' "/proc/$RUNNER/stat"; }
 t0=$(ticks); sleep "$SECONDS_TO_MEASURE"; t1=$(ticks)

@@ -179,9 +179,22 @@ public final class Journal {
 extension Timestamp {
     /// Parses what `iso8601(milliseconds:)` writes.
     public static func parse(_ s: String) -> Int64? {
-        let b = Array(s.utf8)
+        var s = s
+        return s.withUTF8 { parse(utf8: $0) }
+    }
+
+    /// The same from the bytes (no allocation: the journal has one timestamp per event).
+    static func parse(utf8 b: UnsafeBufferPointer<UInt8>) -> Int64? {
         guard b.count == 24, b[4] == 45, b[7] == 45, b[10] == 84, b[13] == 58, b[16] == 58, b[19] == 46, b[23] == 90 else { return nil }
-        func n(_ r: Range<Int>) -> Int64? { Int64(String(decoding: b[r], as: UTF8.self)) }
+        func n(_ r: Range<Int>) -> Int64? {
+            var v: Int64 = 0
+            for k in r {
+                let d = b[k] &- 48
+                guard d < 10 else { return nil }
+                v = v * 10 + Int64(d)
+            }
+            return v
+        }
         guard let y = n(0..<4), let mo = n(5..<7), let d = n(8..<10), let h = n(11..<13), let mi = n(14..<16), let se = n(17..<19), let ms = n(20..<23) else { return nil }
         // days-from-civil
         let yy = mo <= 2 ? y - 1 : y

@@ -122,7 +122,20 @@ public struct JSONParser {
     private mutating func string() throws(Error) -> String {
         let start = i
         i += 1
-        var out = [UInt8]()
+        // Most strings have no escape: one scan, and the String made from the bytes at once.
+        var j = i
+        while j < bytes.count {
+            let c = bytes[j]
+            if c == UInt8(ascii: "\"") {
+                let s = String(decoding: bytes[i..<j], as: UTF8.self)
+                i = j + 1
+                return s
+            }
+            if c == UInt8(ascii: "\\") || c < 0x20 { break }
+            j += 1
+        }
+        var out = Array(bytes[i..<j])
+        i = j
         while true {
             guard i < bytes.count else { throw Error(offset: start, message: "string is not closed") }
             let c = bytes[i]
