@@ -87,7 +87,7 @@ public struct DispatchExecutor: StageExecutor {
             throw StageError("dispatch: the base branch '\(base)' (settings.base) does not exist in \(job.repository)")
         }
         let worktreesDir = job.settings.worktrees.hasPrefix("/") ? job.settings.worktrees : job.repository + "/" + job.settings.worktrees
-        let worktree = try await git.withWorktreeLock { () async throws(StageError) -> String in try await Agent.worktree(git: git, branch: branch, base: base, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, session: session) }
+        let worktree = try await git.withWorktreeLock { () async throws(StageError) -> String in try await Agent.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, session: session) }
 
         // Untracked files the agent needs, then the project's setup.
         if case .list(let names)? = try? job.stage.parameter("copy")?.render(evaluator) {
@@ -193,6 +193,8 @@ enum Agent {
 
     /// The item's worktree on `branch`: the one git already has for the branch, else a new one
     /// at `path` (on the branch if it exists, else on a new branch from the base).
+    /// `base` is the base branch's commit, read once: the branch starts exactly there even if the
+    /// base moves meanwhile (a merge landing), so "no commits of its own" stays decidable.
     static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, session: SessionFiles) async throws(StageError) -> String {
         await git.run(["worktree", "prune"])
         if let existing = await git.worktrees().first(where: { $0.branch == branch }) {
@@ -211,7 +213,7 @@ enum Agent {
         if await git.commit("refs/heads/" + branch) != nil {
             args = ["worktree", "add", "--quiet", path, branch]
         } else {
-            args = ["worktree", "add", "--quiet", "-b", branch, path, "refs/heads/" + base]
+            args = ["worktree", "add", "--quiet", "-b", branch, path, base]
         }
         let r = await git.run(args)
         guard r.succeeded else { throw StageError("dispatch: \(r.failure(["git"] + args))") }

@@ -27,10 +27,18 @@ enum SessionLocator {
         throw ExitCode(2)
     }
 
+    /// The session was archived while we wrote to it (its item ended): say so, exit 2.
+    static func archivedMeanwhile(_ session: SessionFiles) throws {
+        guard FileManager.default.fileExists(atPath: session.archived) else { return }
+        Terminal.err("amplify-run: error: no live session '\(session.id)': it has just been archived (its item has ended)")
+        throw ExitCode(2)
+    }
+
     /// A session a user may still act on: its run has not finished.
     static func live(_ id: String) throws -> SessionFiles {
         let (session, store, _) = try find(id, archived: false)
         guard let record = session.readRecord() else {
+            try archivedMeanwhile(session)
             Terminal.err("amplify-run: error: session \(id) has no record of its run (\(session.recordPath))")
             throw ExitCode(4)
         }
@@ -107,6 +115,7 @@ struct AnswerCommand: ParsableCommand {
             throw ExitCode(2)
         }
         do { try session.appendAnswer(questionId: questionId, answer: answer, context: context) } catch {
+            try SessionLocator.archivedMeanwhile(session)
             Terminal.err("amplify-run: error: \(error)")
             throw ExitCode(4)
         }
@@ -120,6 +129,7 @@ enum DecisionCommand {
         let session = try SessionLocator.live(sessionId)
         let made: Bool
         do { made = try session.writeDecision(approved: approved, text: text) } catch {
+            try SessionLocator.archivedMeanwhile(session)
             Terminal.err("amplify-run: error: \(error)")
             throw ExitCode(4)
         }
