@@ -40,7 +40,9 @@ public struct CleanupExecutor: StageExecutor {
                 remove = landed || (contained && tip != forkedAt)
             }
             if remove {
-                let r = await git.run(["branch", "-D", branch])
+                // `branch -D` reads every worktree's entry: not while one is being added.
+                let r = (try? await git.withWorktreeLock { (git: Git) async throws(StageError) in await git.run(["branch", "-D", branch]) })
+                    ?? Exec.Result(termination: .exited(1), stdout: "", stderr: "cannot take the worktree lock")
                 if !r.succeeded { return .failed("cleanup: \(r.failure(["git", "branch", "-D", branch]))") }
                 o["branch-deleted"] = .string(branch)
             } else {

@@ -87,7 +87,7 @@ public struct DispatchExecutor: StageExecutor {
             throw StageError("dispatch: the base branch '\(base)' (settings.base) does not exist in \(job.repository)")
         }
         let worktreesDir = job.settings.worktrees.hasPrefix("/") ? job.settings.worktrees : job.repository + "/" + job.settings.worktrees
-        let worktree = try await git.withWorktreeLock { () async throws(StageError) -> String in try await Agent.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, session: session) }
+        let worktree = try await git.withWorktreeLock { (git: Git) async throws(StageError) -> String in try await Agent.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, session: session) }
 
         // Untracked files the agent needs, then the project's setup.
         if case .list(let names)? = try? job.stage.parameter("copy")?.render(evaluator) {
@@ -197,7 +197,8 @@ enum Agent {
     /// base moves meanwhile (a merge landing), so "no commits of its own" stays decidable.
     static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, session: SessionFiles) async throws(StageError) -> String {
         await git.run(["worktree", "prune"])
-        if let existing = await git.worktrees().first(where: { $0.branch == branch }) {
+        guard let all = await git.worktrees() else { throw StageError("dispatch: `git worktree list` keeps failing in \(git.directory)") }
+        if let existing = all.first(where: { $0.branch == branch }) {
             guard FileManager.default.fileExists(atPath: existing.path) else { throw StageError("dispatch: branch \(branch) is checked out at \(existing.path), which is gone") }
             return existing.path
         }

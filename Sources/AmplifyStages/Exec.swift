@@ -19,7 +19,7 @@ enum Exec {
     }
 
     /// Runs `argv` in `directory`; its group is ended with it so nothing it started lingers.
-    static func run(_ argv: [String], in directory: String, environment: [String: String], limit: Int = 16 << 20) async -> Result {
+    static func run(_ argv: [String], in directory: String, environment: [String: String], limit: Int = 16 << 20, keep: Int32? = nil) async -> Result {
         let out = ChildProcess.memoryFile("stdout")
         let err = ChildProcess.memoryFile("stderr")
         defer {
@@ -28,7 +28,7 @@ enum Exec {
         }
         do {
             let pid = try ChildProcess.spawn(argv, environment: environment, directory: directory,
-                                             stdout: out >= 0 ? .descriptor(out) : nil, stderr: err >= 0 ? .descriptor(err) : nil)
+                                             stdout: out >= 0 ? .descriptor(out) : nil, stderr: err >= 0 ? .descriptor(err) : nil, keep: keep)
             let termination = await ChildProcess.wait(pid)
             if Processes.groupExists(pid) { Processes.signalGroup(pid, SIGKILL) }
             return Result(termination: termination,
@@ -44,6 +44,9 @@ enum Exec {
 struct Git: Sendable {
     var directory: String
     var environment: [String: String]
+    /// A repository lock this git holds: passed to every git it runs, so that a git left running
+    /// by a killed runner keeps the lock until it is done, and the next runner waits for it.
+    var heldLock: Int32?
 
     init(_ directory: String, environment: [String: String]) {
         self.directory = directory
@@ -63,7 +66,7 @@ struct Git: Sendable {
 
     @discardableResult
     func run(_ args: [String]) async -> Exec.Result {
-        await Exec.run(["git"] + args, in: directory, environment: environment)
+        await Exec.run(["git"] + args, in: directory, environment: environment, keep: heldLock)
     }
 
     /// The trimmed output of a command that must succeed.
@@ -98,15 +101,23 @@ struct Git: Sendable {
 
     /// Runs `body` holding the repository's worktree lock: git is not safe with two `worktree add`
     /// (or prune, or remove) at once — one reads the other's half-made entry and fails.
-    func withWorktreeLock<T>(_ body: () async throws(StageError) -> T) async throws(StageError) -> T {
+    func withWorktreeLock<T>(_ body: (Git) async throws(StageError) -> T) async throws(StageError) -> T {
         let lock = try await RepositoryLock.acquire(await commonDirectory() + "/amplify-worktrees.lock")
         defer { lock.release() }
-        return try await body()
+        var locked = self
+        locked.heldLock = lock.fd
+        return try await body(locked)
     }
 
-    /// Registered worktrees: path and branch (nil when detached).
-    func worktrees() async -> [(path: String, branch: String?)] {
-        let r = await run(["worktree", "list", "--porcelain"])
+    /// Registered worktrees: path and branch (nil when detached). Asked again if git fails (it can
+    /// while another git adds a worktree); nil if it keeps failing.
+    func worktrees() async -> [(path: String, branch: String?)]? {
+        var r = await run(["worktree", "list", "--porcelain"])
+        for _ in 0..<20 where !r.succeeded {
+            try? await Task.sleep(for: .milliseconds(50))
+            r = await run(["worktree", "list", "--porcelain"])
+        }
+        guard r.succeeded else { return nil }
         var out: [(String, String?)] = []
         var path: String?
         var branch: String?

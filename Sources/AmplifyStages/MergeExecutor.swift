@@ -48,7 +48,7 @@ public struct MergeExecutor: StageExecutor {
         }
         let evaluator = ExpressionEvaluator(context: job.context)
         let base = job.settings.base
-        let git = await Git(job.repository, environment: job.environment).withIdentity()
+        var git = await Git(job.repository, environment: job.environment).withIdentity()
         func param(_ name: String) -> String? { try? job.stage.parameter(name)?.render(evaluator).renderedText }
         let strategy = param("strategy") ?? "no-ff"
 
@@ -89,6 +89,8 @@ public struct MergeExecutor: StageExecutor {
         let commonDir = (try? await git.output(["rev-parse", "--path-format=absolute", "--git-common-dir"])) ?? job.repository + "/.git"
         let lock = try await RepositoryLock.acquire(commonDir + "/amplify-land.lock")
         defer { lock.release() }
+        // Every git from here holds the lock too: one left running by a killed runner keeps it.
+        git.heldLock = lock.fd
         // Landed while we waited for the lock (another runner resuming this run cannot, but be sure).
         if let sha = await MergeExecutor.landed(git: git, base: base, item: id, run: job.runId) {
             return .succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))]))
@@ -99,7 +101,7 @@ public struct MergeExecutor: StageExecutor {
         await MergeExecutor.removeWorktree(git: git, path: scratch)
         mkdir(stateDir, 0o700)
         mkdir(stateDir + "/merging", 0o700)
-        _ = try await git.withWorktreeLock { () async throws(StageError) in try await git.output(["worktree", "add", "--quiet", "--detach", scratch, old]) }
+        _ = try await git.withWorktreeLock { (git: Git) async throws(StageError) in try await git.output(["worktree", "add", "--quiet", "--detach", scratch, old]) }
         let landing: Result<StageResult, StageError>
         do { landing = .success(try await land(job, git: git, scratch: scratch, old: old, tip: tip, item: id, strategy: strategy, param: param, processStarted: processStarted)) } catch {
             landing = .failure(error)
@@ -148,7 +150,8 @@ public struct MergeExecutor: StageExecutor {
 
         // Land: a fast-forward of the base, from `old` only.
         let new = try await m.output(["rev-parse", "HEAD"])
-        if let checkout = await git.worktrees().first(where: { $0.branch == base }) {
+        guard let worktrees = await git.worktrees() else { throw StageError("merge: `git worktree list` keeps failing; nothing landed") }
+        if let checkout = worktrees.first(where: { $0.branch == base }) {
             let r = await git.at(checkout.path).run(["merge", "--ff-only", "--quiet", new])
             guard r.succeeded else {
                 throw StageError("merge: \(base) is checked out at \(checkout.path) and git would not fast-forward it (\(CommandStageExecutor.tail(r.stderr, lines: 8))); nothing changed")
@@ -169,7 +172,7 @@ public struct MergeExecutor: StageExecutor {
     }
 
     static func removeWorktree(git: Git, path: String) async {
-        try? await git.withWorktreeLock { () async throws(StageError) in
+        try? await git.withWorktreeLock { (git: Git) async throws(StageError) in
             var st = stat()
             if lstat(path, &st) == 0 {
                 await git.run(["worktree", "remove", "--force", "--force", path])

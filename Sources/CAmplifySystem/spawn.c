@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 int amplify_spawn(char *const argv[], char *const envp[], const char *cwd,
-                  int stdin_fd, int stdout_fd, int stderr_fd, pid_t *pid) {
+                  int stdin_fd, int stdout_fd, int stderr_fd, int keep_fd, pid_t *pid) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&actions);
@@ -24,7 +24,12 @@ int amplify_spawn(char *const argv[], char *const envp[], const char *cwd,
     if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&actions, cwd);
     // Nothing but 0-2 reaches the child: descriptors the runner was handed without
     // O_CLOEXEC (a caller's pipes, say) would otherwise live as long as an agent does.
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (keep_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, keep_fd, 3);
+        posix_spawn_file_actions_addclosefrom_np(&actions, 4);
+    } else {
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    }
 
     // Handlers do not survive exec; ignored signals do. Reset those the runner (or the Swift
     // runtime) may ignore, rather than all 64, which costs 64 syscalls per spawn.

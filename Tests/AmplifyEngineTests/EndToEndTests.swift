@@ -107,7 +107,7 @@ struct EndToEndTests {
         runner.waitUntilExit()
         #expect(runner.terminationStatus == 130)
         #expect(try await amplify(["status"], in: box).stdout.contains("interrupted (resumable"))
-        FileManager.default.createFile(atPath: box.path + "/go", contents: nil)
+        _ = FileManager.default.createFile(atPath: box.path + "/go", contents: nil)
         let resumed = try await amplify(["wf.yaml"], in: box)
         #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)")
         #expect(resumed.stdout.hasPrefix("amplify-run: resuming run"))

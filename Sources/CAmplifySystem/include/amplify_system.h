@@ -6,9 +6,10 @@
 /// Starts `argv[0]` (searched in PATH when it has no '/') in a new session and process group,
 /// with ignored signals reset to their defaults and the mask cleared, stdin/stdout/stderr on the given
 /// descriptors and the working directory `cwd` (NULL: unchanged). No other descriptor is
-/// inherited, whoever opened it. Returns 0 and sets `*pid`, or an errno.
+/// inherited, whoever opened it, except `keep_fd` (>= 0) as descriptor 3: a lock the child must
+/// go on holding if the runner dies. Returns 0 and sets `*pid`, or an errno.
 int amplify_spawn(char *const argv[], char *const envp[], const char *cwd,
-                  int stdin_fd, int stdout_fd, int stderr_fd, pid_t *pid);
+                  int stdin_fd, int stdout_fd, int stderr_fd, int keep_fd, pid_t *pid);
 
 /// pidfd_open(2), which Swift's Glibc module lacks. Returns a descriptor or -1 with errno set.
 int amplify_pidfd_open(pid_t pid);
