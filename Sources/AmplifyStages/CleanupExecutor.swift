@@ -53,6 +53,7 @@ public struct CleanupExecutor: StageExecutor {
         var st = stat()
         if lstat(session.directory, &st) == 0 {
             mkdir(session.stateDirectory + "/archive", 0o700)
+            do { try Agent.requireRealDirectory(session.stateDirectory + "/archive") } catch { return error.result }
             var target = session.archived
             var n = 1
             while lstat(target, &st) == 0 { n += 1; target = session.archived + "." + String(n) }

@@ -239,6 +239,7 @@ enum Agent {
     static func makeSessionDirectory(_ session: SessionFiles) throws(StageError) {
         for dir in [session.stateDirectory, SessionFiles.sessionsDirectory(session.stateDirectory)] {
             mkdir(dir, 0o700)
+            try requireRealDirectory(dir)
         }
         if mkdir(session.directory, 0o700) != 0 && errno != EEXIST {
             throw StageError("dispatch: cannot create \(session.directory): \(String(cString: strerror(errno)))")
@@ -248,6 +249,14 @@ enum Agent {
             throw StageError("dispatch: \(session.directory) is not a directory (a symlink?); refusing to use it")
         }
         chmod(session.directory, 0o700)
+    }
+
+    /// The runner never follows a symlink out of its state directory: its directories must be directories.
+    static func requireRealDirectory(_ path: String) throws(StageError) {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw StageError("\(path) is not a directory (a symlink?); refusing to write through it")
+        }
     }
 
     /// The agent's environment: the runner's (less git's redirections), the stage's `env`, and AMPLIFY_*.

@@ -101,6 +101,7 @@ public struct MergeExecutor: StageExecutor {
         await MergeExecutor.removeWorktree(git: git, path: scratch)
         mkdir(stateDir, 0o700)
         mkdir(stateDir + "/merging", 0o700)
+        try Agent.requireRealDirectory(stateDir + "/merging")
         _ = try await git.withWorktreeLock { (git: Git) async throws(StageError) in try await git.output(["worktree", "add", "--quiet", "--detach", scratch, old]) }
         let landing: Result<StageResult, StageError>
         do { landing = .success(try await land(job, git: git, scratch: scratch, old: old, tip: tip, item: id, strategy: strategy, param: param, processStarted: processStarted)) } catch {

@@ -71,6 +71,21 @@ struct FaultTests {
         #expect(try String(contentsOfFile: archive + "/" + session + "/prompt.md", encoding: .utf8).contains("$(touch pwned4)"))
     }
 
+    @Test("a symlink planted for the state directory's sessions/ is refused: nothing is written outside")
+    func symlinkedSessions() async throws {
+        let o = try Orchestra([("y-1", "approve", nil)])
+        let outside = FileManager.default.temporaryDirectory.appendingPathComponent("amplify-outside-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: outside) }
+        try FileManager.default.createDirectory(atPath: o.box.path + "/.amplify", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: o.box.path + "/.amplify/sessions", withDestinationPath: outside.path)
+        let r = try await o.run()
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("is not a directory (a symlink?)"), "\(r.stdout)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside.path).isEmpty)
+        #expect(o.agentStarts("y-1") == 0)
+    }
+
     @Test("symlinks planted in a session directory are never followed out of it")
     func plantedSymlinks() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("amplify-planted-\(UUID().uuidString)")
