@@ -137,6 +137,8 @@ public struct RunStateMachine: Sendable {
     private var refills: [Int: Refill] = [:]
     /// Unended per-item instances of each item, per for-each stage: an item's pipeline ends at 0.
     private var unendedPerItem: [Int: [Int]] = [:]
+    /// Items of each for-each stage whose pipeline has not ended (kept, not counted, per event).
+    private var openPipelines: [Int: Int] = [:]
     private var pipelinesEnded = 0
     /// The dispatch stage of each for-each stage's items.
     private var dispatchOf: [Int: Int] = [:]
@@ -332,6 +334,7 @@ public struct RunStateMachine: Sendable {
             let perItemStages = stages.indices.filter { stages[$0].source == s }.count
             counts.append(contentsOf: repeatElement(perItemStages, count: items.count))
             unendedPerItem[s] = counts
+            if perItemStages > 0 { openPipelines[s, default: 0] += items.count }
             if var r = refills.first(where: { $0.value.fed.contains(s) })?.value, let ri = refills.first(where: { $0.value.fed.contains(s) })?.key {
                 for item in items { if case .string(let id)? = item["id"] { r.seen.insert(id) } }
                 refills[ri] = r
@@ -473,6 +476,7 @@ public struct RunStateMachine: Sendable {
             unendedPerItem[src]![item] -= 1
             if unendedPerItem[src]![item] == 0 {
                 pipelinesEnded += 1
+                openPipelines[src, default: 1] -= 1
                 if let d = dispatchKey(for: key) { releaseSession(d) }
                 for refill in refills.values where refill.fed.contains(src) { dirtySources.formUnion(refill.fed) }
             }
@@ -746,7 +750,7 @@ public struct RunStateMachine: Sendable {
     private func refillExpansion(of s: Int) -> RunEvent? {
         guard let refill = refills.values.first(where: { $0.fed.contains(s) }), let source = sources[s] else { return nil }
         let info = stages[s]
-        let allEnded = (unendedPerItem[s] ?? []).allSatisfy { $0 == 0 }
+        let allEnded = openPipelines[s, default: 0] == 0
         if cancelRequested { return .itemsAdded(stage: info.stage.id, items: [], closed: true) }
         guard !refill.inFlight, let forEach = info.stage.forEach else { return nil }
         var fresh: [Value] = []
