@@ -53,6 +53,15 @@ public struct WaitApprovedExecutor: StageExecutor {
 
             var warnings: [String] = []
             if let d = session.decision(warnings: &warnings) {
+                // An agent usually decides, then prints its last line (Claude's result, with the
+                // cost) and exits: give it a moment to, so the cost is known.
+                if alive, let pid {
+                    let pidfd = amplify_pidfd_open(pid)
+                    if pidfd >= 0 {
+                        await FileWatch.wait(watch: -1, pidfd: pidfd, timeout: .seconds(5))
+                        close(pidfd)
+                    }
+                }
                 return decided(d, session: session)
             }
             for q in session.questions(warnings: &warnings) where !asked.contains(q.id) {
