@@ -24,7 +24,7 @@ public struct CleanupExecutor: StageExecutor {
             await ChildProcess.terminateGroup(pid, startTime: start, grace: grace)
             o["agent-ended"] = .bool(true)
         }
-        if let worktree, worktree.hasPrefix(worktreesDirectory(job) + "/") {
+        if let worktree, worktree.hasPrefix(job.worktreesDirectory + "/") {
             await MergeExecutor.removeWorktree(git: git, path: worktree)
             o["worktree-removed"] = .string(worktree)
         }
@@ -68,9 +68,5 @@ public struct CleanupExecutor: StageExecutor {
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
         .rerun
-    }
-
-    func worktreesDirectory(_ job: StageJob) -> String {
-        job.settings.worktrees.hasPrefix("/") ? job.settings.worktrees : job.repository + "/" + job.settings.worktrees
     }
 }

@@ -86,7 +86,7 @@ public struct DispatchExecutor: StageExecutor {
         guard let baseCommit = await git.commit("refs/heads/" + base) else {
             throw StageError("dispatch: the base branch '\(base)' (settings.base) does not exist in \(job.repository)")
         }
-        let worktreesDir = job.settings.worktrees.hasPrefix("/") ? job.settings.worktrees : job.repository + "/" + job.settings.worktrees
+        let worktreesDir = job.worktreesDirectory
         let worktree = try await git.withWorktreeLock { (git: Git) async throws(StageError) -> String in try await Agent.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, session: session) }
 
         // Untracked files the agent needs, then the project's setup.
@@ -187,8 +187,7 @@ public struct DispatchExecutor: StageExecutor {
 /// What dispatch and wait-approved share: the session's place, its worktree, and starting an agent.
 enum Agent {
     static func session(_ job: StageJob, item: String) -> SessionFiles {
-        let state = job.settings.state.hasPrefix("/") ? job.settings.state : job.repository + "/" + job.settings.state
-        return SessionFiles(stateDirectory: state, id: SessionFiles.id(item: item, runId: job.runId))
+        return SessionFiles(stateDirectory: job.stateDirectory, id: SessionFiles.id(item: item, runId: job.runId))
     }
 
     /// The item's worktree on `branch`: the one git already has for the branch, else a new one

@@ -53,7 +53,7 @@ public struct MergeExecutor: StageExecutor {
         let strategy = param("strategy") ?? "no-ff"
 
         // A killed runner's debris, in the runner's own worktree for this item, goes first.
-        let stateDir = job.settings.state.hasPrefix("/") ? job.settings.state : job.repository + "/" + job.settings.state
+        let stateDir = job.stateDirectory
         let scratch = stateDir + "/merging/" + SessionFiles.id(item: id, runId: job.runId)
         var st = stat()
         if lstat(scratch, &st) == 0 { await MergeExecutor.removeWorktree(git: git, path: scratch) }

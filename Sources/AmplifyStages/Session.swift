@@ -301,6 +301,13 @@ public struct SessionFiles: Sendable {
     }
 }
 
+extension StageJob {
+    /// `settings.state`, absolute.
+    var stateDirectory: String { settings.state.hasPrefix("/") ? settings.state : repository + "/" + settings.state }
+    /// `settings.worktrees`, absolute.
+    var worktreesDirectory: String { settings.worktrees.hasPrefix("/") ? settings.worktrees : repository + "/" + settings.worktrees }
+}
+
 /// Exit statuses of agents this runner started (it is their parent): reaped as they end, so
 /// wait-approved can tell how an agent ended. An agent of an earlier runner is not here.
 enum AgentExits {

@@ -28,8 +28,7 @@ public struct WaitApprovedExecutor: StageExecutor {
         guard let dispatched = job.session, case .string(let sid)? = dispatched["session"], SessionFiles.isValidId(sid) else {
             throw StageError("wait-approved: the item has no session (its dispatch did not succeed)")
         }
-        let stateDir = job.settings.state.hasPrefix("/") ? job.settings.state : job.repository + "/" + job.settings.state
-        let session = SessionFiles(stateDirectory: stateDir, id: sid)
+        let session = SessionFiles(stateDirectory: job.stateDirectory, id: sid)
         let evaluator = ExpressionEvaluator(context: job.context)
         let onExit = (try? job.stage.parameter("on-exit")?.render(evaluator).renderedText) ?? "fail"
         var asked = Set(job.notes.filter { $0.kind == "question" }.compactMap { $0.fields["id"]?.renderedText })
@@ -37,6 +36,8 @@ public struct WaitApprovedExecutor: StageExecutor {
         var resumedFor = Set(job.notes.filter { $0.kind == "resumed" }.compactMap { $0.fields["question"]?.renderedText })
         var record = session.readRecord()
         var reported: Int32?
+        // Answers the agent could read while it ran: no reason to start it again for them.
+        var answeredWhileAlive = Set<String>()
         let started = ContinuousClock.now
         let watch = amplify_watch_directory(session.directory)
         defer { if watch >= 0 { close(watch) } }
@@ -71,6 +72,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                 asked.insert(q.id)
             }
             for w in warnings where warned.insert(w).inserted { job.note("warning", OrderedObject([("message", .string(w))])) }
+            if alive && !asked.isEmpty { answeredWhileAlive.formUnion(session.answers().keys) }
 
             if !alive {
                 // Said before it went? Look once more, then judge how it ended.
@@ -78,7 +80,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                 if let d = session.decision(warnings: &ignored) { return decided(d, session: session) }
                 let questions = session.questions(warnings: &ignored).filter(\.blocking)
                 let answers = session.answers()
-                let answered = questions.filter { answers[$0.id] != nil && !resumedFor.contains($0.id) }
+                let answered = questions.filter { answers[$0.id] != nil && !resumedFor.contains($0.id) && !answeredWhileAlive.contains($0.id) }
                 let open = questions.filter { answers[$0.id] == nil }
                 if !answered.isEmpty && open.isEmpty, var r = record {
                     // Answered: start it again where it left off.
@@ -94,9 +96,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                         }
                         argv = parts.map(\.renderedText)
                     } catch let e as StageError { throw e } catch { throw StageError("wait-approved: `resume`: \(error)") }
-                    var dispatchJob = job
-                    dispatchJob.itemName = job.itemName
-                    let env = try Agent.environment(dispatchJob, session: session, worktree: r.worktree, branch: r.branch,
+                    let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
                                                     slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, evaluator: evaluator)
                     for q in answered {
                         resumedFor.insert(q.id)
