@@ -205,7 +205,7 @@ enum Agent {
             try FileManager.default.createDirectory(atPath: worktreesDir, withIntermediateDirectories: true)
         } catch { throw StageError("dispatch: cannot create \(worktreesDir): \(error.localizedDescription)") }
         excludeFromStatus(git: git, directory: worktreesDir)
-        excludeFromStatus(git: git, directory: SessionFiles.sessionsDirectory(session.stateDirectory).dropLastComponent)
+        excludeFromStatus(git: git, directory: session.stateDirectory)
         // Debris of an interrupted `git worktree add`.
         var st = stat()
         if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
