@@ -1,5 +1,8 @@
 import CAmplifySystem
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// Starting child processes in their own session and process group, and waiting for them.
@@ -150,7 +153,7 @@ private final class Watcher: Sendable {
         if pidfd < 0 {
             // No pidfd (an old kernel): a thread of its own blocks in waitpid.
             return await withCheckedContinuation { c in
-                Thread.detachNewThread {
+                detachThread {
                     var status: Int32 = 0
                     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
                     c.resume(returning: ChildProcess.Termination(waitStatus: status))
@@ -163,7 +166,7 @@ private final class Watcher: Sendable {
                 defer { s.started = true }
                 return !s.started
             }
-            if start { Thread.detachNewThread { [self] in loop() } }
+            if start { detachThread { [self] in loop() } }
             var b: UInt8 = 1
             _ = write(wakeWrite, &b, 1)
         }

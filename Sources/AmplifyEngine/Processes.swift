@@ -89,3 +89,28 @@ public enum Processes {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 }
+
+/// A detached thread of its own (for blocking waits that must not hold a concurrency-pool
+/// thread), without Foundation's `Thread`.
+public func detachThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box: @unchecked Sendable {  // handed to exactly one thread
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    pthread_attr_setstacksize(&attributes, 256 << 10)
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, &attributes, { raw in
+        let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+        box.body()
+        return nil
+    }, box)
+    pthread_attr_destroy(&attributes)
+    if rc != 0 {
+        // No thread to be had: run it here rather than lose it.
+        Unmanaged<Box>.fromOpaque(box).takeRetainedValue().body()
+    }
+}

@@ -112,6 +112,12 @@ public struct RunReport: Sendable {
         return ["succeeded", "failed", "skipped", "cancelled", "running", "retrying", "pending"].compactMap { w in c[w].map { (w, $0) } }
     }
 
+    /// `$0.84`: a cost in USD, to the cent.
+    public static func dollars(_ cost: Double) -> String {
+        let cents = Int((cost * 100).rounded())
+        return "$\(cents / 100)." + (cents % 100 < 10 ? "0" : "") + "\(cents % 100)"
+    }
+
     /// `1.2s`, `3m04s`, `1h02m`.
     public static func format(milliseconds ms: Int64) -> String {
         if ms < 1000 { return "\(ms)ms" }

@@ -1,6 +1,9 @@
 import AmplifyEngine
 import AmplifyWorkflow
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `cleanup`: ends an agent still running, removes the item's worktree, deletes its branch once
 /// merged (`remove-branch`), and moves the session directory to `<state>/archive/`. Each step

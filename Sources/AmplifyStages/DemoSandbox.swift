@@ -1,6 +1,9 @@
 import AmplifyEngine
 import AmplifyWorkflow
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The sandbox `amplify-run demo` runs in: a git repository with a Beads issues file of five
 /// items and a script that plays the agent. Only the agent is pretend; the engine is the real one.
@@ -64,6 +67,6 @@ printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"res
 
     /// The embedded default workflow, reading the sandbox's issues file instead of asking bd.
     public static var workflow: String {
-        EmbeddedWorkflows.defaultWorkflow.replacingOccurrences(of: "source: bd,", with: "source: file, path: .beads/issues.jsonl,")
+        EmbeddedWorkflows.defaultWorkflow.replacing("source: bd,", with: "source: file, path: .beads/issues.jsonl,")
     }
 }

@@ -1,6 +1,9 @@
 import AmplifyEngine
 import AmplifyWorkflow
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `dispatch`: claims the item, gives it a branch and a worktree made from the base, writes its
 /// session directory, and starts the agent there in a session of its own. The agent outlives
@@ -98,7 +101,7 @@ public struct DispatchExecutor: StageExecutor {
                 var st = stat()
                 guard lstat(job.repository + "/" + name, &st) == 0 else { continue }
                 let target = worktree + "/" + name
-                try? FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try? FileManager.default.createDirectory(atPath: target.dropLastComponent, withIntermediateDirectories: true)
                 let r = await Exec.run(["cp", "-R", "-P", "--", job.repository + "/" + name, target], in: job.repository, environment: git.environment)
                 guard r.succeeded else { throw StageError("dispatch: copying \(name): \(r.failure(["cp", name]))") }
             }
@@ -203,7 +206,7 @@ enum Agent {
         }
         do {
             try FileManager.default.createDirectory(atPath: worktreesDir, withIntermediateDirectories: true)
-        } catch { throw StageError("dispatch: cannot create \(worktreesDir): \(error.localizedDescription)") }
+        } catch { throw StageError("dispatch: cannot create \(worktreesDir): \(error)") }
         excludeFromStatus(git: git, directory: worktreesDir)
         excludeFromStatus(git: git, directory: session.stateDirectory)
         // Debris of an interrupted `git worktree add`.
@@ -226,8 +229,8 @@ enum Agent {
         guard directory.hasPrefix(repo + "/") else { return }
         let rel = "/" + directory.dropFirst(repo.count + 1) + "/"
         let exclude = repo + "/.git/info/exclude"
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: repo + "/.git", isDirectory: &isDir), isDir.boolValue else { return }
+        var st = stat()
+        guard lstat(repo + "/.git", &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return }
         let text = (try? String(contentsOfFile: exclude, encoding: .utf8)) ?? ""
         guard !text.split(separator: "\n").contains(Substring(rel)) else { return }
         try? FileManager.default.createDirectory(atPath: repo + "/.git/info", withIntermediateDirectories: true)

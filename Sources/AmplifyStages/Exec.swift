@@ -1,7 +1,10 @@
 import AmplifyEngine
 import AmplifyWorkflow
 import CAmplifySystem
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs a tool (git, bd, cp) to completion and captures what it printed.
 enum Exec {
@@ -157,7 +160,7 @@ enum FileWatch {
     static func wait(watch: Int32, pidfd: Int32, timeout: Duration) async {
         let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread {
+            detachThread {
                 var fds: [Int32] = []
                 if watch >= 0 { fds.append(watch) }
                 if pidfd >= 0 { fds.append(pidfd) }

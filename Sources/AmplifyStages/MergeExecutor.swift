@@ -1,6 +1,9 @@
 import AmplifyEngine
 import AmplifyWorkflow
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `merge`: lands an approved branch on the base exactly once.
 ///
@@ -32,7 +35,7 @@ public struct MergeExecutor: StageExecutor {
 
     /// The newest commit on `base` with this item's trailer from this run.
     static func landed(git: Git, base: String, item: String, run: String) async -> String? {
-        func pattern(_ s: String) -> String { s.replacingOccurrences(of: ".", with: "\\.") }
+        func pattern(_ s: String) -> String { s.replacing(".", with: "\\.") }
         let r = await git.run(["log", "refs/heads/" + base, "-n", "1", "--format=%H", "--all-match",
                                "--grep=^Amplify-Item: \(pattern(item))$", "--grep=^Amplify-Run: \(pattern(run))$"])
         let sha = r.stdout.trimming(" \t\r\n")
@@ -118,7 +121,7 @@ public struct MergeExecutor: StageExecutor {
         let m = git.at(scratch)
 
         var subject = param("message") ?? "Merge \(id)"
-        subject = subject.replacingOccurrences(of: "\n", with: " ")
+        subject = subject.replacing("\n", with: " ")
         let message = "\(subject)\n\nAmplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"
         switch strategy {
         case "squash":

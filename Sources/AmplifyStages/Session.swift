@@ -1,6 +1,9 @@
 import AmplifyEngine
 import AmplifyWorkflow
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// Where a session lives, and the files in it. Every file an agent writes is untrusted: read

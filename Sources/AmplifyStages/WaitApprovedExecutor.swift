@@ -1,7 +1,10 @@
 import AmplifyEngine
 import AmplifyWorkflow
 import CAmplifySystem
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `wait-approved`: waits for the session's decision — `decision.json` (approve/reject),
 /// `review.json`, or `state.json`'s status — journaling each new question once. An agent that

@@ -2,7 +2,10 @@ import AmplifyEngine
 import AmplifyStages
 import AmplifyWorkflow
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,7 +29,8 @@ struct DemoCommand: AsyncParsableCommand {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             root = RepositoryLocator.realPath(dir) ?? dir
         } else {
-            var template = Array((NSTemporaryDirectory() + "/amplify-demo-XXXXXX").utf8CString)
+            let tmp = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+            var template = Array((tmp + "/amplify-demo-XXXXXX").utf8CString)
             guard let made = mkdtemp(&template) else {
                 Terminal.err("amplify-run: error: cannot make a temporary directory")
                 throw ExitCode(4)
@@ -51,7 +55,7 @@ struct DemoCommand: AsyncParsableCommand {
             try DemoSandbox.workflow.write(toFile: repo + "/workflows/default.yaml", atomically: true, encoding: .utf8)
             try "# Demo project\n\nA sandbox made by `amplify-run demo`.\n".write(toFile: repo + "/README.md", atomically: true, encoding: .utf8)
         } catch {
-            Terminal.err("amplify-run: error: cannot write the sandbox: \(error.localizedDescription)")
+            Terminal.err("amplify-run: error: cannot write the sandbox: \(error)")
             throw ExitCode(4)
         }
         for args in [["init", "-q", "-b", "main"], ["config", "user.name", "Demo User"], ["config", "user.email", "demo@example.com"],

@@ -114,7 +114,7 @@ enum RunSummaryPrinter {
         if !report.items.isEmpty {
             var lines: [[String]] = [["ITEM", "OUTCOME", "STAGE", "TIME", "COST", "TITLE / DETAIL"]]
             for r in report.items {
-                let cost = r.cost.map { c in "$" + String(Double(Int(c * 100 + 0.5)) / 100) } ?? "-"
+                let cost = r.cost.map(RunReport.dollars) ?? "-"
                 let text = [r.title, r.detail].compactMap { $0 }.joined(separator: " — ")
                 lines.append([r.item, r.outcome, r.stage ?? "-", r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", cost, String(text.prefix(200))])
             }

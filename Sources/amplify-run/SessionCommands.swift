@@ -2,7 +2,10 @@ import AmplifyEngine
 import AmplifyStages
 import AmplifyWorkflow
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Finding a session by the id a user typed (`status` and the run's output show them).
 enum SessionLocator {
@@ -15,13 +18,12 @@ enum SessionLocator {
         guard let (store, _) = RunReader.store() else { throw ExitCode(4) }
         let state = store.root
         let session = SessionFiles(stateDirectory: state, id: id)
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: session.directory, isDirectory: &isDir), isDir.boolValue {
-            return (session, store, session.directory)
+        func isDirectory(_ path: String) -> Bool {
+            var st = stat()
+            return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
         }
-        if archived, FileManager.default.fileExists(atPath: session.archived, isDirectory: &isDir), isDir.boolValue {
-            return (session, store, session.archived)
-        }
+        if isDirectory(session.directory) { return (session, store, session.directory) }
+        if archived, isDirectory(session.archived) { return (session, store, session.archived) }
         let known = (try? FileManager.default.contentsOfDirectory(atPath: SessionFiles.sessionsDirectory(state)))?.filter { !$0.hasSuffix(".json") } ?? []
         Terminal.err("amplify-run: error: no \(archived ? "" : "live ")session '\(id)' in \(SessionFiles.sessionsDirectory(state))\(DidYouMean.hint(id, known))")
         throw ExitCode(2)

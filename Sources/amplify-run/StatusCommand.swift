@@ -2,7 +2,10 @@ import AmplifyEngine
 import AmplifyWorkflow
 import AmplifyStages
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reading runs from the state directory (read-only: a torn last line is ignored).
 enum RunReader {
@@ -105,7 +108,7 @@ struct StatusCommand: ParsableCommand {
         if !sessions.isEmpty {
             print("\nSESSIONS")
             for r in sessions {
-                print("  \(r.id)  item \(r.item)  agent \(r.agent)\(r.cost.map { String(format: "  cost $%.2f", $0) } ?? "")")
+                print("  \(r.id)  item \(r.item)  agent \(r.agent)\(r.cost.map { "  cost " + RunReport.dollars($0) } ?? "")")
                 for q in r.pending {
                     let qid = q["id"]?.renderedText ?? "?"
                     print("    question \(qid): \(q["question"]?.renderedText ?? "")")
