@@ -54,6 +54,9 @@ struct StatusCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The run id (see `amplify-run runs`).", valueName: "RUN-ID"))
     var runId: String?
 
+    @Flag(help: "Also list every instance (stage × item), not only one line per item.")
+    var instances = false
+
     @Flag(help: "Print the state as JSON.")
     var json = false
 
@@ -104,7 +107,7 @@ struct StatusCommand: ParsableCommand {
             print(Value.object(o).prettyJSON)
             return
         }
-        RunSummaryPrinter.print(report, exitCode: nil, interrupted: nil, state: state, instances: true)
+        RunSummaryPrinter.print(report, exitCode: nil, interrupted: nil, state: state, instances: instances)
         if !sessions.isEmpty {
             print("\nSESSIONS")
             for r in sessions {

@@ -147,6 +147,13 @@ struct OrchestrationTests {
         // The malformed questions.json of a-10 was a warning, not a crash.
         #expect(r.stdout.contains("not valid JSON"), "\(r.stdout)")
 
+        // `status` shows the same summary, the sessions and their costs; --instances every instance.
+        let status = try await amplify(["status"], in: o.box, environment: o.environment)
+        #expect(status.stdout.contains("SESSIONS") && status.stdout.contains("cost $0.25"), "\(status.stdout)")
+        #expect(status.stdout.contains("finished (failed)"))
+        let instances = try await amplify(["status", "--instances"], in: o.box, environment: o.environment)
+        #expect(instances.stdout.split(separator: "\n").contains { $0.hasPrefix("merge ") && $0.contains("a-1") && $0.contains("succeeded") }, "\(instances.stdout)")
+
         // A second run finds nothing new and changes nothing.
         let head = try o.git("rev-parse main")
         let calls = o.bdCalls.count
