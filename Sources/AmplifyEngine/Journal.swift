@@ -1,5 +1,4 @@
 import AmplifyWorkflow
-import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -107,7 +106,7 @@ public final class Journal {
                 var bounds: [Int]
             }
             let shared = Shared(input: buffer, output: results, bounds: bounds)
-            DispatchQueue.concurrentPerform(iterations: bounds.count - 1) { k in
+            parallelFor(bounds.count - 1) { k in
                 (shared.output.baseAddress! + k).initialize(to: parsePiece(shared.input, from: shared.bounds[k], to: shared.bounds[k + 1]))
             }
         }

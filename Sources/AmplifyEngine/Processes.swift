@@ -114,3 +114,31 @@ public func detachThread(_ body: @escaping @Sendable () -> Void) {
         Unmanaged<Box>.fromOpaque(box).takeRetainedValue().body()
     }
 }
+
+/// Runs `body(0..<count)` on `count` threads (the caller's among them) and returns when all are
+/// done. Plain threads: Dispatch's `concurrentPerform`, called from a Swift concurrency job, ran
+/// every piece on one core.
+public func parallelFor(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    guard count > 1 else { if count == 1 { body(0) }; return }
+    final class Box: @unchecked Sendable {  // each read by exactly one thread
+        let body: @Sendable (Int) -> Void
+        let index: Int
+        init(_ body: @escaping @Sendable (Int) -> Void, _ index: Int) { self.body = body; self.index = index }
+    }
+    var threads: [pthread_t] = []
+    for k in 1..<count {
+        var thread = pthread_t()
+        let box = Unmanaged.passRetained(Box(body, k)).toOpaque()
+        if pthread_create(&thread, nil, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body(box.index)
+            return nil
+        }, box) == 0 {
+            threads.append(thread)
+        } else {
+            Unmanaged<Box>.fromOpaque(box).takeRetainedValue().body(k)
+        }
+    }
+    body(0)
+    for t in threads { pthread_join(t, nil) }
+}

@@ -34,10 +34,22 @@ public struct RunReport: Sendable {
         runId = machine.runId
         workflowName = machine.workflow.name
         outcome = machine.outcome
-        rows = machine.allInstances.map { key, inst in
-            let item = key.item.map { RunStateMachine.itemName(machine.item(for: key), index: $0) }
+        problems = []
+        struct Facts {
+            var start: Int64?
+            var end: Int64?
+            var cost: Double?
+            var kind: StageKind?
+            var failureKind: FailureKind
+        }
+        var facts: [Facts] = []
+        let instances = machine.allInstances
+        facts.reserveCapacity(instances.count)
+        rows = instances.map { key, inst in
+            let itemValue = key.item == nil ? nil : machine.item(for: key)
+            let item = key.item.map { RunStateMachine.itemName(itemValue, index: $0) }
             var title: String?
-            if case .object(let o)? = machine.item(for: key), case .string(let t)? = o["title"] { title = t }
+            if case .object(let o)? = itemValue, case .string(let t)? = o["title"] { title = t }
             var detail: String?
             switch inst.status {
             case .failed(let r), .cancelled(let r): detail = r.replacingOccurrences("\n", with: " ")
@@ -47,28 +59,34 @@ public struct RunReport: Sendable {
             }
             let end = inst.endedAt ?? (inst.status.isEnded ? nil : now)
             let duration = inst.startedAt.flatMap { s in end.map { $0 - s } }
+            var cost: Double?
+            switch inst.outputs["cost"] {
+            case .double(let c)?: cost = c
+            case .int(let c)?: cost = Double(c)
+            default: break
+            }
+            facts.append(Facts(start: inst.startedAt, end: end, cost: cost, kind: machine.stage(of: key)?.kind, failureKind: inst.failureKind))
             return Row(key: key, item: item, title: title, status: inst.status, attempts: inst.attempts, duration: duration, detail: detail)
         }
-        var byItem: [String: [Row]] = [:]
-        var order: [String] = []
-        for r in rows where r.key.item != nil {
-            let id = "\(r.item ?? "")\u{0}\(r.key.item!)"
-            if byItem[id] == nil { order.append(id) }
-            byItem[id, default: []].append(r)
+        // Rows come item by item (allInstances' order): an item's rows are the run of rows with
+        // its index and name.
+        struct ItemKey: Hashable { var index: Int; var name: String? }
+        var byItem: [ItemKey: [Int]] = [:]
+        var order: [ItemKey] = []
+        for (n, r) in rows.enumerated() where r.key.item != nil {
+            let k = ItemKey(index: r.key.item!, name: r.item)
+            if byItem[k] == nil { order.append(k) }
+            byItem[k, default: []].append(n)
         }
-        items = order.map { id in
-            let rs = byItem[id]!
+        items = order.map { k in
+            let ns = byItem[k]!
+            let rs = ns.map { rows[$0] }
             var row = ItemRow(item: rs[0].item ?? "-", title: rs[0].title, outcome: "pending")
-            let starts = rs.compactMap { r in machine.instance(r.key)?.startedAt }
-            let ends = rs.compactMap { r in machine.instance(r.key)?.endedAt ?? (r.status.isEnded ? nil : now) }
-            if let a = starts.min(), let b = ends.max() { row.duration = b - a }
-            for r in rs {
-                if case .double(let c)? = machine.instance(r.key)?.outputs["cost"] { row.cost = c }
-                if case .int(let c)? = machine.instance(r.key)?.outputs["cost"] { row.cost = Double(c) }
-            }
-            if let f = rs.first(where: { if case .failed = $0.status { return true } else { return false } }) {
-                let kind = machine.instance(f.key)?.failureKind ?? .failed
-                row.outcome = kind.rawValue
+            if let a = ns.compactMap({ facts[$0].start }).min(), let b = ns.compactMap({ facts[$0].end }).max() { row.duration = b - a }
+            row.cost = ns.compactMap { facts[$0].cost }.last
+            func kind(_ r: Row) -> StageKind? { facts[ns[rs.firstIndex { $0.key == r.key }!]].kind }
+            if let (i, f) = rs.enumerated().first(where: { if case .failed = $0.element.status { return true } else { return false } }) {
+                row.outcome = facts[ns[i]].failureKind.rawValue
                 row.stage = f.key.stage
                 row.detail = f.detail
             } else if let c = rs.first(where: { if case .cancelled = $0.status { return true } else { return false } }) {
@@ -78,9 +96,9 @@ public struct RunReport: Sendable {
             } else if let live = rs.first(where: { !$0.status.isEnded && $0.status != .pending }) ?? rs.first(where: { !$0.status.isEnded }) {
                 row.outcome = live.status.word
                 row.stage = live.key.stage
-            } else if rs.contains(where: { machine.stage(of: $0.key)?.kind == .merge && $0.status == .succeeded }) {
-                row.outcome = rs.contains(where: { machine.stage(of: $0.key)?.kind == .close && $0.status == .succeeded }) ? "merged and closed" : "merged"
-            } else if let skipped = rs.first(where: { if case .skipped = $0.status { return machine.stage(of: $0.key)?.kind != .cleanup } else { return false } }) {
+            } else if rs.contains(where: { kind($0) == .merge && $0.status == .succeeded }) {
+                row.outcome = rs.contains(where: { kind($0) == .close && $0.status == .succeeded }) ? "merged and closed" : "merged"
+            } else if let skipped = rs.first(where: { if case .skipped = $0.status { return kind($0) != .cleanup } else { return false } }) {
                 row.outcome = "skipped"
                 row.stage = skipped.key.stage
                 row.detail = skipped.detail
@@ -106,9 +124,16 @@ public struct RunReport: Sendable {
     }
 
     /// Counts of instances by status word.
-    public var counts: [(String, Int)] {
+    public var counts: [(String, Int)] { RunReport.order(rows.map(\.status.word)) }
+
+    /// The same counts straight from the machine, without building a report (the live view's header).
+    public static func counts(_ machine: RunStateMachine) -> [(String, Int)] {
+        order(machine.allInstances.map(\.instance.status.word))
+    }
+
+    private static func order(_ words: [String]) -> [(String, Int)] {
         var c: [String: Int] = [:]
-        for r in rows { c[r.status.word, default: 0] += 1 }
+        for w in words { c[w, default: 0] += 1 }
         return ["succeeded", "failed", "skipped", "cancelled", "running", "retrying", "pending"].compactMap { w in c[w].map { (w, $0) } }
     }
 

@@ -132,7 +132,11 @@ struct SessionRow {
 
     static func all(_ machine: RunStateMachine, stateDirectory: String) -> [SessionRow] {
         var rows: [SessionRow] = []
-        for (key, inst) in machine.allInstances where machine.stage(of: key)?.kind == .dispatch {
+        // The wait of each item, found once (not a scan of every instance per session).
+        let all = machine.allInstances
+        var waits: [Int: [(key: InstanceKey, instance: RunStateMachine.Instance)]] = [:]
+        for (k, i) in all where k.item != nil && machine.stage(of: k)?.kind == .waitApproved { waits[k.item!, default: []].append((k, i)) }
+        for (key, inst) in all where machine.stage(of: key)?.kind == .dispatch {
             guard case .string(let sid)? = inst.outputs["session"] else { continue }
             let files = SessionFiles(stateDirectory: stateDirectory, id: sid)
             let record = files.readRecord()
@@ -145,7 +149,7 @@ struct SessionRow {
             var cost: Double?
             var pending: [OrderedObject] = []
             let answers = files.answers()
-            for (k, i) in machine.allInstances where k.item == key.item && machine.stage(of: k)?.kind == .waitApproved {
+            for (k, i) in waits[key.item ?? -1] ?? [] {
                 if case .double(let c)? = i.outputs["cost"] { cost = c }
                 guard !i.status.isEnded else { continue }
                 for note in machine.notes[k] ?? [] where note.kind == "question" {

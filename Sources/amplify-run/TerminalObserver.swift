@@ -105,7 +105,7 @@ final class TerminalObserver: RunObserver {
             let rest = s.order.filter { !s.lines[$0]!.active }.suffix(max(0, rows - live.count))
             let shown = Array((live + rest).prefix(max(1, rows)))
             // Counted here, at most ten times a second, not for every event.
-            let header = s.machine.map { RunReport($0, now: now).counts.map { "\($0.1) \($0.0)" }.joined(separator: ", ") } ?? ""
+            let header = s.machine.map { RunReport.counts($0).map { "\($0.1) \($0.0)" }.joined(separator: ", ") } ?? ""
             var lines = ["\(bold("amplify-run")) \(workflowPath): \(header)"]
             for id in shown {
                 let l = s.lines[id]!
