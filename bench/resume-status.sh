@@ -20,6 +20,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms() { echo $(( ($(date +%s%N) ) / 1000000 )); }
 
 read -r id events < <("$BENCH" write-run "$WORK" 10000 finished)
+sync; sleep 1   # the journal was just written: let writeback finish, as it has for any real run
 status_times=()
 for r in $(seq 1 "$RUNS"); do
   s=$(date +%s%N); "$BIN" status "$id" >/dev/null; e=$(date +%s%N)
@@ -32,6 +33,7 @@ resume_times=()
 for r in $(seq 1 "$RUNS"); do
   rm -rf .amplify first-action
   read -r id events < <("$BENCH" write-run "$WORK" 16666 unfinished)
+  sync; sleep 1
   s=$(date +%s%N); "$BIN" bench.yaml >/dev/null; e=$(cat first-action)
   resume_times+=("$(( (e - s) / 1000000 ))")
 done
