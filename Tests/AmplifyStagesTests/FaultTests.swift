@@ -26,6 +26,17 @@ struct FaultTests {
         #expect(always.agentStarts("g-1") == 0 && always.agentStarts("g-2") == 0, "nothing is dispatched unclaimed")
     }
 
+    @Test("session files that vanish or are huge: a warning or a failed item with its reason, never a crash; the other items go on")
+    func vanishingAndHugeFiles() async throws {
+        let o = try Orchestra([("v-1", "vanish", nil), ("v-2", "huge", nil), ("v-3", "approve", nil)])
+        let r = try await o.run()
+        #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("without a decision"), "v-1's session directory vanished with its agent: \(r.stdout)")
+        #expect(r.stdout.contains("more than the 1048576 read"), "v-2's 3 MB review.json is a warning: \(r.stdout)")
+        #expect(try o.landed("v-2") == 1 && o.landed("v-3") == 1)
+        #expect(try o.landed("v-1") == 0)
+    }
+
     @Test("the disk filling up while journaling: a clear error, exit 4, no torn journal; the next run resumes and finishes")
     func diskFull() async throws {
         let box = try Sandbox("""
