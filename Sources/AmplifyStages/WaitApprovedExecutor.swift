@@ -55,8 +55,20 @@ public struct WaitApprovedExecutor: StageExecutor {
                 reported = pid
             }
 
+            // Questions (and warnings about unreadable files) first: a session that asked, then
+            // decided before this look, still has its questions on record.
             var warnings: [String] = []
-            if let d = session.decision(warnings: &warnings) {
+            for q in session.questions(warnings: &warnings) where !asked.contains(q.id) {
+                var fields = q.fields
+                fields["session"] = .string(sid)
+                job.note("question", fields)
+                asked.insert(q.id)
+            }
+            for w in warnings where warned.insert(w).inserted { job.note("warning", OrderedObject([("message", .string(w))])) }
+            warnings = []
+            let decision = session.decision(warnings: &warnings)
+            for w in warnings where warned.insert(w).inserted { job.note("warning", OrderedObject([("message", .string(w))])) }
+            if let d = decision {
                 // An agent usually decides, then prints its last line (Claude's result, with the
                 // cost) and exits: give it a moment to, so the cost is known.
                 if alive, let pid {
@@ -68,13 +80,6 @@ public struct WaitApprovedExecutor: StageExecutor {
                 }
                 return decided(d, session: session)
             }
-            for q in session.questions(warnings: &warnings) where !asked.contains(q.id) {
-                var fields = q.fields
-                fields["session"] = .string(sid)
-                job.note("question", fields)
-                asked.insert(q.id)
-            }
-            for w in warnings where warned.insert(w).inserted { job.note("warning", OrderedObject([("message", .string(w))])) }
             if alive && !asked.isEmpty { answeredWhileAlive.formUnion(session.answers().keys) }
 
             if !alive {
