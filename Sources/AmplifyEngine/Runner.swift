@@ -248,6 +248,7 @@ struct Driver {
         job.settings = machine.workflow.settings
         job.notes = machine.notes[key] ?? []
         job.slot = machine.slots[key]
+        job.runCancelled = machine.cancelRequested
         if let d = machine.dispatchKey(for: key), d != key, machine.instance(d)?.status == .succeeded { job.session = machine.instance(d)?.outputs }
         let continuation = context.continuation
         job.note = { kind, fields in continuation.yield(.note(key, attempt: attempt, kind: kind, fields: fields)) }

@@ -19,6 +19,8 @@ public struct StageJob: Sendable {
     public var settings = Settings()
     /// The outputs of the item's dispatch (its session, worktree, branch, agent), for the stages after it.
     public var session: OrderedObject?
+    /// The run is being cancelled (cleanup then keeps worktrees and branches).
+    public var runCancelled = false
     /// `AMPLIFY_SLOT` of a dispatch: its place among the live sessions.
     public var slot: Int?
     /// Ids of the items this run has seen already (for a refilling query).

@@ -27,6 +27,11 @@ public struct CleanupExecutor: StageExecutor {
             await ChildProcess.terminateGroup(pid, startTime: start, grace: grace)
             o["agent-ended"] = .bool(true)
         }
+        // `cancel` keeps worktrees, branches and sessions: the work may be picked up again.
+        if job.runCancelled {
+            o["kept"] = .string("the run was cancelled: worktree, branch and session kept")
+            return .succeeded(o)
+        }
         if let worktree, worktree.hasPrefix(job.worktreesDirectory + "/") {
             await MergeExecutor.removeWorktree(git: git, path: worktree)
             o["worktree-removed"] = .string(worktree)

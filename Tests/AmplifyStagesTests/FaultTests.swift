@@ -1,3 +1,4 @@
+import AmplifyEngine
 import AmplifyStages
 import AmplifyTestSupport
 import Foundation
@@ -35,6 +36,27 @@ struct FaultTests {
         #expect(r.stdout.contains("more than the 1048576 read"), "v-2's 3 MB review.json is a warning: \(r.stdout)")
         #expect(try o.landed("v-2") == 1 && o.landed("v-3") == 1)
         #expect(try o.landed("v-1") == 0)
+    }
+
+    @Test("cancel: agents' process groups end, worktrees and branches are kept, the run ends cancelled (exit 3)")
+    func cancelEndsAgents() async throws {
+        let o = try Orchestra([("c-1", "hang", nil), ("c-2", "hang", nil)])
+        let run = Task { try await o.run() }
+        for _ in 0..<200 where o.agentStarts("c-1") + o.agentStarts("c-2") < 2 { try await Task.sleep(for: .milliseconds(50)) }
+        let records = try FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.amplify/sessions").filter { $0.hasSuffix(".run.json") }
+        let pids = records.compactMap { name -> Int32? in
+            let text = o.box.read(".amplify/sessions/" + name)
+            return text.range(of: #""pid":[0-9]+"#, options: .regularExpression).flatMap { Int32(text[$0].dropFirst(6)) }
+        }
+        #expect(pids.count == 2)
+        let cancel = try await amplify(["cancel"], in: o.box, environment: o.environment)
+        #expect(cancel.status == 0, "\(cancel.stderr)")
+        let r = try await run.value
+        #expect(r.status == 3, "\(r.stdout)\(r.stderr)")
+        for pid in pids { #expect(kill(pid, 0) != 0 || Processes.stat(pid)?.state == "Z", "agent \(pid) ended") }
+        #expect(try o.git("worktree list").split(separator: "\n").count == 3, "worktrees kept")
+        #expect(try o.git("branch --list 'amplify/*'").split(separator: "\n").count == 2, "branches kept")
+        #expect(o.status(of: "c-1") == "in_progress", "not closed")
     }
 
     @Test("the disk filling up while journaling: a clear error, exit 4, no torn journal; the next run resumes and finishes")
