@@ -59,6 +59,32 @@ struct FaultTests {
         #expect(o.status(of: "c-1") == "in_progress", "not closed")
     }
 
+    @Test("Ctrl-C leaves agents working (exit 130); cancel on the dead runner's run then ends them")
+    func interruptLeavesAgents() async throws {
+        let o = try Orchestra([("i-1", "hang", nil)])
+        let runner = Process()
+        runner.executableURL = executable
+        runner.arguments = ["wf.yaml"]
+        runner.currentDirectoryURL = o.box.url
+        runner.environment = ProcessInfo.processInfo.environment.merging(o.environment) { $1 }
+        runner.standardOutput = FileHandle.nullDevice
+        runner.standardError = FileHandle.nullDevice
+        try runner.run()
+        for _ in 0..<200 where o.agentStarts("i-1") < 1 { try await Task.sleep(for: .milliseconds(50)) }
+        let record = try #require(try FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.amplify/sessions").first { $0.hasSuffix(".run.json") })
+        let text = o.box.read(".amplify/sessions/" + record)
+        let pid = try #require(text.range(of: #""pid":[0-9]+"#, options: .regularExpression).flatMap { Int32(text[$0].dropFirst(6)) })
+        try await Task.sleep(for: .milliseconds(300))
+        kill(runner.processIdentifier, SIGINT)
+        while runner.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(runner.terminationStatus == 130)
+        #expect(kill(pid, 0) == 0 && Processes.stat(pid)?.state != "Z", "the agent goes on working")
+        let cancel = try await amplify(["cancel"], in: o.box, environment: o.environment)
+        #expect(cancel.status == 0, "\(cancel.stdout)\(cancel.stderr)")
+        for _ in 0..<100 where kill(pid, 0) == 0 && Processes.stat(pid)?.state != "Z" { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(kill(pid, 0) != 0 || Processes.stat(pid)?.state == "Z", "cancel ended it")
+    }
+
     @Test("the disk filling up while journaling: a clear error, exit 4, no torn journal; the next run resumes and finishes")
     func diskFull() async throws {
         let box = try Sandbox("""
