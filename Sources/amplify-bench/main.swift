@@ -52,23 +52,7 @@ for items in sizes.isEmpty ? [1000, 10000, 100000] : sizes {
     var machine = RunStateMachine(workflow: workflow, runId: "bench", maxProcesses: 4)
     let journal = try Journal(path: path, lastSeq: 0, size: 0)
     var now: Int64 = 1_700_000_000_000
-    var running: [InstanceKey] = []
-    let list = Value.list((0..<items).map { .int($0) })
-    let total = try seconds {
-        while machine.outcome == nil {
-            now += 1
-            let decided = machine.decide(now: now)
-            try journal.append(decided, at: now, sync: false)
-            running += decided.compactMap { if case .instanceStarted(let k, _, _) = $0 { return k } else { return nil } }
-            // Everything running succeeds, in one batch (group commit), as a busy runner sees it.
-            let done = running.map { key -> RunEvent in
-                .instanceSucceeded(key, outputs: key.stage == "list" ? OrderedObject([("n", list)]) : OrderedObject())
-            }
-            running.removeAll()
-            try journal.append(done, at: now, sync: false)
-            for e in done { machine.apply(e, at: now) }
-        }
-    }
+    let total = try seconds { try drive(&machine, journal: journal, now: &now, items: items) }
     let events = machine.eventCount
     var replayed = RunStateMachine(workflow: workflow, runId: "bench", maxProcesses: 4)
     let replay = try seconds {
@@ -116,25 +100,29 @@ func writeRun(repo: String, items: Int, finished: Bool) throws {
     let journal = try Journal(path: store.journal(of: id), lastSeq: 0, size: 0)
     var now = Processes.now() - 3_600_000
     try journal.append([.runStarted(run: id, workflow: "bench.yaml", name: wf.name, vars: wf.vars), .runnerStarted(pid: 1, resumed: false)], at: now, sync: false)
+    // Unfinished: stop before the report starts, so the run's next action is known.
+    try drive(&machine, journal: journal, now: &now, items: items, stopBefore: finished ? nil : "report")
+    print("\(id) \(machine.eventCount + 2)")
+}
+
+/// Runs the bench workflow to its end (or until `stopBefore` would start) with executors that
+/// succeed at once: everything running succeeds in one batch (group commit), as a busy runner
+/// sees it; `list` gives `items` items.
+func drive(_ machine: inout RunStateMachine, journal: Journal, now: inout Int64, items: Int, stopBefore: String? = nil) throws {
     let list = Value.list((0..<items).map { .int($0) })
-    var running: [InstanceKey] = []
     while machine.outcome == nil {
         now += 1
-        var decided = machine.decide(now: now)
-        if !finished, let i = decided.firstIndex(where: { if case .instanceStarted(let k, _, _) = $0 { return k.stage == "report" } else { return false } }) {
-            // Stop before the report starts: the run is unfinished, its next action known.
-            decided = Array(decided[..<i])
-            try journal.append(decided, at: now, sync: false)
-            break
+        let decided = machine.decide(now: now)
+        if let stopBefore, let i = decided.firstIndex(where: { if case .instanceStarted(let k, _, _) = $0 { return k.stage == stopBefore } else { return false } }) {
+            try journal.append(Array(decided[..<i]), at: now, sync: false)
+            return
         }
         try journal.append(decided, at: now, sync: false)
-        running += decided.compactMap { if case .instanceStarted(let k, _, _) = $0 { return k } else { return nil } }
-        let done = running.map { key -> RunEvent in
-            .instanceSucceeded(key, outputs: key.stage == "list" ? OrderedObject([("n", list)]) : OrderedObject())
+        let done = decided.compactMap { e -> RunEvent? in
+            guard case .instanceStarted(let key, _, _) = e else { return nil }
+            return .instanceSucceeded(key, outputs: key.stage == "list" ? OrderedObject([("n", list)]) : OrderedObject())
         }
-        running.removeAll()
         try journal.append(done, at: now, sync: false)
         for e in done { machine.apply(e, at: now) }
     }
-    print("\(id) \(machine.eventCount + 2)")
 }
