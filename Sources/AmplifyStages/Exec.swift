@@ -7,22 +7,22 @@ import Glibc
 #endif
 
 /// Runs a tool (git, bd, cp) to completion and captures what it printed.
-enum Exec {
-    struct Result: Sendable {
-        var termination: ChildProcess.Termination
-        var stdout: String
-        var stderr: String
-        var succeeded: Bool { termination == .exited(0) }
+public enum Exec {
+    public struct Result: Sendable {
+        public var termination: ChildProcess.Termination
+        public var stdout: String
+        public var stderr: String
+        public var succeeded: Bool { termination == .exited(0) }
 
         /// The command and the end of what it said, for an error message.
-        func failure(_ argv: [String]) -> String {
+        public func failure(_ argv: [String]) -> String {
             let said = CommandStageExecutor.tail(stderr.isEmpty ? stdout : stderr, lines: 6)
             return "`\(argv.joined(separator: " "))` \(termination)\(said.isEmpty ? "" : ": " + said)"
         }
     }
 
     /// Runs `argv` in `directory`; its group is ended with it so nothing it started lingers.
-    static func run(_ argv: [String], in directory: String, environment: [String: String], limit: Int = 16 << 20, keep: Int32? = nil) async -> Result {
+    public static func run(_ argv: [String], in directory: String, environment: [String: String], limit: Int = 16 << 20, keep: Int32? = nil) async -> Result {
         let out = ChildProcess.memoryFile("stdout")
         let err = ChildProcess.memoryFile("stderr")
         defer {

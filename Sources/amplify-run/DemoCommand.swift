@@ -91,25 +91,12 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private func git(_ args: [String], in dir: String, env: [String: String]) async -> String? {
-        let out = ChildProcess.memoryFile("git")
-        defer { close(out) }
-        do {
-            let pid = try ChildProcess.spawn(["git"] + args, environment: env, directory: dir, stdout: .descriptor(out), stderr: .descriptor(out))
-            let t = await ChildProcess.wait(pid)
-            var st = stat()
-            fstat(out, &st)
-            var buffer = [UInt8](repeating: 0, count: Int(st.st_size))
-            _ = pread(out, &buffer, buffer.count, 0)
-            let text = String(decoding: buffer, as: UTF8.self)
-            guard t == .exited(0) else {
-                Terminal.err("amplify-run: error: git \(args.joined(separator: " ")): \(text)")
-                return nil
-            }
-            return text.trimming(" \n")
-        } catch {
-            Terminal.err("amplify-run: error: \(error.description)")
+        let r = await Exec.run(["git"] + args, in: dir, environment: env)
+        guard r.succeeded else {
+            Terminal.err("amplify-run: error: \(r.failure(["git"] + args))")
             return nil
         }
+        return r.stdout.trimming(" \n")
     }
 }
 
