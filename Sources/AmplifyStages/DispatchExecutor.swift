@@ -246,10 +246,7 @@ enum Agent {
         if mkdir(session.directory, 0o700) != 0 && errno != EEXIST {
             throw StageError("dispatch: cannot create \(session.directory): \(String(cString: strerror(errno)))")
         }
-        var st = stat()
-        guard lstat(session.directory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw StageError("dispatch: \(session.directory) is not a directory (a symlink?); refusing to use it")
-        }
+        try requireRealDirectory(session.directory)
         chmod(session.directory, 0o700)
     }
 

@@ -266,16 +266,7 @@ public struct SessionFiles: Sendable {
     /// Reads the last 1 MiB of `output.log` for stream-json lines.
     public func agentReport() -> AgentReport {
         var report = AgentReport()
-        let fd = open(path("output.log"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return report }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return report }
-        let size = Int(st.st_size), window = min(size, SessionFiles.fileLimit)
-        var buffer = [UInt8](repeating: 0, count: window)
-        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, window, off_t(size - window)) }
-        guard n > 0 else { return report }
-        for line in buffer[..<n].split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
+        for line in outputLogEnd(SessionFiles.fileLimit).split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
             guard let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
             if case .string(let sid)? = v["session_id"] { report.agentSession = sid }
             guard v["type"] == .string("result") else { continue }
@@ -292,15 +283,20 @@ public struct SessionFiles: Sendable {
 
     /// The last lines of `output.log`, for an error message.
     public func outputTail(lines: Int = 5) -> String {
+        CommandStageExecutor.tail(String(decoding: outputLogEnd(8192), as: UTF8.self), lines: lines)
+    }
+
+    /// The last `limit` bytes of `output.log` (a regular file, never through a symlink).
+    private func outputLogEnd(_ limit: Int) -> ArraySlice<UInt8> {
         let fd = open(path("output.log"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return "" }
+        guard fd >= 0 else { return [] }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { return "" }
-        let size = Int(st.st_size), window = min(size, 8192)
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return [] }
+        let size = Int(st.st_size), window = min(size, limit)
         var buffer = [UInt8](repeating: 0, count: window)
         let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, window, off_t(size - window)) }
-        return n > 0 ? CommandStageExecutor.tail(String(decoding: buffer[..<n], as: UTF8.self), lines: lines) : ""
+        return n > 0 ? buffer[..<n] : []
     }
 }
 

@@ -44,6 +44,10 @@ public struct WaitApprovedExecutor: StageExecutor {
         let started = ContinuousClock.now
         let watch = amplify_watch_directory(session.directory)
         defer { if watch >= 0 { close(watch) } }
+        // Each problem with a session file is journaled once.
+        func warn(_ warnings: [String]) {
+            for w in warnings where warned.insert(w).inserted { job.note("warning", OrderedObject([("message", .string(w))])) }
+        }
         let pollEvery: Duration = watch >= 0 ? .seconds(30) : .milliseconds(job.settings.poll.milliseconds)
 
         while true {
@@ -64,10 +68,10 @@ public struct WaitApprovedExecutor: StageExecutor {
                 job.note("question", fields)
                 asked.insert(q.id)
             }
-            for w in warnings where warned.insert(w).inserted { job.note("warning", OrderedObject([("message", .string(w))])) }
+            warn(warnings)
             warnings = []
             let decision = session.decision(warnings: &warnings)
-            for w in warnings where warned.insert(w).inserted { job.note("warning", OrderedObject([("message", .string(w))])) }
+            warn(warnings)
             if let d = decision {
                 // An agent usually decides, then prints its last line (Claude's result, with the
                 // cost) and exits: give it a moment to, so the cost is known.
