@@ -294,11 +294,6 @@ public struct RunStateMachine: Sendable {
         return (deadlines + Array(retrying.values) + refillTimes).min()
     }
 
-    /// Whether a stage is a `refill: true` query.
-    public func isRefilling(_ stageId: String) -> Bool {
-        index[stageId].map { refills[$0] != nil } ?? false
-    }
-
     /// Refilling queries started and not answered (in flight when a runner died: asked again).
     public var refillsInFlight: [String] {
         refills.filter(\.value.inFlight).keys.sorted().map { stages[$0].stage.id }
@@ -335,9 +330,8 @@ public struct RunStateMachine: Sendable {
             counts.append(contentsOf: repeatElement(perItemStages, count: items.count))
             unendedPerItem[s] = counts
             if perItemStages > 0 { openPipelines[s, default: 0] += items.count }
-            if var r = refills.first(where: { $0.value.fed.contains(s) })?.value, let ri = refills.first(where: { $0.value.fed.contains(s) })?.key {
-                for item in items { if case .string(let id)? = item["id"] { r.seen.insert(id) } }
-                refills[ri] = r
+            if let ri = refills.first(where: { $0.value.fed.contains(s) })?.key {
+                for item in items { if case .string(let id)? = item["id"] { refills[ri]!.seen.insert(id) } }
             }
             for (i, info) in stages.enumerated() where info.source == s {
                 var list = perItem[i] ?? []
