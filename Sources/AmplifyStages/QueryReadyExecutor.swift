@@ -27,7 +27,7 @@ public struct QueryReadyExecutor: StageExecutor {
                     return .failed("`source: file`: \(error.description)")
                 }
                 do {
-                    all = BeadsReadiness.ready(try BeadsReadiness.parseIssues(String(decoding: bytes, as: UTF8.self)), now: Timestamp.iso8601(milliseconds: Processes.now()))
+                    all = BeadsReadiness.ready(try BeadsReadiness.parseIssues(bytes: bytes), now: Processes.now())
                 } catch {
                     return .failed("`source: file`: \(path) is not a JSON array or JSONL of issues: \(error)")
                 }

@@ -22,7 +22,7 @@ func fuzzOne(_ bytes: [UInt8]) {
     let (template, _) = Template.parse(text)
     _ = try? ExpressionEvaluator(context: ExpressionContext(roots: ["item": .object(OrderedObject())])).render(template)
     _ = try? JSONParser.parse(bytes: bytes)
-    if let issues = try? BeadsReadiness.parseIssues(text) { _ = BeadsReadiness.ready(issues, now: "2026-11-24T12:00:00.000Z") }
+    if let issues = try? BeadsReadiness.parseIssues(text) { _ = BeadsReadiness.ready(issues, now: 1_795_521_600_000) }
     fuzzSessionFiles(bytes)
 }
 

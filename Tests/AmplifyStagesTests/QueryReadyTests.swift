@@ -15,6 +15,9 @@ struct QueryReadyTests {
 
     func ids(_ items: [Value]) -> [String] { items.compactMap { $0["id"]?.renderedText } }
 
+    /// 2026-11-24T12:00:00Z, in milliseconds since the epoch.
+    static let now: Int64 = 1_795_521_600_000
+
     /// Ready items from `issues.jsonl`; each one's id is appended to `seen`.
     static let fileWorkflow = """
     version: 1
@@ -29,14 +32,14 @@ struct QueryReadyTests {
 
     @Test("bd's ready rules on the fixture: demo-2, demo-1, demo-4 (priority, then created_at)")
     func fixtureAnswer() throws {
-        #expect(ids(BeadsReadiness.ready(try Self.issues(), now: "2026-11-24T12:00:00.000Z")) == ["demo-2", "demo-1", "demo-4"])
+        #expect(ids(BeadsReadiness.ready(try Self.issues(), now: Self.now)) == ["demo-2", "demo-1", "demo-4"])
     }
 
     @Test("closing a blocker makes what it blocks ready")
     func closingUnblocks() throws {
         var issues = try Self.issues()
         for (i, v) in issues.enumerated() where v["id"] == .string("demo-2") { issues[i]["status"] = .string("closed") }
-        #expect(ids(BeadsReadiness.ready(issues, now: "2026-11-24T12:00:00.000Z")) == ["demo-3", "demo-1", "demo-4"])
+        #expect(ids(BeadsReadiness.ready(issues, now: Self.now)) == ["demo-3", "demo-1", "demo-4"])
     }
 
     @Test("a blocked ancestor blocks its descendants; a deferred parent defers its children; pinned blockers do not block")
@@ -53,13 +56,74 @@ struct QueryReadyTests {
         {"id":"loop1","status":"open","priority":5,"parent":"loop2"}
         {"id":"loop2","status":"open","priority":5,"parent":"loop1"}
         """
-        let ready = ids(BeadsReadiness.ready(try BeadsReadiness.parseIssues(text), now: "2026-11-24T12:00:00.000Z"))
+        let ready = ids(BeadsReadiness.ready(try BeadsReadiness.parseIssues(text), now: Self.now))
         #expect(ready == ["q", "loop1", "loop2"], "\(ready)")
     }
 
-    @Test("a malformed issues file is an error with its byte offset, not a crash")
-    func malformedFile() {
-        #expect(throws: JSONParser.Error.self) { try BeadsReadiness.parseIssues("{\"id\":\"a\"}\n{\"id\": oops}\n") }
+    @Test("a malformed issues file is an error with its line, column and byte offset, not a crash", arguments: [
+        // JSONL, LF and CRLF, a blank line between.
+        ("{\"id\":\"a\"}\n\n{\"id\": oops}\n", 3, 8, 19),
+        ("{\"id\":\"a\"}\r\n\r\n{\"id\": oops}\r\n", 3, 8, 21),
+        // A byte order mark counts in the offset, not in the column.
+        ("\u{FEFF}{\"id\": oops}\n", 1, 8, 10),
+        // A JSON array after blank lines: the offset is the file's, not the trimmed text's.
+        ("\r\n\r\n[\r\n  {\"id\": \"é\", \"x\": oops}\r\n]\r\n", 4, 20, 27),
+    ])
+    func malformedFile(text: String, line: Int, column: Int, offset: Int) {
+        #expect(throws: BeadsReadiness.ParseError(line: line, column: column, offset: offset, message: "unexpected character")) {
+            try BeadsReadiness.parseIssues(text)
+        }
+    }
+
+    @Test("CRLF line endings (a file checked out with eol=crlf), a byte order mark, no last newline: read as the same issues")
+    func lineEndings() throws {
+        let lf = try String(contentsOf: Self.fixtures.appendingPathComponent("beads-issues.jsonl"), encoding: .utf8)
+        let expected = try BeadsReadiness.parseIssues(lf)
+        #expect(expected.count == 7)
+        let crlf = lf.replacingOccurrences(of: "\n", with: "\r\n")
+        // (To Swift's String "\r\n" is one Character: `dropLast()` takes the whole CRLF.)
+        for variant in [crlf, "\u{FEFF}" + lf, "\u{FEFF}" + crlf, String(crlf.dropLast()), String(lf.dropLast())] {
+            #expect(try BeadsReadiness.parseIssues(variant) == expected)
+        }
+        let array = "[" + lf.split(separator: "\n").joined(separator: ",\r\n") + "]"
+        #expect(try BeadsReadiness.parseIssues("\u{FEFF}" + array) == expected)
+        #expect(ids(BeadsReadiness.ready(try BeadsReadiness.parseIssues(crlf), now: Self.now)) == ["demo-2", "demo-1", "demo-4"])
+    }
+
+    /// `item` deferred until `until`; whether it is left out at `now` (both as written).
+    @Test("defer_until is compared as an instant: offsets, fractions, lower case, a date alone; unreadable defers nothing", arguments: [
+        ("2026-12-01T09:00:00+02:00", "2026-12-01T08:00:00Z", false),   // 07:00Z: passed, though the text is greater
+        ("2026-12-01T09:00:00+02:00", "2026-12-01T06:59:59Z", true),
+        ("2026-12-01T03:00:00-05:30", "2026-12-01T08:00:00Z", true),    // 08:30Z: to come, though the text is smaller
+        ("2026-12-01T08:00:00.5Z", "2026-12-01T08:00:00Z", true),
+        ("2026-12-01T08:00:00.123456789Z", "2026-12-01T08:00:00.124Z", false),
+        ("2026-12-01t08:00:00z", "2026-12-01T09:00:00Z", false),
+        ("2026-12-01", "2026-11-30T23:59:59Z", true),                   // a date alone: its midnight, UTC
+        ("2026-12-01", "2026-12-01T00:00:00Z", false),
+        ("next tuesday", "2026-11-24T00:00:00Z", false),
+        ("", "2026-11-24T00:00:00Z", false),
+    ])
+    func deferUntil(until: String, now: String, deferred: Bool) throws {
+        let issues = try BeadsReadiness.parseIssues("""
+        {"id":"d","status":"open","priority":1,"defer_until":"\(until)"}
+        {"id":"child","status":"open","priority":2,"parent":"d"}
+        """)
+        let instant = try #require(BeadsReadiness.RFC3339.milliseconds(now))
+        #expect(ids(BeadsReadiness.ready(issues, now: instant)) == (deferred ? [] : ["d", "child"]))
+    }
+
+    @Test("same priority: ordered by created_at as instants; unreadable or missing ones last, in file order")
+    func createdAtOrder() throws {
+        let issues = try BeadsReadiness.parseIssues("""
+        {"id":"garbage","status":"open","priority":1,"created_at":"yesterday"}
+        {"id":"missing","status":"open","priority":1}
+        {"id":"b","status":"open","priority":1,"created_at":"2026-11-20T09:00:00Z"}
+        {"id":"d","status":"open","priority":1,"created_at":"2026-11-20T09:00:00.5Z"}
+        {"id":"c","status":"open","priority":1,"created_at":"2026-11-20T08:30:00.000000001Z"}
+        {"id":"a","status":"open","priority":1,"created_at":"2026-11-20T10:00:00+02:00"}
+        {"id":"first","status":"open","priority":0,"created_at":"2099-01-01T00:00:00Z"}
+        """)
+        #expect(ids(BeadsReadiness.ready(issues, now: Self.now)) == ["first", "a", "c", "b", "d", "garbage", "missing"])
     }
 
     @Test("source: file in a run: epics left out, ids that would leave a folder refused")
