@@ -40,6 +40,21 @@ public enum IssuesFile {
         return result.map { $0.stageResult { .succeeded(OrderedObject([("claimed", .bool($0))])) } } ?? .failed("claim: no issue \(id) in \(path)")
     }
 
+    /// Gives back an item a run claimed: `in_progress` becomes `open` again. Any other status
+    /// (closed, open already, blocked…) is left as it is. Succeeds with `released`: whether
+    /// the file changed; an unknown id fails.
+    public static func releaseIssue(id: String, path: String) async -> StageResult {
+        let now = nowValue()
+        let result = await update(id: id, path: path, what: "release") { o in
+            guard o["status"] == .string("in_progress") else { return nil }
+            var o = o
+            o["status"] = .string("open")
+            o["updated_at"] = now
+            return o
+        }
+        return result.map { $0.stageResult { .succeeded(OrderedObject([("released", .bool($0))])) } } ?? .failed("release: no issue \(id) in \(path)")
+    }
+
     private static func nowValue() -> Value {
         .string(String(Timestamp.iso8601(milliseconds: Processes.now()).prefix(19)) + "Z")
     }

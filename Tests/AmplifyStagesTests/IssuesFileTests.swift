@@ -5,7 +5,8 @@ import AmplifyWorkflow
 import Foundation
 import Testing
 
-/// `source: file` trackers changed in place: line endings, byte order marks, the lock's place.
+/// `source: file` trackers changed in place: line endings, byte order marks, the lock's place,
+/// release.
 @Suite("issues file")
 struct IssuesFileTests {
     /// A fresh directory (not inside any git repository), removed at the end.
@@ -86,6 +87,29 @@ struct IssuesFileTests {
         let newlines = after.indices.filter { after[$0] == 0x0A }
         #expect(!newlines.isEmpty && newlines.allSatisfy { after[$0 - 1] == 0x0D }, "every line ends in CRLF")
         #expect(after.suffix(2) == [0x0D, 0x0A])
+    }
+
+    @Test("release: in_progress goes back to open; any other status stays; an unknown id fails")
+    func release() async throws {
+        let folder = try Folder()
+        let path = folder.path + "/issues.jsonl"
+        let text = ["open", "in_progress", "closed", "blocked", "deferred"].map { "{\"id\":\"\($0)\",\"status\":\"\($0)\"}\r\n" }.joined()
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        for id in ["open", "closed", "blocked", "deferred"] {
+            #expect(await IssuesFile.releaseIssue(id: id, path: path) == .succeeded(OrderedObject([("released", .bool(false))])))
+        }
+        #expect(bytes(path) == Array(text.utf8), "nothing released, nothing written")
+        #expect(await IssuesFile.releaseIssue(id: "in_progress", path: path) == .succeeded(OrderedObject([("released", .bool(true))])))
+        #expect(try status("in_progress", in: path) == "open")
+        #expect(await IssuesFile.releaseIssue(id: "in_progress", path: path) == .succeeded(OrderedObject([("released", .bool(false))])))
+        #expect(lines(bytes(path)).filter { !$0.contains("\"id\":\"in_progress\"") } == lines(Array(text.utf8)).filter { !$0.contains("\"id\":\"in_progress\"") })
+        guard case .failed(let why) = await IssuesFile.releaseIssue(id: "zz", path: path) else {
+            Issue.record("releasing an unknown id succeeded")
+            return
+        }
+        #expect(why.contains("no issue zz"))
+        // Claimed, released, claimed again: the round trip a rerun makes.
+        #expect(await IssuesFile.claimIssue(id: "in_progress", path: path) == .succeeded(OrderedObject([("claimed", .bool(true))])))
     }
 
     @Test("a tracked CRLF issues file (eol=crlf) in a repository and its worktree: claim and close leave only the item's line changed, no lock file in the checkout")
