@@ -117,7 +117,7 @@ struct IssuesFileTests {
         let box = try Sandbox("version: 1\n")
         try shell("mkdir .beads && printf '*.jsonl text eol=crlf\\n' > .gitattributes", in: box.url)
         try Data(Self.fixture).write(to: box.url.appendingPathComponent(".beads/issues.jsonl"))
-        try shell("git add -A && git -c user.name=t -c user.email=t@e commit -qm issues && rm .beads/issues.jsonl && git checkout -- .beads/issues.jsonl", in: box.url)
+        try shell("git -c core.safecrlf=false add -A && git -c user.name=t -c user.email=t@e commit -qm issues && rm .beads/issues.jsonl && git checkout -- .beads/issues.jsonl", in: box.url)
         let path = box.path + "/.beads/issues.jsonl"
         #expect(bytes(path) == Self.crlfFixture, "git checked the file out with CRLF")
 
