@@ -49,11 +49,15 @@ public struct SessionFiles: Sendable {
         public var baseCommit: String?
         public var pid: Int32?
         public var startTime: UInt64?
+        /// The agent's own session id, chosen by the runner at dispatch (`${{ session.agent-session }}`,
+        /// e.g. `claude --session-id`), so a resume never depends on scraping the agent's output.
+        public var agentSession: String?
 
         var value: Value {
             var o = OrderedObject()
             o["run"] = .string(run); o["item"] = .string(item); o["worktree"] = .string(worktree); o["branch"] = .string(branch)
             if let baseCommit { o["base-commit"] = .string(baseCommit) }
+            if let agentSession { o["agent-session"] = .string(agentSession) }
             if let pid { o["pid"] = .int(Int(pid)) }
             if let startTime { o["start-time"] = .int(Int(startTime)) }
             return .object(o)
@@ -68,6 +72,7 @@ public struct SessionFiles: Sendable {
                   case .string(let branch)? = v["branch"] else { return nil }
             self.init(run: run, item: item, worktree: worktree, branch: branch)
             if case .string(let c)? = v["base-commit"] { baseCommit = c }
+            if case .string(let a)? = v["agent-session"] { agentSession = a }
             if case .int(let p)? = v["pid"] { pid = Int32(truncatingIfNeeded: p) }
             if case .int(let t)? = v["start-time"] { startTime = UInt64(max(0, t)) }
         }
@@ -255,20 +260,26 @@ public struct SessionFiles: Sendable {
         return made
     }
 
-    /// What a Claude agent's stream-json said at its end: cost, turns, its session id.
+    /// What a Claude agent's stream-json said at its end: cost, turns, its session id, and its
+    /// own words when it ended in error.
     public struct AgentReport: Sendable, Equatable {
         public var cost: Double?
         public var turns: Int?
         public var agentSession: String?
         public var isError: Bool?
+        /// The agent's error in its own words: the `result` (or `errors`) of a result line with
+        /// `is_error`, else the `error` of its last assistant message (`authentication_failed`).
+        public var errorMessage: String?
     }
 
     /// Reads the last 1 MiB of `output.log` for stream-json lines.
     public func agentReport() -> AgentReport {
         var report = AgentReport()
+        var assistantError: String?
         for line in outputLogEnd(SessionFiles.fileLimit).split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
             guard let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
-            if case .string(let sid)? = v["session_id"] { report.agentSession = sid }
+            if case .string(let sid)? = v["session_id"], !sid.isEmpty { report.agentSession = sid }
+            if v["type"] == .string("assistant"), case .string(let e)? = v["error"], !e.isEmpty { assistantError = e }
             guard v["type"] == .string("result") else { continue }
             switch v["total_cost_usd"] {
             case .double(let d)?: report.cost = d
@@ -277,13 +288,58 @@ public struct SessionFiles: Sendable {
             }
             if case .int(let t)? = v["num_turns"] { report.turns = t }
             if case .bool(let e)? = v["is_error"] { report.isError = e }
+            report.errorMessage = nil
+            if report.isError == true {
+                var words: [String] = []
+                if case .string(let r)? = v["result"] { words.append(r) }
+                if case .list(let errors)? = v["errors"] { words += errors.map(\.renderedText) }
+                words = words.map { $0.trimming(" \t\r\n") }.filter { !$0.isEmpty }
+                if words.isEmpty, case .string(let subtype)? = v["subtype"] { words.append(subtype) }
+                report.errorMessage = words.isEmpty ? nil : String(words.joined(separator: "; ").prefix(500))
+            }
         }
+        if report.errorMessage == nil, report.isError != false, let assistantError { report.errorMessage = assistantError }
         return report
     }
 
-    /// The last lines of `output.log`, for an error message.
-    public func outputTail(lines: Int = 5) -> String {
-        CommandStageExecutor.tail(String(decoding: outputLogEnd(8192), as: UTF8.self), lines: lines)
+    /// What an agent reported spending, as outputs (`cost`, `turns`, `agent-session`); only what it said.
+    static func usage(_ report: AgentReport, chosen: String?) -> OrderedObject {
+        var o = OrderedObject()
+        if let cost = report.cost { o["cost"] = .double(cost) }
+        if let turns = report.turns { o["turns"] = .int(turns) }
+        if let s = report.agentSession ?? chosen { o["agent-session"] = .string(s) }
+        return o
+    }
+
+    /// Why an agent that ended without a decision failed its item, in words a person reads: the
+    /// agent's own error when its output has one (never its raw JSON), else the end of what it
+    /// printed; always with the path of `output.log`.
+    public func failureReason(_ how: String) -> String {
+        var reason = "the agent \(how) without a decision"
+        let report = agentReport()
+        let end = String(decoding: outputLogEnd(8192), as: UTF8.self)
+        if let said = report.errorMessage {
+            reason += ": " + said
+        } else {
+            let tail = SessionFiles.readableTail(end)
+            if !tail.isEmpty { reason += "; output.log ends: " + tail }
+        }
+        // Claude Code refuses --dangerously-skip-permissions as root unless IS_SANDBOX=1 (NOTES.md).
+        if end.contains("root/sudo privileges") {
+            reason += " (as root, Claude Code needs IS_SANDBOX=1 in the runner's environment; see the README)"
+        }
+        return reason + " (log: \(path("output.log")))"
+    }
+
+    /// The last lines of an agent's output, short: a JSON line longer than a glance is cut.
+    static func readableTail(_ text: String, lines: Int = 5) -> String {
+        // Split on scalars: "\r\n" is one Character, which a split on "\n" would not cut.
+        let kept = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: true)
+            .map { String(String.UnicodeScalarView($0)).trimming(" \t\r") }
+            .filter { !$0.isEmpty }
+            .suffix(lines)
+            .map { $0.count > 160 ? String($0.prefix(157)) + "…" : $0 }
+        return kept.joined(separator: " | ")
     }
 
     /// The last `limit` bytes of `output.log` (a regular file, never through a symlink).

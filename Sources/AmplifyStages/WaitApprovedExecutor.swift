@@ -82,14 +82,14 @@ public struct WaitApprovedExecutor: StageExecutor {
                         close(pidfd)
                     }
                 }
-                return decided(d, session: session)
+                return decided(d, session: session, job: job)
             }
             if alive && !asked.isEmpty { answeredWhileAlive.formUnion(session.answers().keys) }
 
             if !alive {
                 // Said before it went? Look once more, then judge how it ended.
                 var ignored: [String] = []
-                if let d = session.decision(warnings: &ignored) { return decided(d, session: session) }
+                if let d = session.decision(warnings: &ignored) { return decided(d, session: session, job: job) }
                 let questions = session.questions(warnings: &ignored).filter(\.blocking)
                 let answers = session.answers()
                 let answered = questions.filter { answers[$0.id] != nil && !resumedFor.contains($0.id) && !answeredWhileAlive.contains($0.id) }
@@ -97,17 +97,9 @@ public struct WaitApprovedExecutor: StageExecutor {
                 if !answered.isEmpty && open.isEmpty, var r = record {
                     // Answered: start it again where it left off.
                     let answer = answered.map { answers[$0.id]! }.joined(separator: "\n\n")
-                    var context = job.context
-                    context.roots["session"] = .object(OrderedObject([("id", .string(sid)), ("dir", .string(session.directory)),
-                                                                      ("agent-session", session.agentReport().agentSession.map(Value.string) ?? .null)]))
-                    context.roots["answer"] = .string(answer)
-                    let argv: [String]
-                    do {
-                        guard case .list(let parts)? = try job.stage.parameter("resume")?.render(ExpressionEvaluator(context: context)), !parts.isEmpty else {
-                            throw StageError("wait-approved: `resume` must be a non-empty argv")
-                        }
-                        argv = parts.map(\.renderedText)
-                    } catch let e as StageError { throw e } catch { throw StageError("wait-approved: `resume`: \(error)") }
+                    // The id the agent printed last (a resume may fork a new one), else the one chosen at dispatch.
+                    let agentSession = session.agentReport().agentSession ?? r.agentSession
+                    let argv = try resumeArgv(job, session: session, agentSession: agentSession, answer: answer)
                     let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
                                                     slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, evaluator: evaluator)
                     for q in answered {
@@ -123,12 +115,14 @@ public struct WaitApprovedExecutor: StageExecutor {
                     let how = await pid.asyncMap { await AgentExits.termination($0) }.flatMap { $0 }?.description ?? "exited"
                     switch onExit {
                     case "approve":
-                        return decided(SessionFiles.Decision(approved: true, summary: session.summaryMarkdown(), source: "on-exit: approve"), session: session)
+                        return decided(SessionFiles.Decision(approved: true, summary: session.summaryMarkdown(), source: "on-exit: approve"), session: session, job: job)
                     case "wait":
                         break  // A human decides (approve/reject); keep waiting.
                     default:
-                        let tail = session.outputTail()
-                        throw StageError("the agent \(how) without a decision\(tail.isEmpty ? "" : "; output.log ends: " + tail)")
+                        // What it cost is known even though it failed: journaled for the views.
+                        let usage = SessionFiles.usage(session.agentReport(), chosen: record?.agentSession)
+                        if !usage.isEmpty { job.note("usage", usage) }
+                        throw StageError(session.failureReason(how))
                     }
                 }
             }
@@ -143,16 +137,39 @@ public struct WaitApprovedExecutor: StageExecutor {
         }
     }
 
-    private func decided(_ d: SessionFiles.Decision, session: SessionFiles) -> StageResult {
-        let report = session.agentReport()
+    /// The `resume:` argv for an answer. An agent session id that neither the agent's output
+    /// nor dispatch gave is an error here, never an empty `--resume ""` (which Claude refuses).
+    private func resumeArgv(_ job: StageJob, session: SessionFiles, agentSession: String?, answer: String) throws(StageError) -> [String] {
+        func render(_ agentSession: Value) throws(StageError) -> [String] {
+            var context = job.context
+            context.roots["session"] = .object(OrderedObject([("id", .string(session.id)), ("dir", .string(session.directory)), ("agent-session", agentSession)]))
+            context.roots["answer"] = .string(answer)
+            do {
+                guard case .list(let parts)? = try job.stage.parameter("resume")?.render(ExpressionEvaluator(context: context)), !parts.isEmpty else {
+                    throw StageError("wait-approved: `resume` must be a non-empty argv")
+                }
+                return parts.map(\.renderedText)
+            } catch let e as StageError { throw e } catch { throw StageError("wait-approved: `resume`: \(error)") }
+        }
+        if let agentSession { return try render(.string(agentSession)) }
+        // Unknown: fine only if `resume` does not use it.
+        let probe = "\u{1}amplify-unknown-agent-session\u{1}"
+        guard !(try render(.string(probe))).contains(where: { $0.contains(probe) }) else {
+            throw StageError("wait-approved: cannot resume the agent: `resume` uses ${{ session.agent-session }}, but the agent printed no session id and dispatch chose none (add `--session-id ${{ session.agent-session }}` to the agent's argv); the answer is in \(session.path("answers.json")), approve or reject by hand")
+        }
+        return try render(.null)
+    }
+
+    private func decided(_ d: SessionFiles.Decision, session: SessionFiles, job: StageJob) -> StageResult {
+        let usage = SessionFiles.usage(session.agentReport(), chosen: session.readRecord()?.agentSession)
         var o = OrderedObject()
         o["decision"] = .string(d.approved ? "approved" : "rejected")
         o["summary"] = .string(d.summary)
         o["decided-by"] = .string(d.source)
-        if let cost = report.cost { o["cost"] = .double(cost) }
-        if let turns = report.turns { o["turns"] = .int(turns) }
-        if let s = report.agentSession { o["agent-session"] = .string(s) }
+        for (k, v) in usage { o[k] = v }
         guard d.approved else {
+            // A rejected item has no outputs: what it cost goes to the journal as a note.
+            if !usage.isEmpty { job.note("usage", usage) }
             return .failedAs(.rejected, "rejected (\(d.source))" + (d.summary.isEmpty ? "" : ": " + String(d.summary.prefix(300))))
         }
         return .succeeded(o)

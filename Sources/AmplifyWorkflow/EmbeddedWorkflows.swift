@@ -28,8 +28,10 @@ stages:
     uses: dispatch
     for-each: ${{ stages.ready.outputs.items }}
     with:
+      # --session-id: the runner chooses the agent's session id, so resume never guesses it.
+      # As root, Claude Code refuses --dangerously-skip-permissions unless IS_SANDBOX=1.
       agent: ["${{ vars.agent }}", "-p", "${{ prompt }}", "--dangerously-skip-permissions",
-              "--output-format", "stream-json", "--verbose"]
+              "--output-format", "stream-json", "--verbose", "--session-id", "${{ session.agent-session }}"]
       prompt: |
         You are an engineer working on one item of this repository's issue tracker.
 

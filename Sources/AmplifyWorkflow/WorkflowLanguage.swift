@@ -121,7 +121,7 @@ public enum StageKind: String, CaseIterable, Sendable, Hashable {
             ]
         case .dispatch:
             return [
-                KeySpec("agent", .argv, default: .list(["claude", "-p", "${{ prompt }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"].map(Value.string)), "The agent's argv, started in the item's worktree; `${{ prompt }}` is the rendered prompt (also in the file named by $AMPLIFY_PROMPT_FILE)."),
+                KeySpec("agent", .argv, default: .list(["claude", "-p", "${{ prompt }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose", "--session-id", "${{ session.agent-session }}"].map(Value.string)), "The agent's argv, started in the item's worktree; `${{ prompt }}` is the rendered prompt (also in the file named by $AMPLIFY_PROMPT_FILE); `${{ session.agent-session }}` is a session id (a UUID) the runner chose for the agent, which `resume` uses."),
                 KeySpec("prompt", .string, required: true, "The prompt for the agent; may use `${{ item.<field> }}`, `${{ session.dir }}` and the rest. Tracker text is untrusted: it is a prompt-injection surface."),
                 KeySpec("branch", .string, default: .string("amplify/${{ item.id }}"), "The item's branch name template."),
                 KeySpec("setup", .commands, "Commands run in the new worktree before the agent starts."),
