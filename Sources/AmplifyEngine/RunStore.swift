@@ -21,12 +21,53 @@ public struct RunStore: Sendable {
     /// Written by `amplify-run cancel` (its reason) before it signals the runner.
     public func cancelRequest(of run: String) -> String { directory(of: run) + "/cancel-requested" }
 
+    /// Held by the runner of a workflow for as long as it runs (named by a hash of the workflow's path).
+    public func workflowLock(_ workflowPath: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in workflowPath.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return runsDirectory + "/.workflow-" + String(hash, radix: 16) + ".lock"
+    }
+
     /// A new run id: sortable by start time, unique.
     public static func newRunId(now: Int64) -> String {
         let random = UInt32.random(in: 0...UInt32.max)
         let ms = String(now % 1000)
         let suffix = String(random % 0x10000, radix: 16)
         return Timestamp.compact(milliseconds: now).dropLast() + String(repeating: "0", count: 3 - ms.count) + ms + "Z-" + String(repeating: "0", count: 4 - suffix.count) + suffix
+    }
+
+    /// Creates a new run and returns its id. No two runs of one state directory share their
+    /// start second, which names their sessions and worktrees (`<item>-<YYYYMMDDTHHMMSSZ>`): two
+    /// runners started in the same second must never share an item's worktree. One creator at
+    /// a time (a lock in `runs/`); a second already taken moves the new run to the next free one.
+    public func createNewRun(now: Int64) throws(JournalError) -> String {
+        for dir in [root, runsDirectory] where mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw JournalError("cannot create \(dir): \(String(cString: strerror(errno)))")
+        }
+        let lockPath = runsDirectory + "/.create.lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw JournalError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        flock(fd, LOCK_EX)
+        defer { flock(fd, LOCK_UN) }
+        let taken = Set(entries().map { $0.prefix(15) })
+        var at = now
+        while taken.contains(RunStore.newRunId(now: at).prefix(15)) { at += 1000 }
+        let id = RunStore.newRunId(now: at)
+        try create(run: id)
+        return id
+    }
+
+    /// Every name in `runs/` but dot files: runs, including one whose journal is not written yet.
+    private func entries() -> [String] {
+        guard let dir = opendir(runsDirectory) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+            if !name.hasPrefix(".") { names.append(name) }
+        }
+        return names
     }
 
     /// Creates the directories of a new run (mode 0700).
@@ -40,16 +81,7 @@ public struct RunStore: Sendable {
 
     /// Run ids, oldest first.
     public func runIds() -> [String] {
-        guard let dir = opendir(runsDirectory) else { return [] }
-        defer { closedir(dir) }
-        var ids: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if !name.hasPrefix("."), access(journal(of: name), F_OK) == 0 { ids.append(name) }
-        }
-        return ids.sorted()
+        entries().filter { access(journal(of: $0), F_OK) == 0 }.sorted()
     }
 
     /// What `runs` and resume need to know of a run without replaying it all.

@@ -20,6 +20,8 @@ public struct RunRequest: Sendable {
     public var runId: String?
     /// Cancel the run as soon as it is resumed (`cancel` on a run whose runner is dead).
     public var cancelOnStart = false
+    /// Said before the run begins (e.g. items earlier runs claimed and never finished).
+    public var notes: [String] = []
 
     public init(repository: String, workflowPath: String, workflowBytes: [UInt8], varOverrides: [String: String] = [:], forceNew: Bool = false, environment: [String: String] = [:], grace: Duration = .seconds(10)) {
         self.repository = repository
@@ -80,7 +82,23 @@ public final class Runner: Sendable {
             throw RunFailure(exitCode: 2, message: checked.diagnostics.map(\.description).joined(separator: "\n"))
         }
         let store = RunStore(root: request.repository + "/" + current.settings.state)
-        var notes: [String] = []
+        var notes: [String] = request.notes
+
+        // One runner of a workflow at a time, unless a second is started alongside on purpose
+        // (`--new`): two runners started together would otherwise both start a new run.
+        for dir in [store.root, store.runsDirectory] where mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw RunFailure(exitCode: 4, message: "the state directory is unusable: cannot create \(dir): \(String(cString: strerror(errno)))")
+        }
+        var workflowLock: RunLock?
+        do { if request.runId == nil { workflowLock = try RunLock(path: store.workflowLock(request.workflowPath)) } } catch let held as RunLock.Held {
+            guard request.forceNew else {
+                let run = store.newestUnfinished(workflow: request.workflowPath).map { " (run \($0.id))" } ?? ""
+                throw RunFailure(exitCode: 4, message: "another runner (pid \(held.pid.map(String.init) ?? "unknown")) is running \(request.workflowPath)\(run); follow it with `amplify-run status`, wait for it to end, or start a second run alongside it on purpose with --new (an item either run has claimed is never the other's)")
+            }
+            workflowLock = nil
+        } catch {
+            throw RunFailure(exitCode: 4, message: "the state directory is unusable: \(error)")
+        }
 
         // A run to resume, or a new one.
         var existing = request.forceNew ? nil : store.newestUnfinished(workflow: request.workflowPath)
@@ -122,9 +140,8 @@ public final class Runner: Sendable {
             }
             vars = existing.vars
         } else {
-            runId = RunStore.newRunId(now: Processes.now())
             do {
-                try store.create(run: runId)
+                runId = try store.createNewRun(now: Processes.now())
                 try RunStore.writeAtomically(request.workflowBytes, to: store.workflowCopy(of: runId))
             } catch {
                 throw RunFailure(exitCode: 4, message: "the state directory is unusable: \(error.message)")
@@ -177,7 +194,7 @@ public final class Runner: Sendable {
                 continuation.yield(.signal(signal))
             }
         }
-        defer { trap.cancel(); withExtendedLifetime(lock) {} }
+        defer { trap.cancel(); withExtendedLifetime(lock) {}; withExtendedLifetime(workflowLock) {} }
 
         let context = DriverContext(request: request, runId: runId, runDirectory: store.directory(of: runId), executors: executors, continuation: continuation)
         var driver = Driver(machine: machine, journal: journal, observer: observer, context: context)

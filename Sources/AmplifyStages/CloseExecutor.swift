@@ -21,6 +21,18 @@ public struct CloseExecutor: StageExecutor {
             let reason = try job.stage.parameter("reason")?.render(evaluator).renderedText ?? "Merged"
             guard let query = job.upstreamQuery else { return .failed("close: no query-ready stage upstream tells which tracker the item came from") }
             let source = try query.parameter("source")?.render(evaluator).renderedText ?? "bd"
+            let result = await close(id: id, reason: reason, source: source, query: query, job: job, evaluator: evaluator, processStarted: processStarted)
+            // Closed: no longer a claim anyone must give back.
+            if case .succeeded = result { Claims(stateDirectory: job.stateDirectory).forget(item: id) }
+            return result
+        } catch {
+            return .failed("close: \(error.message)")
+        }
+    }
+
+    private func close(id: String, reason: String, source: String, query: Stage, job: StageJob, evaluator: ExpressionEvaluator,
+                       processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
+        do {
             switch source {
             case "file":
                 let path = try query.parameter("path")?.render(evaluator).renderedText ?? ""

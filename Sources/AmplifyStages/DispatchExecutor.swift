@@ -49,6 +49,7 @@ public struct DispatchExecutor: StageExecutor {
         o["base"] = .string(job.settings.base)
         o["base-commit"] = r.baseCommit.map(Value.string) ?? .null
         o["slot"] = job.slot.map(Value.int) ?? .null
+        o["agent-session"] = r.agentSession.map(Value.string) ?? .null
         return o
     }
 
@@ -75,9 +76,8 @@ public struct DispatchExecutor: StageExecutor {
         let evaluator = ExpressionEvaluator(context: job.context)
         let git = Git(job.repository, environment: job.environment)
 
-        try await claim(id, job: job, evaluator: evaluator, processStarted: processStarted)
-
-        // The branch and the worktree, reusing what an interrupted attempt left.
+        // What can be checked is checked before the item is claimed: a claim is a change in
+        // the tracker that someone must undo.
         let branch: String
         do { branch = try job.stage.parameter("branch")?.render(evaluator).renderedText ?? "amplify/\(id)" } catch {
             throw StageError("dispatch: `branch`: \(error.message)")
@@ -90,7 +90,18 @@ public struct DispatchExecutor: StageExecutor {
             throw StageError("dispatch: the base branch '\(base)' (settings.base) does not exist in \(job.repository)")
         }
         let worktreesDir = job.worktreesDirectory
-        let worktree = try await git.withWorktreeLock { (git: Git) async throws(StageError) -> String in try await Agent.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, session: session) }
+        Agent.excludeFromStatus(git: git, directory: worktreesDir)
+        Agent.excludeFromStatus(git: git, directory: job.stateDirectory)
+
+        try await claim(id, job: job, evaluator: evaluator, processStarted: processStarted)
+
+        // The branch and the worktree, reusing what an interrupted attempt of this run left.
+        let own = session.readRecord().map { $0.run == job.runId } ?? false
+        let worktree = try await git.withWorktreeLock { (git: Git) async throws(StageError) -> String in
+            try await Agent.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir,
+                                     session: session, firstRecord: own ? nil : SessionFiles.Record(run: job.runId, item: id, worktree: worktreesDir + "/" + session.id, branch: branch),
+                                     note: { job.note("notice", OrderedObject([("message", .string($0))])) })
+        }
 
         // Untracked files the agent needs, then the project's setup.
         if case .list(let names)? = try? job.stage.parameter("copy")?.render(evaluator) {
@@ -129,8 +140,11 @@ public struct DispatchExecutor: StageExecutor {
         state["baseBranch"] = .string(base)
         state["baseCommit"] = .string(baseCommit)
         state["startedAt"] = .string(Timestamp.iso8601(milliseconds: Processes.now()))
+        // The agent's own session id, chosen here (`claude --session-id`): resuming it never
+        // depends on finding an id in its output. A new one for every start.
+        let agentSession = UUID().uuidString.lowercased()
         var context = job.context
-        context.roots["session"] = .object(OrderedObject([("id", .string(session.id)), ("dir", .string(session.directory)), ("agent-session", .null)]))
+        context.roots["session"] = .object(OrderedObject([("id", .string(session.id)), ("dir", .string(session.directory)), ("agent-session", .string(agentSession))]))
         let prompt: String
         do { prompt = try job.stage.parameter("prompt")?.render(ExpressionEvaluator(context: context)).renderedText ?? "" } catch {
             throw StageError("dispatch: `prompt`: \(error.message)")
@@ -152,6 +166,8 @@ public struct DispatchExecutor: StageExecutor {
             throw StageError("dispatch: cannot write the session directory: \(error.message)")
         }
         var record = SessionFiles.Record(run: job.runId, item: id, worktree: worktree, branch: branch)
+        // Only an id the agent was given is its id.
+        record.agentSession = argv.contains { $0.contains(agentSession) } ? agentSession : nil
         // Where the branch leaves the base (a reused branch may have work already).
         record.baseCommit = (try? await git.output(["merge-base", baseCommit, "refs/heads/" + branch])) ?? baseCommit
         do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
@@ -161,24 +177,48 @@ public struct DispatchExecutor: StageExecutor {
         return outputs(record, job: job, session: session)
     }
 
+    /// Claims the item in its tracker, atomically against other runs: the claim is announced in
+    /// the state directory first, and an item that is no longer open is this run's only if this
+    /// run announced it (an interrupted attempt of its own); otherwise it is another run's or a
+    /// person's, and is left to them.
     private func claim(_ id: String, job: StageJob, evaluator: ExpressionEvaluator, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) {
         guard let query = job.upstreamQuery else { return }
         let source = (try? query.parameter("source")?.render(evaluator).renderedText) ?? "bd"
+        let claims = Claims(stateDirectory: job.stateDirectory)
+        let mine = claims.has(item: id, run: job.runId)
         switch source {
         case "file":
-            let path = (try? query.parameter("path")?.render(evaluator).renderedText) ?? ""
-            if case .failed(let why) = await IssuesFile.claimIssue(id: id, path: path.hasPrefix("/") ? path : job.repository + "/" + path) {
+            let given = (try? query.parameter("path")?.render(evaluator).renderedText) ?? ""
+            let path = given.hasPrefix("/") ? given : job.repository + "/" + given
+            try claims.announce(Claims.Entry(item: id, run: job.runId, source: "file", path: path))
+            switch await IssuesFile.claimIssue(id: id, path: path) {
+            case .succeeded(let o):
+                if o["claimed"] == .bool(true) || (mine && o["status"] == .string("in_progress")) { return }
+                claims.withdraw(item: id, run: job.runId)
+                let status = o["status"]?.renderedText ?? "not open"
+                throw StageError("dispatch: \(id) is \(status) in \(given) — claimed by another run or a person since it was found ready; it is left to them")
+            case .failed(let why), .failedAs(_, let why):
+                if !mine { claims.withdraw(item: id, run: job.runId) }
                 throw StageError("dispatch: \(why)")
             }
         case "bd":
+            try claims.announce(Claims.Entry(item: id, run: job.runId, source: "bd", path: nil))
             let env = Git(job.repository, environment: job.environment).environment
             let r = await Exec.run(["bd", "update", id, "--claim", "--json"], in: job.repository, environment: env)
             guard !r.succeeded else { return }
-            // Claimed already (an interrupted attempt of this run did it) is fine; anything else is not.
+            // Claimed already by an interrupted attempt of this run is fine; anything else is not.
             let shown = await Exec.run(["bd", "show", id, "--json"], in: job.repository, environment: env)
+            var status: String?
+            var assignee: String?
             if let v = try? JSONParser.parse(shown.stdout) {
                 let issue: Value? = if case .list(let l) = v { l.first } else { v }
-                if issue?["status"] == .string("in_progress") { return }
+                status = issue?["status"]?.renderedText
+                assignee = issue?["assignee"]?.renderedText
+            }
+            if mine && status == "in_progress" { return }
+            if !mine { claims.withdraw(item: id, run: job.runId) }
+            if status == "in_progress" {
+                throw StageError("dispatch: \(id) is in progress\(assignee.map { $0.isEmpty ? "" : " (assignee \($0))" } ?? "") — claimed by another run or a person since it was found ready; it is left to them")
             }
             throw StageError("dispatch: cannot claim \(id): \(r.failure(["bd", "update", id, "--claim"]))")
         default:
@@ -197,8 +237,22 @@ enum Agent {
     /// at `path` (on the branch if it exists, else on a new branch from the base).
     /// `base` is the base branch's commit, read once: the branch starts exactly there even if the
     /// base moves meanwhile (a merge landing), so "no commits of its own" stays decidable.
-    static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, session: SessionFiles) async throws(StageError) -> String {
+    ///
+    /// `firstRecord` is given on this run's first attempt for the item: a branch of that name is
+    /// then an earlier run's (an item reopened after a conflict or a rejection), never silently
+    /// reused. Work of its own is kept under another name (said through `note`), and the item
+    /// starts afresh from the current base; then the record marks the branch as this run's, so
+    /// a later attempt of the same run reuses it.
+    static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, session: SessionFiles,
+                         firstRecord: SessionFiles.Record?, note: (String) -> Void) async throws(StageError) -> String {
         await git.run(["worktree", "prune"])
+        if let first = firstRecord {
+            if let old = await git.commit("refs/heads/" + branch) {
+                try await setAside(git: git, branch: branch, tip: old, base: base, stamp: String(first.run.prefix(15)) + "Z", note: note)
+            }
+            try makeSessionDirectory(session)
+            do { try session.writeRecord(first) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
+        }
         guard let all = await git.worktrees() else { throw StageError("dispatch: `git worktree list` keeps failing in \(git.directory)") }
         if let existing = all.first(where: { $0.branch == branch }) {
             guard FileManager.default.fileExists(atPath: existing.path) else { throw StageError("dispatch: branch \(branch) is checked out at \(existing.path), which is gone") }
@@ -207,8 +261,6 @@ enum Agent {
         do {
             try FileManager.default.createDirectory(atPath: worktreesDir, withIntermediateDirectories: true)
         } catch { throw StageError("dispatch: cannot create \(worktreesDir): \(error)") }
-        excludeFromStatus(git: git, directory: worktreesDir)
-        excludeFromStatus(git: git, directory: session.stateDirectory)
         // Debris of an interrupted `git worktree add`.
         var st = stat()
         if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
@@ -223,18 +275,40 @@ enum Agent {
         return path
     }
 
-    /// The worktrees folder and the state directory stay out of the user's `git status`.
+    /// An earlier run's branch for the item: deleted when it holds nothing the base lacks and no
+    /// worktree has it, else renamed `<branch>-old-<this run's start>` (a worktree that has it
+    /// follows the rename) and kept for whoever wants its work.
+    private static func setAside(git: Git, branch: String, tip: String, base: String, stamp: String, note: (String) -> Void) async throws(StageError) {
+        let checkedOut = (await git.worktrees())?.contains { $0.branch == branch } ?? true
+        if !checkedOut, await git.run(["merge-base", "--is-ancestor", tip, base]).succeeded {
+            let r = await git.run(["branch", "-D", "--", branch])
+            guard r.succeeded else { throw StageError("dispatch: \(r.failure(["git", "branch", "-D", branch]))") }
+            note("\(branch) was left by an earlier run with no work the base lacks; it starts afresh from the base (\(base.prefix(8)))")
+            return
+        }
+        let aside = branch + "-old-" + stamp
+        let r = await git.run(["branch", "-m", "--", branch, aside])
+        guard r.succeeded else { throw StageError("dispatch: an earlier run left branch \(branch); cannot rename it to \(aside): \(r.failure(["git", "branch", "-m"]))") }
+        let ahead = (try? await git.output(["rev-list", "--count", base + ".." + tip])) ?? "?"
+        note("\(branch) was left by an earlier run (\(ahead) commit\(ahead == "1" ? "" : "s") the base lacks, tip \(tip.prefix(8))); kept as \(aside), and the item starts afresh from the base (\(base.prefix(8)))")
+    }
+
+    /// The worktrees folder and the state directory stay out of the user's `git status`: a line in
+    /// the repository's `info/exclude` (in the common git directory, so a linked worktree's too).
     static func excludeFromStatus(git: Git, directory: String) {
         let repo = git.directory
-        guard directory.hasPrefix(repo + "/") else { return }
+        guard directory.hasPrefix(repo + "/"), let common = IssuesFile.gitCommonDirectory(containing: repo) else { return }
         let rel = "/" + directory.dropFirst(repo.count + 1) + "/"
-        let exclude = repo + "/.git/info/exclude"
-        var st = stat()
-        guard lstat(repo + "/.git", &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return }
-        let text = (try? String(contentsOfFile: exclude, encoding: .utf8)) ?? ""
-        guard !text.split(separator: "\n").contains(Substring(rel)) else { return }
-        try? FileManager.default.createDirectory(atPath: repo + "/.git/info", withIntermediateDirectories: true)
-        try? RunStore.writeAtomically(Array((text + (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + rel + "\n").utf8), to: exclude, mode: 0o644)
+        let exclude = common + "/info/exclude"
+        let bytes = (try? WorkflowFile.read(exclude, limit: 1 << 20)) ?? []
+        // Lines split on the byte: "\r\n" is one Character, so a String split on "\n" would miss a CRLF file's lines.
+        let lines = bytes.split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self).trimming("\r") }
+        guard !lines.contains(rel) else { return }
+        mkdir(common + "/info", 0o755)
+        let newline = bytes.contains(UInt8(ascii: "\r")) ? "\r\n" : "\n"
+        let text = String(decoding: bytes, as: UTF8.self)
+        let separator = bytes.isEmpty || bytes.last == UInt8(ascii: "\n") ? "" : newline
+        try? RunStore.writeAtomically(Array((text + separator + rel + newline).utf8), to: exclude, mode: 0o644)
     }
 
     /// The session directory, mode 0700, never a symlink.

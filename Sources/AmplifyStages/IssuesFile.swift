@@ -28,16 +28,20 @@ public enum IssuesFile {
     }
 
     /// Claims an item: `in_progress`, as `bd update --claim` does. Claimed already is fine.
+    /// Succeeds with `claimed` (whether this call claimed it) and `status` (the item's status
+    /// before), so a caller can tell its own earlier claim from another's.
     public static func claimIssue(id: String, path: String) async -> StageResult {
         let now = nowValue()
+        var before = Value.null
         let result = await update(id: id, path: path, what: "claim") { o in
+            before = o["status"] ?? .null
             guard o["status"] == .string("open") else { return nil }
             var o = o
             o["status"] = .string("in_progress")
             o["updated_at"] = now
             return o
         }
-        return result.map { $0.stageResult { .succeeded(OrderedObject([("claimed", .bool($0))])) } } ?? .failed("claim: no issue \(id) in \(path)")
+        return result.map { $0.stageResult { .succeeded(OrderedObject([("claimed", .bool($0)), ("status", before)])) } } ?? .failed("claim: no issue \(id) in \(path)")
     }
 
     /// Gives back an item a run claimed: `in_progress` becomes `open` again. Any other status

@@ -88,7 +88,13 @@ struct RunCommand: AsyncParsableCommand {
             }
             throw ExitCode(report.failures.isEmpty ? 0 : 1)
         }
-        let request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: RunCommand.environment())
+        // Checked before anything is claimed: a base branch that is not there would fail every item.
+        let problems = await Preflight.check(workflow, repository: repository, environment: RunCommand.environment())
+        for p in problems { Terminal.err("amplify-run: error: \(p)") }
+        guard problems.isEmpty else { throw ExitCode(2) }
+        var request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: RunCommand.environment())
+        let store = RunStore(root: repository + "/" + workflow.settings.state)
+        if let note = Claims.strandedNote(await Claims(stateDirectory: store.root).stranded(store: store, repository: repository, environment: RunCommand.environment())) { request.notes.append(note) }
         let observer: RunObserver
         if json { observer = JSONObserver() } else if Terminal.liveView { observer = TerminalObserver(workflowPath: relative) } else { observer = LineObserver(workflowPath: relative) }
         do {

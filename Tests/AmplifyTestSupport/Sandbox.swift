@@ -50,11 +50,12 @@ public func amplify(_ arguments: [String], in sandbox: Sandbox, environment: [St
 }
 
 /// Starts amplify-run without waiting.
-public func startAmplify(_ arguments: [String], in sandbox: Sandbox) throws -> Process {
+public func startAmplify(_ arguments: [String], in sandbox: Sandbox, environment: [String: String] = [:]) throws -> Process {
     let p = Process()
     p.executableURL = executable
     p.arguments = arguments
     p.currentDirectoryURL = sandbox.url
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     p.standardOutput = FileHandle.nullDevice
     p.standardError = FileHandle.nullDevice
     try p.run()
