@@ -117,10 +117,12 @@ final class TerminalObserver: RunObserver {
             }
             // Every line fits the terminal's width: a wrapped line would throw the redraw off.
             var lines = [bold("amplify-run") + " " + "\(workflowPath.visible): \(header)".truncated(toWidth: max(10, columns - 13))]
+            // The title gives way first, so the last event (a failure's reason) keeps ~40 columns.
+            let titleWidth = max(8, min(30, columns - 1 - 39 - 40))
             for id in shown {
                 let l = s.lines[id]!
                 let elapsed = l.active ? RunReport.format(milliseconds: now - l.since) : ""
-                let head = "  \(l.name.truncated(toWidth: 24).padding(toLength: 14)) \(l.title.truncated(toWidth: 30).padding(toLength: 30)) \(l.stage.truncated(toWidth: 24).padding(toLength: 12)) \(elapsed.padding(toLength: 7)) "
+                let head = "  \(l.name.truncated(toWidth: 14).padding(toLength: 14)) \(l.title.truncated(toWidth: titleWidth).padding(toLength: titleWidth)) \(l.stage.truncated(toWidth: 12).padding(toLength: 12)) \(elapsed.padding(toLength: 7)) "
                 let event = l.event.truncated(toWidth: max(12, columns - 1 - head.displayWidth))
                 lines.append(head + paint(event))
             }
