@@ -152,7 +152,7 @@ struct OrchestrationTests {
         // `status` shows the same summary, the sessions and their costs; --instances every instance.
         let status = try await amplify(["status"], in: o.box, environment: o.environment)
         #expect(status.stdout.contains("SESSIONS") && status.stdout.contains("cost $0.25"), "\(status.stdout)")
-        #expect(status.stdout.contains("finished — 5 merged · 1 rejected · 1 conflict · 2 failed · 1 timed out · 0 waiting for you; exit 1"), "\(status.stdout)")
+        #expect(status.stdout.contains("finished — 6 merged · 1 rejected · 1 conflict · 1 failed · 1 timed out · 0 waiting for you; exit 1"), "\(status.stdout)")
         let instances = try await amplify(["status", "--instances"], in: o.box, environment: o.environment)
         #expect(instances.stdout.split(separator: "\n").contains { $0.hasPrefix("merge ") && $0.contains("a-1") && $0.contains("succeeded") }, "\(instances.stdout)")
 
