@@ -1,6 +1,12 @@
 import AmplifyWorkflow
 
-/// What happened to every instance of a run, for `status`, `runs` and the final summary.
+/// What happened to every instance of a run, and to every work item, for `status`, `runs`, the
+/// live view and the final summary.
+///
+/// A person counts items, not stage instances: the views lead with `items` (merged, rejected,
+/// conflict, failed, timed out, skipped, running, waiting for you, pending) and keep `rows`, one per
+/// stage instance, for `--instances` and for runs that have no items. Texts here are as they were
+/// written (a reason keeps its newlines); views show them through `visible`.
 public struct RunReport: Sendable {
     public struct Row: Sendable {
         public var key: InstanceKey
@@ -16,12 +22,30 @@ public struct RunReport: Sendable {
     public struct ItemRow: Sendable {
         public var item: String
         public var title: String?
+        /// A word of `ItemOutcome.words`: how the item ended, or where it is.
         public var outcome: String
+        /// The stage the outcome belongs to (the stage that rejected or failed it, the stage
+        /// running or waiting); nil once the pipeline ended well.
         public var stage: String?
         public var duration: Int64?
         public var cost: Double?
         public var detail: String?
     }
+
+    /// What only a session's directory knows: the questions answered there, and whether the agent
+    /// has exited (a session still waited on is then waiting for a person's decision).
+    public struct SessionState: Sendable {
+        public var answered: Set<String>
+        public var agentExited: Bool
+
+        public init(answered: Set<String>, agentExited: Bool) {
+            self.answered = answered
+            self.agentExited = agentExited
+        }
+    }
+
+    /// Looks a session up by id; nil = unknown (the journal alone then decides).
+    public typealias SessionLookup = (String) -> SessionState?
 
     public var runId: String
     public var workflowName: String
@@ -30,18 +54,14 @@ public struct RunReport: Sendable {
     public var outcome: RunOutcome?
     public var problems: [String]
 
-    public init(_ machine: RunStateMachine, now: Int64) {
+    /// `sessions` lets `status` say "waiting for you" of a session whose agent exited and waits
+    /// for a decision, and not say it of a question answered while the agent ran; without it a
+    /// question counts as open until the journal shows the agent resumed for it.
+    public init(_ machine: RunStateMachine, now: Int64, sessions: SessionLookup? = nil) {
         runId = machine.runId
         workflowName = machine.workflow.name
         outcome = machine.outcome
         problems = []
-        struct Facts {
-            var start: Int64?
-            var end: Int64?
-            var cost: Double?
-            var kind: StageKind?
-            var failureKind: FailureKind
-        }
         var facts: [Facts] = []
         let instances = machine.allInstances
         facts.reserveCapacity(instances.count)
@@ -52,7 +72,7 @@ public struct RunReport: Sendable {
             if case .object(let o)? = itemValue, case .string(let t)? = o["title"] { title = t }
             var detail: String?
             switch inst.status {
-            case .failed(let r), .cancelled(let r): detail = r.replacingOccurrences("\n", with: " ")
+            case .failed(let r), .cancelled(let r): detail = r
             case .skipped(let r, _): detail = r
             case .retrying(let next, let at): detail = "attempt \(next) at \(Timestamp.iso8601(milliseconds: at))"
             default: break
@@ -65,45 +85,19 @@ public struct RunReport: Sendable {
             case .int(let c)?: cost = Double(c)
             default: break
             }
-            facts.append(Facts(start: inst.startedAt, end: end, cost: cost, kind: machine.stage(of: key)?.kind, failureKind: inst.failureKind))
+            facts.append(Facts(key: key, instance: inst, stage: machine.stage(of: key), start: inst.startedAt, end: end, cost: cost))
             return Row(key: key, item: item, title: title, status: inst.status, attempts: inst.attempts, duration: duration, detail: detail)
         }
-        // Rows come item by item (allInstances' order): an item's rows are the run of rows with
-        // its index and name.
-        struct ItemKey: Hashable { var index: Int; var name: String? }
-        var byItem: [ItemKey: [Int]] = [:]
-        var order: [ItemKey] = []
-        for (n, r) in rows.enumerated() where r.key.item != nil {
-            let k = ItemKey(index: r.key.item!, name: r.item)
-            if byItem[k] == nil { order.append(k) }
-            byItem[k, default: []].append(n)
-        }
-        items = order.map { k in
-            let ns = byItem[k]!
-            let rs = ns.map { rows[$0] }
-            var row = ItemRow(item: rs[0].item ?? "-", title: rs[0].title, outcome: "pending")
+        items = RunReport.groups(rows.map(\.key), names: rows.map(\.item)).map { ns in
+            let first = rows[ns[0]]
+            var row = ItemRow(item: first.item ?? "-", title: first.title, outcome: "pending")
             if let a = ns.compactMap({ facts[$0].start }).min(), let b = ns.compactMap({ facts[$0].end }).max() { row.duration = b - a }
             row.cost = ns.compactMap { facts[$0].cost }.last
-            func kind(_ r: Row) -> StageKind? { facts[ns[rs.firstIndex { $0.key == r.key }!]].kind }
-            if let (i, f) = rs.enumerated().first(where: { if case .failed = $0.element.status { return true } else { return false } }) {
-                row.outcome = facts[ns[i]].failureKind.rawValue
-                row.stage = f.key.stage
-                row.detail = f.detail
-            } else if let c = rs.first(where: { if case .cancelled = $0.status { return true } else { return false } }) {
-                row.outcome = "cancelled"
-                row.stage = c.key.stage
-                row.detail = c.detail
-            } else if let live = rs.first(where: { !$0.status.isEnded && $0.status != .pending }) ?? rs.first(where: { !$0.status.isEnded }) {
-                row.outcome = live.status.word
-                row.stage = live.key.stage
-            } else if rs.contains(where: { kind($0) == .merge && $0.status == .succeeded }) {
-                row.outcome = rs.contains(where: { kind($0) == .close && $0.status == .succeeded }) ? "merged and closed" : "merged"
-            } else if let skipped = rs.first(where: { if case .skipped = $0.status { return kind($0) != .cleanup } else { return false } }) {
-                row.outcome = "skipped"
-                row.stage = skipped.key.stage
-                row.detail = skipped.detail
-            } else {
-                row.outcome = "done"
+            let judged = RunReport.judge(ns.map { facts[$0] }, machine: machine, sessions: sessions)
+            row.outcome = judged.outcome
+            if let at = judged.at {
+                row.stage = rows[ns[at]].key.stage
+                row.detail = judged.detail ?? rows[ns[at]].detail
             }
             return row
         }
@@ -116,6 +110,104 @@ public struct RunReport: Sendable {
                 for item in bad { problems.append("\(r.key.stage): an item with an invalid id was not dispatched: \(RunReport.idText(item))") }
             }
         }
+    }
+
+    /// What judging an item needs to know of one of its instances.
+    struct Facts {
+        var key: InstanceKey
+        var instance: RunStateMachine.Instance
+        var stage: Stage?
+        var start: Int64? = nil
+        var end: Int64? = nil
+        var cost: Double? = nil
+    }
+
+    /// Indices of the instances of each item, items in order of appearance. Instances come item
+    /// by item (`allInstances`' order); an item is its index and name.
+    static func groups(_ keys: [InstanceKey], names: [String?]) -> [[Int]] {
+        struct ItemKey: Hashable { var index: Int; var name: String? }
+        var byItem: [ItemKey: Int] = [:]
+        var out: [[Int]] = []
+        for (n, key) in keys.enumerated() {
+            guard let index = key.item else { continue }
+            let k = ItemKey(index: index, name: names[n])
+            if let g = byItem[k] { out[g].append(n) } else { byItem[k] = out.count; out.append([n]) }
+        }
+        return out
+    }
+
+    /// An item's outcome from its instances: the first failure decides (a `continue-on-error`
+    /// stage's does not), then a cancellation, then what is still going on, then merged, skipped,
+    /// done. `at` is the instance the outcome is about.
+    static func judge(_ facts: [Facts], machine: RunStateMachine, sessions: SessionLookup?) -> (outcome: String, at: Int?, detail: String?) {
+        if let i = facts.firstIndex(where: { if case .failed = $0.instance.status { return $0.stage?.continueOnError != true } else { return false } }) {
+            return (ItemOutcome.word(for: facts[i].instance.failureKind), i, nil)
+        }
+        if let i = facts.firstIndex(where: { if case .cancelled = $0.instance.status { return true } else { return false } }) {
+            return (ItemOutcome.cancelled, i, nil)
+        }
+        if let i = facts.firstIndex(where: { !$0.instance.status.isEnded && $0.instance.status != .pending }) {
+            if let why = waitingForYou(facts[i], machine: machine, sessions: sessions) { return (ItemOutcome.waitingForYou, i, why) }
+            return (ItemOutcome.running, i, nil)
+        }
+        if let i = facts.firstIndex(where: { !$0.instance.status.isEnded }) {
+            // Between stages (e.g. queued for the merge lock) is still running; nothing begun is pending.
+            return (facts.contains { $0.instance.startedAt != nil } ? ItemOutcome.running : ItemOutcome.pending, i, nil)
+        }
+        if facts.contains(where: { $0.stage?.kind == .merge && $0.instance.status == .succeeded }) { return (ItemOutcome.merged, nil, nil) }
+        if let i = facts.firstIndex(where: { if case .skipped = $0.instance.status { return $0.stage?.kind != .cleanup } else { return false } }) {
+            return (ItemOutcome.skipped, i, nil)
+        }
+        return (ItemOutcome.done, nil, nil)
+    }
+
+    /// Why a running wait-approved instance waits for a person, or nil: a question nobody answered
+    /// yet, or an agent that exited leaving the decision to a person.
+    static func waitingForYou(_ f: Facts, machine: RunStateMachine, sessions: SessionLookup?) -> String? {
+        guard f.stage?.kind == .waitApproved, f.instance.status.isRunning else { return nil }
+        let notes = machine.notes[f.key] ?? []
+        let resumed = Set(notes.filter { $0.kind == "resumed" }.compactMap { $0.fields["question"]?.renderedText })
+        var session = notes.lazy.compactMap { $0.fields["session"]?.renderedText }.first
+        if session == nil, let d = machine.dispatchKey(for: f.key), case .string(let s)? = machine.instance(d)?.outputs["session"] { session = s }
+        let state = session.flatMap { sessions?($0) }
+        let open = notes.filter { note in
+            guard note.kind == "question", let id = note.fields["id"]?.renderedText else { return false }
+            return !resumed.contains(id) && state?.answered.contains(id) != true
+        }
+        if let q = open.first {
+            let text = q.fields["question"]?.renderedText ?? ""
+            let more = open.count > 1 ? " (and \(open.count - 1) more)" : ""
+            return "asks [\(q.fields["id"]?.renderedText ?? "?")]: \(text)\(more) — amplify-run answer \(session ?? "SESSION") \(q.fields["id"]?.renderedText ?? "ID") '…'"
+        }
+        if state?.agentExited == true, let session {
+            return "the agent exited; approve or reject: amplify-run approve \(session) / amplify-run reject \(session)"
+        }
+        return nil
+    }
+
+    /// Items by outcome, in `ItemOutcome.words`' order (nonzero counts only).
+    public var itemCounts: [(String, Int)] { ItemOutcome.order(items.map(\.outcome)) }
+
+    /// Items by outcome straight from the machine, without building a report (the live view's
+    /// header; no session lookups, so only questions make "waiting for you").
+    public static func itemCounts(_ machine: RunStateMachine) -> [(String, Int)] {
+        let instances = machine.allInstances
+        let keys = instances.map(\.key)
+        let names = instances.map { entry in entry.key.item.map { i in RunStateMachine.itemName(machine.item(for: entry.key), index: i) } }
+        let outcomes = groups(keys, names: names).map { ns in
+            judge(ns.map { Facts(key: instances[$0].key, instance: instances[$0].instance, stage: machine.stage(of: instances[$0].key)) }, machine: machine, sessions: nil).outcome
+        }
+        return ItemOutcome.order(outcomes)
+    }
+
+    /// The run in one phrase of counts: items when it has any (`4 merged · 1 rejected · 0 waiting
+    /// for you`; waiting for you always shown, it is what a person acts on), else instances
+    /// (`5 succeeded, 1 failed`).
+    public static func countsPhrase(items: [(String, Int)], instances: [(String, Int)], hasItems: Bool) -> String {
+        guard hasItems else { return instances.map { "\($0.1) \($0.0)" }.joined(separator: ", ") }
+        var parts = items.filter { $0.0 != ItemOutcome.waitingForYou }.map { "\($0.1) \($0.0)" }
+        parts.append("\(items.first { $0.0 == ItemOutcome.waitingForYou }?.1 ?? 0) \(ItemOutcome.waitingForYou)")
+        return parts.joined(separator: " · ")
     }
 
     /// An item's id for a message: quoted JSON, at most 80 characters.
@@ -153,10 +245,34 @@ public struct RunReport: Sendable {
     }
 }
 
-extension String {
-    func replacingOccurrences(_ target: Character, with replacement: String) -> String {
-        var out = ""
-        for c in self { if c == target { out += replacement } else { out.append(c) } }
-        return out
+/// The words the views use for how an item ended, or where it is: the words a person uses.
+public enum ItemOutcome {
+    public static let merged = "merged"
+    /// The pipeline ended well without a merge stage (a workflow that only runs commands per item).
+    public static let done = "done"
+    public static let cancelled = "cancelled"
+    public static let skipped = "skipped"
+    public static let running = "running"
+    /// A session asks a question nobody answered, or its agent exited and a person must decide.
+    public static let waitingForYou = "waiting for you"
+    public static let pending = "pending"
+
+    /// Every word, in the order counts are shown; failure kinds other engineers add come after
+    /// `timed out`, in their own words.
+    public static let words = [merged, done, "rejected", "conflict", "failed", "timed out", cancelled, skipped, running, waitingForYou, pending]
+
+    /// `rejected`, `conflict`, `failed`, `timed out` (a kind's raw value with its hyphens as spaces).
+    public static func word(for kind: FailureKind) -> String {
+        String(kind.rawValue.map { $0 == "-" ? " " : $0 })
+    }
+
+    static func order(_ outcomes: [String]) -> [(String, Int)] {
+        var c: [String: Int] = [:]
+        for w in outcomes { c[w, default: 0] += 1 }
+        let known = words.compactMap { w in c[w].map { (w, $0) } }
+        let others = c.filter { !words.contains($0.key) }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        // Other failure kinds read next to the known ones.
+        let at = known.firstIndex { words.firstIndex(of: $0.0)! > words.firstIndex(of: "timed out")! } ?? known.count
+        return Array(known[..<at]) + others + Array(known[at...])
     }
 }

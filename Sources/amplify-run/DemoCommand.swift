@@ -3,6 +3,7 @@ import AmplifyStages
 import AmplifyWorkflow
 import ArgumentParser
 import FoundationEssentials
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -70,24 +71,41 @@ struct DemoCommand: AsyncParsableCommand {
                                  varOverrides: ["agent": agent], environment: env)
         let inner: RunObserver = Terminal.liveView ? TerminalObserver(workflowPath: "workflows/default.yaml") : LineObserver(workflowPath: "workflows/default.yaml")
         let code: Int32
+        let observer = DemoObserver(inner: inner, state: repo + "/.amplify")
         do {
-            code = try await Runner(request: request, executors: StageExecutors(grace: .seconds(5)), observer: DemoObserver(inner: inner, state: repo + "/.amplify")).run()
+            code = try await Runner(request: request, executors: StageExecutors(grace: .seconds(5)), observer: observer).run()
         } catch {
             Terminal.err("amplify-run: error: \(error.message)")
             throw ExitCode(error.exitCode)
         }
         print("\n$ git log --graph --oneline main")
         print(await git(["log", "--graph", "--oneline", "main"], in: repo, env: env) ?? "")
-        // One rejection is part of the script, so the run's own exit code is 1.
-        if code == 1 {
+        // One rejection is part of the script, so the run's own exit code is 1; the demo succeeded
+        // when every item ended as the script intends, and failed (exit 1) otherwise.
+        let surprises = code == 0 || code == 1 ? DemoCommand.surprises(observer.outcomes) : []
+        if code == 1 && surprises.isEmpty {
             print("The run's exit code is 1 because demo-3 was rejected, as the demo intends; `amplify-run demo` itself succeeded.")
         }
+        for s in surprises { Terminal.err("amplify-run demo: \(s)") }
         if keep != nil {
             print("The sandbox stays in \(root): try `amplify-run -C \(repo) status`.")
         } else {
             try? FileManager.default.removeItem(atPath: root)
         }
         if code != 0 && code != 1 { throw ExitCode(code) }
+        if !surprises.isEmpty { throw ExitCode(1) }
+    }
+
+    /// What the demo intends: demo-3 rejected, the four others merged.
+    static let intended = ["demo-1": ItemOutcome.merged, "demo-2": ItemOutcome.merged, "demo-3": "rejected",
+                           "demo-4": ItemOutcome.merged, "demo-5": ItemOutcome.merged]
+
+    /// Each item that did not end as the demo intends, said plainly; empty when all did.
+    static func surprises(_ outcomes: [String: String]) -> [String] {
+        intended.keys.sorted().compactMap { id in
+            let got = outcomes[id] ?? "not dispatched"
+            return got == intended[id] ? nil : "\(id) should have ended \(intended[id]!), but ended \(got.visible)"
+        }
     }
 
     private func git(_ args: [String], in dir: String, env: [String: String]) async -> String? {
@@ -101,10 +119,19 @@ struct DemoCommand: AsyncParsableCommand {
 }
 
 /// Shows the run as usual, and answers the sessions' questions the way a user would with
-/// `amplify-run answer`.
-struct DemoObserver: RunObserver {
-    var inner: RunObserver
-    var state: String
+/// `amplify-run answer`; keeps how each item ended, for the demo's own verdict.
+final class DemoObserver: RunObserver {
+    let inner: RunObserver
+    let state: String
+    private let ended = Mutex<[String: String]>([:])
+
+    init(inner: RunObserver, state: String) {
+        self.inner = inner
+        self.state = state
+    }
+
+    /// Each item's outcome (`merged`, `rejected`…) once the run ended.
+    var outcomes: [String: String] { ended.withLock { $0 } }
 
     func begin(run: String, resumed: Bool, notes: [String]) { inner.begin(run: run, resumed: resumed, notes: notes) }
 
@@ -121,5 +148,9 @@ struct DemoObserver: RunObserver {
         }
     }
 
-    func end(state machine: RunStateMachine, exitCode: Int32) { inner.end(state: machine, exitCode: exitCode) }
+    func end(state machine: RunStateMachine, exitCode: Int32) {
+        inner.end(state: machine, exitCode: exitCode)
+        let items = RunReport(machine, now: Processes.now()).items
+        ended.withLock { o in for r in items { o[r.item] = r.outcome } }
+    }
 }

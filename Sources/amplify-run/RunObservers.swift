@@ -22,14 +22,15 @@ struct LineObserver: RunObserver {
     var workflowPath: String
 
     func begin(run: String, resumed: Bool, notes: [String]) {
-        print(resumed ? "amplify-run: resuming run \(run) of \(workflowPath)" : "amplify-run: starting run \(run) of \(workflowPath)")
-        for n in notes { print("amplify-run: \(n)") }
+        print(resumed ? "amplify-run: resuming run \(run) of \(workflowPath.visible)" : "amplify-run: starting run \(run) of \(workflowPath.visible)")
+        for n in notes { print("amplify-run: \(n.visible)") }
     }
 
     func record(_ entry: JournalEntry, line: String, state: RunStateMachine) {
         guard let text = LineObserver.describe(entry.event, state: state) else { return }
         let time = Timestamp.iso8601(milliseconds: entry.at).dropFirst(11).prefix(8)
-        print("\(time)  \(text)")
+        // Titles, reasons and questions come from others: one line each, nothing a terminal obeys.
+        print("\(time)  \(text.visible)")
     }
 
     func end(state: RunStateMachine, exitCode: Int32) {
@@ -75,7 +76,12 @@ struct LineObserver: RunObserver {
         case .cancelRequested(let reason):
             return "cancel requested: \(reason)"
         case .runFinished(let outcome):
-            return "run \(outcome.rawValue)"
+            // "failed" would say the run broke when an item was merely rejected: the summary says what happened.
+            switch outcome {
+            case .succeeded: return "run finished"
+            case .failed: return "run finished; exit 1"
+            case .cancelled: return "run cancelled"
+            }
         case .runStarted, .runnerStarted, .processStarted, .refillStarted:
             return nil
         }
@@ -97,8 +103,11 @@ struct LineObserver: RunObserver {
     }
 }
 
-/// The end-of-run summary, also printed by `status`.
+/// The end-of-run summary, also printed by `status`: a row per item (its outcome, the stage it is
+/// about, time, cost, title) with its reason whole on the line below, then one line of counts.
+/// Every text from others is shown through `visible`.
 enum RunSummaryPrinter {
+    /// `state`: how `status` sees the run (running, interrupted…); nil = judged from the report.
     static func print(_ report: RunReport, exitCode: Int32?, interrupted: Int32?, state: String? = nil, instances: Bool = false) {
         Swift.print("")
         let onceFailed = report.rows.contains { r in r.key.item == nil && !(r.status == .succeeded || r.status == .pending) }
@@ -106,56 +115,75 @@ enum RunSummaryPrinter {
             var lines: [[String]] = [["INSTANCE", "ITEM", "STATUS", "TIME", "DETAIL"]]
             for r in report.rows {
                 let status = r.attempts > 1 ? "\(r.status.word) (\(r.attempts) attempts)" : r.status.word
-                lines.append([r.key.stage, r.item ?? "-", status, r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", r.detail ?? ""])
+                lines.append([r.key.stage, (r.item ?? "-").visible, status, r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", (r.detail ?? "").visible])
             }
             table(lines)
             if !report.items.isEmpty { Swift.print("") }
         }
         if !report.items.isEmpty {
-            var lines: [[String]] = [["ITEM", "OUTCOME", "STAGE", "TIME", "COST", "TITLE / DETAIL"]]
+            var lines: [[String]] = [["ITEM", "OUTCOME", "STAGE", "TIME", "COST", "TITLE"]]
+            var details: [String?] = [nil]
             for r in report.items {
                 let cost = r.cost.map(RunReport.dollars) ?? "-"
-                let text = [r.title, r.detail].compactMap { $0 }.joined(separator: " — ")
-                lines.append([r.item, r.outcome, r.stage ?? "-", r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", cost, String(text.prefix(200))])
+                lines.append([r.item.visible, r.outcome, r.stage ?? "-", r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", cost, (r.title ?? "").visible])
+                // The reason whole (a failing agent's message, a conflict's paths, a question), on its own line.
+                details.append(r.detail.map { "    " + $0.visible })
             }
-            table(lines)
+            table(lines, details: details)
         }
-        for p in report.problems { Swift.print("problem: \(p)") }
-        let counts = report.counts.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
-        var last = "run \(report.runId) (\(report.workflowName)): "
-        if let state { last += state } else if let o = report.outcome { last += o.rawValue } else if let s = interrupted { last += "interrupted by signal \(s), resumable" } else { last += "not finished" }
-        last += counts.isEmpty ? "" : " — \(counts)"
-        if let exitCode { last += "; exit \(exitCode)" }
-        Swift.print(last)
+        for p in report.problems { Swift.print("problem: \(p.visible)") }
+        Swift.print(lastLine(report, exitCode: exitCode, interrupted: interrupted, state: state, instances: instances))
+    }
+
+    /// `run RUN (NAME): finished — 4 merged · 1 rejected · 0 waiting for you; exit 1`.
+    static func lastLine(_ report: RunReport, exitCode: Int32?, interrupted: Int32?, state: String?, instances: Bool) -> String {
+        var last = "run \(report.runId) (\(report.workflowName.visible)): "
+        if let o = report.outcome { last += o == .cancelled ? "cancelled" : "finished" }
+        else if let state { last += state }
+        else if let s = interrupted { last += "interrupted by signal \(s), resumable" }
+        else { last += "not finished" }
+        let hasItems = !report.items.isEmpty
+        let counts = RunReport.countsPhrase(items: report.itemCounts, instances: report.counts, hasItems: hasItems)
+        if !counts.isEmpty { last += " — \(counts)" }
+        if instances && hasItems { last += " (instances: " + report.counts.map { "\($0.1) \($0.0)" }.joined(separator: ", ") + ")" }
+        if let code = exitCode ?? report.outcome?.exitCode { last += "; exit \(code)" }
+        return last
     }
 }
 
-/// Columns padded to their widest cell; the last column left as it is. Built as one string and
-/// written once: `status` of a run of 10,000 items prints 30,000 lines.
-private func table(_ lines: [[String]]) {
+/// Columns padded to their widest cell (in terminal columns); the last column left as it is; a
+/// row's detail, if any, on the line below it. Built as one string and written once: `status` of
+/// a run of 10,000 items prints 30,000 lines.
+private func table(_ lines: [[String]], details: [String?] = []) {
     guard let columns = lines.first?.count else { return }
-    // Widths in characters, counted once per cell.
-    let counts = lines.map { $0.map(\.count) }
+    // Widths in terminal columns, counted once per cell.
+    let counts = lines.map { $0.map(\.displayWidth) }
     var widths = [Int](repeating: 0, count: columns)
     for l in counts { for (i, c) in l.enumerated() where i < columns - 1 { widths[i] = max(widths[i], c) } }
     var out = ""
     out.reserveCapacity(lines.count * (widths.reduce(0, +) + 2 * columns + 40))
-    for (l, cells) in zip(counts, lines) {
+    for (n, (l, cells)) in zip(counts, lines).enumerated() {
         var line = ""
         for (i, cell) in cells.enumerated() {
             if i > 0 { line += "  " }
             line += cell
-            if i < columns - 1 { line += String(repeating: " ", count: widths[i] - l[i]) }
+            if i < columns - 1 { line += String(repeating: " ", count: max(0, widths[i] - l[i])) }
         }
         while line.utf8.last == 0x20 { line.removeLast() }
         out += line
         out += "\n"
+        if n < details.count, let detail = details[n] {
+            out += detail
+            out += "\n"
+        }
     }
     Swift.print(out, terminator: "")
 }
 
 extension String {
+    /// Padded with spaces to `n` terminal columns (wide characters count two).
     func padding(toLength n: Int) -> String {
-        count >= n ? self : self + String(repeating: " ", count: n - count)
+        let w = displayWidth
+        return w >= n ? self : self + String(repeating: " ", count: n - w)
     }
 }

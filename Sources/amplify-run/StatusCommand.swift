@@ -76,7 +76,17 @@ struct StatusCommand: ParsableCommand {
             throw ExitCode(4)
         }
         let state = RunReader.stateWord(store, run: id, machine: machine)
-        let report = RunReport(machine, now: Processes.now())
+        // A session whose agent has exited while its wait goes on waits for a person's decision;
+        // questions answered in the session directory are not waiting any more.
+        let report = RunReport(machine, now: Processes.now()) { sid in
+            guard SessionFiles.isValidId(sid) else { return nil }
+            let files = SessionFiles(stateDirectory: store.root, id: sid)
+            var exited = false
+            if let record = files.readRecord(), let pid = record.pid, let start = record.startTime {
+                exited = !Processes.isAlive(pid: pid, startTime: start)
+            }
+            return RunReport.SessionState(answered: Set(files.answers().keys), agentExited: exited)
+        }
         let sessions = SessionRow.all(machine, stateDirectory: store.root)
         if json {
             var o = OrderedObject()
@@ -92,6 +102,18 @@ struct StatusCommand: ParsableCommand {
                 i["status"] = .string(r.status.word)
                 i["attempts"] = .int(r.attempts)
                 i["duration-ms"] = r.duration.map { .int(Int($0)) } ?? .null
+                i["detail"] = r.detail.map(Value.string) ?? .null
+                return .object(i)
+            })
+            // One row per work item: how it ended or where it is, as the summary shows it.
+            o["items"] = .list(report.items.map { r in
+                var i = OrderedObject()
+                i["item"] = .string(r.item)
+                i["title"] = r.title.map(Value.string) ?? .null
+                i["outcome"] = .string(r.outcome)
+                i["stage"] = r.stage.map(Value.string) ?? .null
+                i["duration-ms"] = r.duration.map { .int(Int($0)) } ?? .null
+                i["cost"] = r.cost.map(Value.double) ?? .null
                 i["detail"] = r.detail.map(Value.string) ?? .null
                 return .object(i)
             })
@@ -111,10 +133,10 @@ struct StatusCommand: ParsableCommand {
         if !sessions.isEmpty {
             print("\nSESSIONS")
             for r in sessions {
-                print("  \(r.id)  item \(r.item)  agent \(r.agent)\(r.cost.map { "  cost " + RunReport.dollars($0) } ?? "")")
+                print("  \(r.id)  item \(r.item.visible)  agent \(r.agent)\(r.cost.map { "  cost " + RunReport.dollars($0) } ?? "")")
                 for q in r.pending {
-                    let qid = q["id"]?.renderedText ?? "?"
-                    print("    question \(qid): \(q["question"]?.renderedText ?? "")")
+                    let qid = (q["id"]?.renderedText ?? "?").visible
+                    print("    question \(qid): \((q["question"]?.renderedText ?? "").visible)")
                     print("      answer with: amplify-run answer \(r.id) \(qid) '…'")
                 }
             }
@@ -188,7 +210,7 @@ struct RunsCommand: ParsableCommand {
             o["started"] = .string(Timestamp.iso8601(milliseconds: s.startedAt))
             o["state"] = .string(state)
             rows.append(.object(o))
-            if !json { print("\(id)  \(s.workflow)  \(state)") }
+            if !json { print("\(id)  \(s.workflow.visible)  \(state)") }
         }
         if json { print(Value.list(rows).prettyJSON) }
     }

@@ -19,6 +19,13 @@ struct Terminal {
         return size.ws_row
     }
 
+    /// The terminal's width (80 when unknown).
+    static var columns: UInt16 {
+        var size = winsize()
+        guard ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return 80 }
+        return size.ws_col
+    }
+
     static func out(_ s: String) {
         print(s)
     }
@@ -72,5 +79,56 @@ extension String {
             i = index(after: i)
         }
         return nil
+    }
+}
+
+/// Widths in terminal columns, so that columns line up and cut text fits: a combining mark takes
+/// none, an East Asian wide character or an emoji two, others one. An approximation of
+/// `wcwidth` by ranges, enough for titles; text is made `visible` before it is measured.
+extension String {
+    var displayWidth: Int {
+        // ASCII, the common case, is one column a byte.
+        if utf8.allSatisfy({ $0 < 0x80 }) { return utf8.count }
+        return reduce(0) { $0 + $1.displayWidth }
+    }
+
+    /// At most `width` columns: cut between characters (never inside one), ending in `…` when cut.
+    func truncated(toWidth width: Int) -> String {
+        guard displayWidth > width else { return self }
+        var out = ""
+        var used = 0
+        for c in self {
+            let w = c.displayWidth
+            if used + w > width - 1 { break }
+            out.append(c)
+            used += w
+        }
+        return out + "…"
+    }
+}
+
+extension Character {
+    /// The columns a character takes: its first scalar's (the base; marks joined to it take none).
+    var displayWidth: Int {
+        guard let s = unicodeScalars.first else { return 0 }
+        let v = s.value
+        if v < 0x300 { return 1 }
+        switch s.properties.generalCategory {
+        case .nonspacingMark, .enclosingMark, .format: return 0
+        default: break
+        }
+        switch v {
+        case 0x1100...0x115F, 0x231A...0x231B, 0x2329...0x232A, 0x23E9...0x23EC, 0x23F0, 0x23F3, 0x25FD...0x25FE,
+             0x2614...0x2615, 0x2648...0x2653, 0x267F, 0x2693, 0x26A1, 0x26AA...0x26AB, 0x26BD...0x26BE,
+             0x26C4...0x26C5, 0x26CE, 0x26D4, 0x26EA, 0x26F2...0x26F3, 0x26F5, 0x26FA, 0x26FD, 0x2705,
+             0x270A...0x270B, 0x2728, 0x274C, 0x274E, 0x2753...0x2755, 0x2757, 0x2795...0x2797, 0x27B0, 0x27BF,
+             0x2B1B...0x2B1C, 0x2B50, 0x2B55, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF,
+             0xA000...0xA4CF, 0xA960...0xA97F, 0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE10...0xFE19, 0xFE30...0xFE6F,
+             0xFF00...0xFF60, 0xFFE0...0xFFE6, 0x1F1E6...0x1F1FF, 0x1F300...0x1F64F, 0x1F680...0x1F6FF,
+             0x1F900...0x1F9FF, 0x1FA70...0x1FAFF, 0x20000...0x3FFFD:
+            return 2
+        default:
+            return 1
+        }
     }
 }

@@ -37,8 +37,8 @@ final class TerminalObserver: RunObserver {
     }
 
     func begin(run: String, resumed: Bool, notes: [String]) {
-        print(resumed ? "amplify-run: resuming run \(run) of \(workflowPath)" : "amplify-run: starting run \(run) of \(workflowPath)")
-        for n in notes { print("amplify-run: \(n)") }
+        print(resumed ? "amplify-run: resuming run \(run) of \(workflowPath.visible)" : "amplify-run: starting run \(run) of \(workflowPath.visible)")
+        for n in notes { print("amplify-run: \(n.visible)") }
         // Elapsed times move, and the last events show, even when nothing happens.
         Task.detached { [self] in
             while !state.withLock({ $0.finished }) {
@@ -60,9 +60,12 @@ final class TerminalObserver: RunObserver {
         case .instanceCancelled(let k, _): key = k; text = "cancelled"
         default: return
         }
-        let id = key.item.map { RunStateMachine.itemName(machine.item(for: key), index: $0) } ?? key.stage
+        // Ids, titles, reasons and questions come from others: shown on one line, with nothing in
+        // them the terminal would obey (an ESC could clear the screen or retitle the window).
+        text = text.visible
+        let id = (key.item.map { RunStateMachine.itemName(machine.item(for: key), index: $0) } ?? key.stage).visible
         var title = ""
-        if case .object(let o)? = machine.item(for: key), case .string(let t)? = o["title"] { title = t }
+        if case .object(let o)? = machine.item(for: key), case .string(let t)? = o["title"] { title = t.visible }
         let now = entry.at
         let draw = state.withLock { s -> Bool in
             if s.lines[id] == nil {
@@ -97,6 +100,7 @@ final class TerminalObserver: RunObserver {
 
     private func redraw(now: Int64) {
         let rows = Int(Terminal.rows) - 2
+        let columns = Int(Terminal.columns)
         let output = state.withLock { s -> String in
             s.lastDraw = now
             let out = s.drawn > 0 ? "\u{1B}[\(s.drawn)A\u{1B}[J" : ""
@@ -104,15 +108,23 @@ final class TerminalObserver: RunObserver {
             let live = s.order.filter { s.lines[$0]!.active }
             let rest = s.order.filter { !s.lines[$0]!.active }.suffix(max(0, rows - live.count))
             let shown = Array((live + rest).prefix(max(1, rows)))
-            // Counted here, at most ten times a second, not for every event.
-            let header = s.machine.map { RunReport.counts($0).map { "\($0.1) \($0.0)" }.joined(separator: ", ") } ?? ""
-            var lines = ["\(bold("amplify-run")) \(workflowPath): \(header)"]
+            // Counted here, at most ten times a second, not for every event: items when the run
+            // has any (what a person counts), else instances.
+            var header = ""
+            if let m = s.machine {
+                let items = RunReport.itemCounts(m)
+                header = RunReport.countsPhrase(items: items, instances: items.isEmpty ? RunReport.counts(m) : [], hasItems: !items.isEmpty)
+            }
+            // Every line fits the terminal's width: a wrapped line would throw the redraw off.
+            var lines = [bold("amplify-run") + " " + "\(workflowPath.visible): \(header)".truncated(toWidth: max(10, columns - 13))]
+            // The title gives way first, so the last event (a failure's reason) keeps ~40 columns.
+            let titleWidth = max(8, min(30, columns - 1 - 39 - 40))
             for id in shown {
                 let l = s.lines[id]!
                 let elapsed = l.active ? RunReport.format(milliseconds: now - l.since) : ""
-                let title = l.title.count > 30 ? String(l.title.prefix(29)) + "…" : l.title
-                let event = l.event.count > 60 ? String(l.event.prefix(59)) + "…" : l.event
-                lines.append("  \(l.name.padding(toLength: 14)) \(title.padding(toLength: 30)) \(l.stage.padding(toLength: 12)) \(elapsed.padding(toLength: 7)) \(paint(event))")
+                let head = "  \(l.name.truncated(toWidth: 14).padding(toLength: 14)) \(l.title.truncated(toWidth: titleWidth).padding(toLength: titleWidth)) \(l.stage.truncated(toWidth: 12).padding(toLength: 12)) \(elapsed.padding(toLength: 7)) "
+                let event = l.event.truncated(toWidth: max(12, columns - 1 - head.displayWidth))
+                lines.append(head + paint(event))
             }
             s.drawn = lines.count
             return out + lines.joined(separator: "\n") + "\n"
@@ -124,7 +136,7 @@ final class TerminalObserver: RunObserver {
 
     private func paint(_ event: String) -> String {
         guard color else { return event }
-        if event.hasPrefix("failed") || event.hasPrefix("rejected") || event.hasPrefix("conflict") || event.hasPrefix("timed-out") { return "\u{1B}[31m\(event)\u{1B}[0m" }
+        if event.hasPrefix("failed") || event.hasPrefix("rejected") || event.hasPrefix("conflict") || event.hasPrefix("timed-out") || event.hasPrefix("timed out") { return "\u{1B}[31m\(event)\u{1B}[0m" }
         if event.hasPrefix("asks") { return "\u{1B}[1;35m\(event)\u{1B}[0m" }
         if event.hasPrefix("succeeded") { return "\u{1B}[32m\(event)\u{1B}[0m" }
         if event.hasPrefix("will retry") || event.hasPrefix("skipped") || event.hasPrefix("cancelled") { return "\u{1B}[33m\(event)\u{1B}[0m" }

@@ -114,13 +114,15 @@ struct OrchestrationTests {
         let conflicted = try ["a-3", "a-4"].filter { try o.landed($0) == 0 }
         #expect(conflicted.count == 1)
         func outcome(_ id: String) -> String? {
-            r.stdout.split(separator: "\n").first { $0.hasPrefix(id + " ") && $0.contains("Item \(id)") }?.split(separator: " ").dropFirst().first.map(String.init)
+            // The row's outcome column: a word or two ("timed out") after the id.
+            r.stdout.split(separator: "\n").first { $0.hasPrefix(id + " ") && $0.contains("Item \(id)") }?
+                .dropFirst(id.count).drop { $0 == " " }.split(separator: "  ").first.map(String.init)
         }
         #expect(outcome(conflicted.first ?? "?") == "conflict", "\(r.stdout)")
         #expect(r.stdout.contains("conflicting path: shared.txt"))
         #expect(outcome("a-2") == "rejected")
         #expect(outcome("a-5") == "failed")
-        #expect(outcome("a-9") == "timed-out")
+        #expect(outcome("a-9") == "timed out")
         #expect(r.stdout.contains("without a decision"), "a-5 crashed: \(r.stdout)")
         #expect(r.stdout.contains("agent: something broke"), "the error quotes output.log")
         #expect(r.stdout.contains("timed-out"), "a-9 hung: \(r.stdout)")
@@ -150,7 +152,7 @@ struct OrchestrationTests {
         // `status` shows the same summary, the sessions and their costs; --instances every instance.
         let status = try await amplify(["status"], in: o.box, environment: o.environment)
         #expect(status.stdout.contains("SESSIONS") && status.stdout.contains("cost $0.25"), "\(status.stdout)")
-        #expect(status.stdout.contains("finished (failed)"))
+        #expect(status.stdout.contains("finished — 6 merged · 1 rejected · 1 conflict · 1 failed · 1 timed out · 0 waiting for you; exit 1"), "\(status.stdout)")
         let instances = try await amplify(["status", "--instances"], in: o.box, environment: o.environment)
         #expect(instances.stdout.split(separator: "\n").contains { $0.hasPrefix("merge ") && $0.contains("a-1") && $0.contains("succeeded") }, "\(instances.stdout)")
 
