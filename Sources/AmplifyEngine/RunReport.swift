@@ -79,11 +79,10 @@ public struct RunReport: Sendable {
             }
             let end = inst.endedAt ?? (inst.status.isEnded ? nil : now)
             let duration = inst.startedAt.flatMap { s in end.map { $0 - s } }
-            var cost: Double?
-            switch inst.outputs["cost"] {
-            case .double(let c)?: cost = c
-            case .int(let c)?: cost = Double(c)
-            default: break
+            var cost = RunReport.number(inst.outputs["cost"])
+            if cost == nil, case .failed = inst.status {
+                // A failed or rejected session has no outputs: what its agent spent is in a `usage` note.
+                cost = (machine.notes[key] ?? []).last { $0.kind == "usage" }.flatMap { RunReport.number($0.fields["cost"]) }
             }
             facts.append(Facts(key: key, instance: inst, stage: machine.stage(of: key), start: inst.startedAt, end: end, cost: cost))
             return Row(key: key, item: item, title: title, status: inst.status, attempts: inst.attempts, duration: duration, detail: detail)
@@ -227,6 +226,15 @@ public struct RunReport: Sendable {
         var c: [String: Int] = [:]
         for w in words { c[w, default: 0] += 1 }
         return ["succeeded", "failed", "skipped", "cancelled", "running", "retrying", "pending"].compactMap { w in c[w].map { (w, $0) } }
+    }
+
+    /// A JSON number as a Double (an integral cost is written as an integer).
+    public static func number(_ v: Value?) -> Double? {
+        switch v {
+        case .double(let d)?: return d
+        case .int(let i)?: return Double(i)
+        default: return nil
+        }
     }
 
     /// `$0.84`: a cost in USD, to the cent.

@@ -172,7 +172,7 @@ struct SessionRow {
             var pending: [OrderedObject] = []
             let answers = files.answers()
             for (k, i) in waits[key.item ?? -1] ?? [] {
-                if case .double(let c)? = i.outputs["cost"] { cost = c }
+                if let c = RunReport.number(i.outputs["cost"]) ?? (machine.notes[k] ?? []).last(where: { $0.kind == "usage" }).flatMap({ RunReport.number($0.fields["cost"]) }) { cost = c }
                 guard !i.status.isEnded else { continue }
                 for note in machine.notes[k] ?? [] where note.kind == "question" {
                     if let qid = note.fields["id"]?.renderedText, answers[qid] == nil { pending.append(note.fields) }
