@@ -13,7 +13,8 @@ import Glibc
 /// value where it is not), under one lock for the whole repository. The user's checkout is never
 /// left mid-merge: a conflict or a failed verify leaves the base as it was. Before anything, the
 /// base is searched for this item's trailer from this run: a merge interrupted at any moment is
-/// found landed, or started again from scratch.
+/// found landed, or started again from scratch. The repository's hooks run for every commit it
+/// makes (`hooks: skip` opts out): a refusal fails the item with what the hook said.
 public struct MergeExecutor: StageExecutor {
     var grace: Duration
 
@@ -35,11 +36,22 @@ public struct MergeExecutor: StageExecutor {
 
     /// The newest commit on `base` with this item's trailer from this run.
     static func landed(git: Git, base: String, item: String, run: String) async -> String? {
-        func pattern(_ s: String) -> String { s.replacing(".", with: "\\.") }
-        let r = await git.run(["log", "refs/heads/" + base, "-n", "1", "--format=%H", "--all-match",
-                               "--grep=^Amplify-Item: \(pattern(item))$", "--grep=^Amplify-Run: \(pattern(run))$"])
+        let r = await git.run(["log", "refs/heads/" + base, "-n", "1", "--format=%H"] + trailerFilter(item: item, run: run))
         let sha = r.stdout.trimming(" \t\r\n")
         return r.succeeded && !sha.isEmpty ? sha : nil
+    }
+
+    /// The `git log` options that pick the commits `landed` looks for.
+    static func trailerFilter(item: String, run: String) -> [String] {
+        func pattern(_ s: String) -> String { s.replacing(".", with: "\\.") }
+        return ["--all-match", "--grep=^Amplify-Item: \(pattern(item))$", "--grep=^Amplify-Run: \(pattern(run))$"]
+    }
+
+    /// Whether `landed` would find `commit` once it is on the base: a hook that rewrites the
+    /// message may have dropped the trailers, and such a commit could land a second time.
+    static func carriesTrailers(git: Git, commit: String, item: String, run: String) async -> Bool {
+        let r = await git.run(["log", "--no-walk", "--format=%H"] + trailerFilter(item: item, run: run) + [commit])
+        return r.succeeded && !r.stdout.trimming(" \t\r\n").isEmpty
     }
 
     private func merge(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
@@ -54,6 +66,7 @@ public struct MergeExecutor: StageExecutor {
         var git = await Git(job.repository, environment: job.environment).withIdentity()
         func param(_ name: String) -> String? { try? job.stage.parameter(name)?.render(evaluator).renderedText }
         let strategy = param("strategy") ?? "no-ff"
+        let hooks = await CommitHooks.resolve(git: git, skip: param("hooks") == "skip")
 
         // A killed runner's debris, in the runner's own worktree for this item, goes first.
         let stateDir = job.stateDirectory
@@ -74,7 +87,10 @@ public struct MergeExecutor: StageExecutor {
                     throw StageError("merge: the session left uncommitted changes in \(worktree) (commit-leftovers: false):\n" + status.split(separator: "\n").prefix(10).joined(separator: "\n"))
                 }
                 _ = try await wt.output(["add", "-A"])
-                _ = try await wt.output(["commit", "--quiet", "--no-verify", "-m", "\(id): uncommitted work left by the session"])
+                let r = await MergeExecutor.committing(wt, hooks.options + ["commit", "--quiet", "-m", "\(id): uncommitted work left by the session"], processStarted: processStarted)
+                if !r.succeeded {
+                    throw hooks.refused("the commit of the session's uncommitted work in \(worktree)", r, hooks: CommitHooks.commit, base: job.settings.base)
+                }
             }
         }
         guard let tip = await git.commit("refs/heads/" + branch) else { throw StageError("merge: the branch \(branch) does not exist") }
@@ -107,7 +123,7 @@ public struct MergeExecutor: StageExecutor {
         try Agent.requireRealDirectory(stateDir + "/merging")
         _ = try await git.withWorktreeLock { (git: Git) async throws(StageError) in try await git.output(["worktree", "add", "--quiet", "--detach", scratch, old]) }
         let landing: Result<StageResult, StageError>
-        do { landing = .success(try await land(job, git: git, scratch: scratch, old: old, tip: tip, item: id, strategy: strategy, param: param, processStarted: processStarted)) } catch {
+        do { landing = .success(try await land(job, git: git, scratch: scratch, old: old, tip: tip, item: id, strategy: strategy, hooks: hooks, param: param, processStarted: processStarted)) } catch {
             landing = .failure(error)
         }
         await MergeExecutor.removeWorktree(git: git, path: scratch)
@@ -115,28 +131,38 @@ public struct MergeExecutor: StageExecutor {
     }
 
     /// Builds the merge in `scratch`, verifies it, and moves the base from `old` to it.
-    private func land(_ job: StageJob, git: Git, scratch: String, old: String, tip: String, item id: String, strategy: String,
+    private func land(_ job: StageJob, git: Git, scratch: String, old: String, tip: String, item id: String, strategy: String, hooks: CommitHooks,
                       param: (String) -> String?, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
         let base = job.settings.base
         let m = git.at(scratch)
+        // Every git that may commit here runs the repository's hooks (or none, with `hooks: skip`).
+        func commit(_ args: [String]) async -> Exec.Result { await MergeExecutor.committing(m, hooks.options + args, processStarted: processStarted) }
 
         var subject = param("message") ?? "Merge \(id)"
         subject = subject.replacing("\n", with: " ")
         let message = "\(subject)\n\nAmplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"
         switch strategy {
         case "squash":
-            let r = await m.run(["merge", "--squash", "--no-verify", tip])
+            let r = await m.run(hooks.options + ["merge", "--squash", tip])
             if !r.succeeded { try await conflict(m, r, item: id, base: base, abort: ["reset", "--hard", "--quiet"]) }
-            _ = try await m.output(["commit", "--quiet", "--no-verify", "-m", message])
+            let c = await commit(["commit", "--quiet", "-m", message])
+            if !c.succeeded { throw hooks.refused("the squashed commit", c, hooks: CommitHooks.commit, base: base) }
         case "rebase":
-            _ = try await m.output(["checkout", "--quiet", "--detach", tip])
-            let r = await m.run(["rebase", "--quiet", old])
-            if !r.succeeded { try await conflict(m, r, item: id, base: base, abort: ["rebase", "--abort"]) }
+            _ = try await m.output(hooks.options + ["checkout", "--quiet", "--detach", tip])
+            let r = await commit(["rebase", "--quiet", old])
+            if !r.succeeded { try await conflict(m, r, item: id, base: base, abort: ["rebase", "--abort"], refused: hooks.refused("the rebase", r, hooks: ["pre-rebase"], base: base)) }
             let last = try await m.output(["log", "-1", "--format=%B"])
-            _ = try await m.output(["commit", "--quiet", "--amend", "--no-verify", "-m", last + "\n\nAmplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"])
+            let c = await commit(["commit", "--quiet", "--amend", "-m", last + "\n\nAmplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"])
+            if !c.succeeded { throw hooks.refused("the rebased tip's commit", c, hooks: CommitHooks.commit, base: base) }
         default:
-            let r = await m.run(["merge", "--no-ff", "--no-verify", "-m", message, tip])
-            if !r.succeeded { try await conflict(m, r, item: id, base: base, abort: ["merge", "--abort"]) }
+            let r = await commit(["merge", "--no-ff", "-m", message, tip])
+            if !r.succeeded { try await conflict(m, r, item: id, base: base, abort: ["merge", "--abort"], refused: hooks.refused("the merge commit", r, hooks: CommitHooks.merge, base: base)) }
+        }
+        // A hook may rewrite the message; without both trailers a resumed run could not find this
+        // merge on the base, and would land it again.
+        guard await MergeExecutor.carriesTrailers(git: m, commit: "HEAD", item: id, run: job.runId) else {
+            let said = (await m.run(["log", "-1", "--format=%B"])).stdout.split(separator: "\n").prefix(12).joined(separator: " | ")
+            throw StageError("merge: the commit lost its `Amplify-Item: \(id)`/`Amplify-Run: \(job.runId)` trailers (a prepare-commit-msg or commit-msg hook rewrote the message to: \(said)); without them a resumed run could land it twice, so nothing landed; \(base) is unchanged")
         }
 
         // The project's checks on the merged tree, before anything lands.
@@ -167,11 +193,12 @@ public struct MergeExecutor: StageExecutor {
         return .succeeded(OrderedObject([("commit", .string(new))]))
     }
 
-    /// Lists the conflicting paths, puts the scratch worktree back, and ends the item as a conflict.
-    private func conflict(_ m: Git, _ r: Exec.Result, item: String, base: String, abort: [String]) async throws(StageError) -> Never {
+    /// Lists the conflicting paths, puts the scratch worktree back, and ends the item as a conflict;
+    /// with no conflicting path git refused for another reason (`refused`, when a hook may have).
+    private func conflict(_ m: Git, _ r: Exec.Result, item: String, base: String, abort: [String], refused: StageError? = nil) async throws(StageError) -> Never {
         let paths = (await m.run(["diff", "--name-only", "--diff-filter=U"])).stdout.split(separator: "\n").map(String.init)
         await m.run(abort)
-        if paths.isEmpty { throw StageError("merge: \(r.failure(["git"])); \(base) is unchanged") }
+        if paths.isEmpty { throw refused ?? StageError("merge: \(r.failure(["git"])); \(base) is unchanged") }
         throw StageError("\(paths.count) conflicting path\(paths.count == 1 ? "" : "s"): \(paths.prefix(20).joined(separator: ", ")); \(base) is unchanged", kind: .conflict)
     }
 
@@ -184,6 +211,83 @@ public struct MergeExecutor: StageExecutor {
             }
             await git.run(["worktree", "prune"])
         }
+    }
+}
+
+extension MergeExecutor {
+    /// Runs a git that may run hooks, reporting its process the way `verify` commands are
+    /// reported: a hook that hangs is ended with git's process group by the stage's `timeout`
+    /// (and by a resumed runner), instead of holding the landing lock for ever.
+    static func committing(_ git: Git, _ args: [String], processStarted: @Sendable (Int32, UInt64) -> Void) async -> Exec.Result {
+        let out = ChildProcess.memoryFile("stdout")
+        let err = ChildProcess.memoryFile("stderr")
+        defer {
+            if out >= 0 { close(out) }
+            if err >= 0 { close(err) }
+        }
+        do {
+            let pid = try ChildProcess.spawn(["git"] + args, environment: git.environment, directory: git.directory,
+                                             stdout: out >= 0 ? .descriptor(out) : nil, stderr: err >= 0 ? .descriptor(err) : nil, keep: git.heldLock)
+            processStarted(pid, Processes.startTime(pid) ?? 0)
+            let termination = await ChildProcess.wait(pid)
+            if Processes.groupExists(pid) { Processes.signalGroup(pid, SIGKILL) }
+            return Exec.Result(termination: termination,
+                               stdout: out >= 0 ? CommandStageExecutor.readCapped(fd: out, limit: 1 << 20) : "",
+                               stderr: err >= 0 ? CommandStageExecutor.readCapped(fd: err, limit: 1 << 16) : "")
+        } catch {
+            return Exec.Result(termination: .exited(127), stdout: "", stderr: error.description)
+        }
+    }
+}
+
+/// The repository's hooks for the commits the merge stage makes, wherever it makes them.
+///
+/// git looks hooks up in `core.hooksPath`, a relative one from the root of the worktree it runs
+/// in — in the runner's scratch worktree that is a copy of the base (with the branch merged in),
+/// where an untracked hooks folder does not exist and the hooks would silently not run. So the
+/// folder is resolved once, as a commit in the repository's own checkout would find it, and
+/// given to every git that commits as `-c core.hooksPath=<absolute path>`.
+struct CommitHooks: Sendable {
+    /// The hooks git runs for `git commit`.
+    static let commit = ["pre-commit", "prepare-commit-msg", "commit-msg"]
+    /// The hooks git runs for the commit of `git merge --no-ff`.
+    static let merge = ["pre-merge-commit", "prepare-commit-msg", "commit-msg"]
+
+    /// Where hooks are looked up; nil with `hooks: skip`.
+    var directory: String?
+
+    /// Put before a git command's arguments. `/dev/null` holds no hook: with `hooks: skip` none
+    /// runs, not even those `--no-verify` leaves running (`prepare-commit-msg`, `post-commit`).
+    var options: [String] { ["-c", "core.hooksPath=" + (directory ?? "/dev/null")] }
+
+    /// The hooks folder of the repository `git` runs in, or none when `skip`.
+    static func resolve(git: Git, skip: Bool) async -> CommitHooks {
+        if skip { return CommitHooks(directory: nil) }
+        let configured = (await git.run(["config", "--type=path", "--get", "core.hooksPath"])).stdout.trimming("\r\n")
+        if configured.isEmpty { return CommitHooks(directory: await git.commonDirectory() + "/hooks") }
+        if configured.hasPrefix("/") { return CommitHooks(directory: configured) }
+        let root = (try? await git.output(["rev-parse", "--show-toplevel"])) ?? git.directory
+        return CommitHooks(directory: root + "/" + configured)
+    }
+
+    /// Those of `names` that git would run (a hook that is not executable is ignored by git).
+    func present(_ names: [String]) -> [String] {
+        guard let directory else { return [] }
+        return names.filter { name in
+            var st = stat()
+            return stat(directory + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && access(directory + "/" + name, X_OK) == 0
+        }
+    }
+
+    /// The item's failure when git would not make `what`: what it (and the hooks, whose output
+    /// git passes on to its stderr) said, and which hooks ran for it.
+    func refused(_ what: String, _ r: Exec.Result, hooks names: [String], base: String) -> StageError {
+        let said = CommandStageExecutor.tail(r.stderr.isEmpty ? r.stdout : r.stderr, lines: 12)
+        let ran = present(names)
+        guard let directory, !ran.isEmpty else {
+            return StageError("merge: git refused \(what) (\(r.termination)): \(said); \(base) is unchanged")
+        }
+        return StageError("merge: git refused \(what); the repository's hooks that run for it: \(ran.joined(separator: ", ")) (in \(directory); `hooks: skip` skips them); git and the hooks said: \(said); \(base) is unchanged")
     }
 }
 

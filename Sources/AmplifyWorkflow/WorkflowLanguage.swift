@@ -139,6 +139,7 @@ public enum StageKind: String, CaseIterable, Sendable, Hashable {
                 KeySpec("commit-leftovers", .boolean, default: .bool(true), "Commit changes the session left uncommitted before merging; `false` fails the item instead."),
                 KeySpec("empty", .choice(["fail", "skip"]), default: .string("fail"), "A branch with no commits beyond the base: fail the item, or skip it."),
                 KeySpec("message", .string, default: .string("Merge ${{ item.id }}: ${{ item.title }}"), "The merge commit's subject."),
+                KeySpec("hooks", .choice(["run", "skip"]), default: .string("run"), "The repository's hooks (`pre-commit`, `pre-merge-commit`, `commit-msg`, …) run for every commit the stage makes, and a refusal fails the item with their output; `skip` runs none."),
             ]
         case .close:
             return [

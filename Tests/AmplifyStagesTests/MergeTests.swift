@@ -20,7 +20,7 @@ struct MergeTests {
 
         func git(_ c: String) throws -> String { try shell("git " + c, in: box.url).trimmingCharacters(in: .whitespacesAndNewlines) }
 
-        func merge(_ with: String = "{}", run: String = "20261124T120000000Z-abcd") async throws -> StageResult {
+        func merge(_ with: String = "{}", run: String = "20261124T120000000Z-abcd", worktree: String = ".worktrees/none") async throws -> StageResult {
             let workflow = try #require(WorkflowChecker.check("""
             version: 1
             stages:
@@ -34,7 +34,7 @@ struct MergeTests {
                                context: ExpressionContext(roots: ["item": .object(OrderedObject([("id", .string("m-1")), ("title", .string("Work"))]))]),
                                runId: run, runDirectory: runDir, repository: box.path, itemName: "m-1",
                                environment: ["PATH": "/usr/bin:/bin", "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@e"])
-            job.session = OrderedObject([("branch", .string("amplify/m-1")), ("worktree", .string(box.path + "/.worktrees/none")),
+            job.session = OrderedObject([("branch", .string("amplify/m-1")), ("worktree", .string(box.path + "/" + worktree)),
                                          ("base-commit", .string(try git("merge-base main amplify/m-1")))])
             return await StageExecutors(grace: .seconds(1)).executor(for: .merge).execute(job) { _, _ in }
         }
