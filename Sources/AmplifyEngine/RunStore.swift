@@ -13,6 +13,8 @@ public struct RunStore: Sendable {
     }
 
     public var runsDirectory: String { root + "/runs" }
+    /// Locks that span runs: a workflow's runner, the making of a new run.
+    public var locksDirectory: String { root + "/locks" }
 
     public func directory(of run: String) -> String { runsDirectory + "/" + run }
     public func journal(of run: String) -> String { directory(of: run) + "/journal.jsonl" }
@@ -25,7 +27,7 @@ public struct RunStore: Sendable {
     public func workflowLock(_ workflowPath: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in workflowPath.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return runsDirectory + "/.workflow-" + String(hash, radix: 16) + ".lock"
+        return locksDirectory + "/workflow-" + String(hash, radix: 16) + ".lock"
     }
 
     /// A new run id: sortable by start time, unique.
@@ -39,12 +41,12 @@ public struct RunStore: Sendable {
     /// Creates a new run and returns its id. No two runs of one state directory share their
     /// start second, which names their sessions and worktrees (`<item>-<YYYYMMDDTHHMMSSZ>`): two
     /// runners started in the same second must never share an item's worktree. One creator at
-    /// a time (a lock in `runs/`); a second already taken moves the new run to the next free one.
+    /// a time (a lock in `locks/`); a second already taken moves the new run to the next free one.
     public func createNewRun(now: Int64) throws(JournalError) -> String {
-        for dir in [root, runsDirectory] where mkdir(dir, 0o700) != 0 && errno != EEXIST {
+        for dir in [root, runsDirectory, locksDirectory] where mkdir(dir, 0o700) != 0 && errno != EEXIST {
             throw JournalError("cannot create \(dir): \(String(cString: strerror(errno)))")
         }
-        let lockPath = runsDirectory + "/.create.lock"
+        let lockPath = locksDirectory + "/new-run.lock"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw JournalError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
         defer { close(fd) }

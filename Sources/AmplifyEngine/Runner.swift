@@ -86,7 +86,7 @@ public final class Runner: Sendable {
 
         // One runner of a workflow at a time, unless a second is started alongside on purpose
         // (`--new`): two runners started together would otherwise both start a new run.
-        for dir in [store.root, store.runsDirectory] where mkdir(dir, 0o700) != 0 && errno != EEXIST {
+        for dir in [store.root, store.runsDirectory, store.locksDirectory] where mkdir(dir, 0o700) != 0 && errno != EEXIST {
             throw RunFailure(exitCode: 4, message: "the state directory is unusable: cannot create \(dir): \(String(cString: strerror(errno)))")
         }
         var workflowLock: RunLock?

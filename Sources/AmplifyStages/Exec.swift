@@ -22,7 +22,9 @@ public enum Exec {
     }
 
     /// Runs `argv` in `directory`; its group is ended with it so nothing it started lingers.
-    public static func run(_ argv: [String], in directory: String, environment: [String: String], limit: Int = 16 << 20, keep: Int32? = nil) async -> Result {
+    /// `started` learns its pid and start time (so a stage's timeout can end it).
+    public static func run(_ argv: [String], in directory: String, environment: [String: String], limit: Int = 16 << 20, keep: Int32? = nil,
+                           started: @Sendable (Int32, UInt64) -> Void = { _, _ in }) async -> Result {
         let out = ChildProcess.memoryFile("stdout")
         let err = ChildProcess.memoryFile("stderr")
         defer {
@@ -32,6 +34,7 @@ public enum Exec {
         do {
             let pid = try ChildProcess.spawn(argv, environment: environment, directory: directory,
                                              stdout: out >= 0 ? .descriptor(out) : nil, stderr: err >= 0 ? .descriptor(err) : nil, keep: keep)
+            started(pid, Processes.startTime(pid) ?? 0)
             let termination = await ChildProcess.wait(pid)
             if Processes.groupExists(pid) { Processes.signalGroup(pid, SIGKILL) }
             return Result(termination: termination,

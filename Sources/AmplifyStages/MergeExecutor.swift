@@ -219,24 +219,7 @@ extension MergeExecutor {
     /// reported: a hook that hangs is ended with git's process group by the stage's `timeout`
     /// (and by a resumed runner), instead of holding the landing lock for ever.
     static func committing(_ git: Git, _ args: [String], processStarted: @Sendable (Int32, UInt64) -> Void) async -> Exec.Result {
-        let out = ChildProcess.memoryFile("stdout")
-        let err = ChildProcess.memoryFile("stderr")
-        defer {
-            if out >= 0 { close(out) }
-            if err >= 0 { close(err) }
-        }
-        do {
-            let pid = try ChildProcess.spawn(["git"] + args, environment: git.environment, directory: git.directory,
-                                             stdout: out >= 0 ? .descriptor(out) : nil, stderr: err >= 0 ? .descriptor(err) : nil, keep: git.heldLock)
-            processStarted(pid, Processes.startTime(pid) ?? 0)
-            let termination = await ChildProcess.wait(pid)
-            if Processes.groupExists(pid) { Processes.signalGroup(pid, SIGKILL) }
-            return Exec.Result(termination: termination,
-                               stdout: out >= 0 ? CommandStageExecutor.readCapped(fd: out, limit: 1 << 20) : "",
-                               stderr: err >= 0 ? CommandStageExecutor.readCapped(fd: err, limit: 1 << 16) : "")
-        } catch {
-            return Exec.Result(termination: .exited(127), stdout: "", stderr: error.description)
-        }
+        await Exec.run(["git"] + args, in: git.directory, environment: git.environment, limit: 1 << 20, keep: git.heldLock, started: processStarted)
     }
 }
 

@@ -97,6 +97,12 @@ struct LineObserver: RunObserver {
             var line = "asks [\(id)]: \(text)"
             if case .list(let options)? = fields["options"], !options.isEmpty { line += " (options: \(options.map(\.renderedText).joined(separator: " | ")))" }
             return line + " — amplify-run answer \(session) \(id) '…'"
+        case "usage":
+            // What the agent of a failed or rejected session reported spending.
+            var spent: [String] = []
+            if let cost = RunReport.number(fields["cost"]) { spent.append(RunReport.dollars(cost)) }
+            if case .int(let turns)? = fields["turns"] { spent.append("\(turns) turn\(turns == 1 ? "" : "s")") }
+            return "the agent reported " + (spent.isEmpty ? "no cost" : spent.joined(separator: ", "))
         default:
             return "\(kind): \(text)"
         }

@@ -85,7 +85,9 @@ struct EndToEndTests {
         let first = try startAmplify(["wf.yaml"], in: box)
         defer { first.terminate(); first.waitUntilExit() }
         // Until the first runner has made its run, a second one would rightly start a run of its own.
-        for _ in 0..<100 where (try? box.journals())?.isEmpty ?? true { try await Task.sleep(for: .milliseconds(20)) }
+        // (Up to 10 s: a loaded machine can take seconds to start it.)
+        func started() -> Bool { ((try? box.journals()) ?? []).contains { !box.read(String($0.dropFirst(box.path.count + 1))).isEmpty } }
+        for _ in 0..<500 where !started() { try await Task.sleep(for: .milliseconds(20)) }
         var second = try await amplify(["wf.yaml"], in: box)
         for _ in 0..<50 where second.status != 4 {
             try await Task.sleep(for: .milliseconds(100))

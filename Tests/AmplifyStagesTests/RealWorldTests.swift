@@ -48,7 +48,7 @@ final class RealRepo: @unchecked Sendable {  // read-only after init
         try ("#!/bin/sh\necho \"$AMPLIFY_ITEM_ID $*\" >> \"$AGENT_LOG\"\n" + agent).write(toFile: box.path + "/bin/agent", atomically: true, encoding: .utf8)
         chmod(box.path + "/bin/agent", 0o755)
         try writeIssues(items.map { ($0, "open") })
-        try shell("git checkout -q -b \(branch) && git add wf.yaml && git -c user.name=T -c user.email=t@example.com commit -qm init && printf '/.beads/\\n/bin/\\n/agent-starts\\n' >> .git/info/exclude", in: box.url)
+        try shell("git checkout -q -b \(branch) && git add wf.yaml && git -c user.name=T -c user.email=t@example.com commit -qm init && printf '/.beads/\\n/bin/\\n/agent-starts*\\n' >> .git/info/exclude", in: box.url)
     }
 
     func writeIssues(_ items: [(String, String)]) throws {
@@ -91,7 +91,10 @@ let approvingAgent = """
         let repo = try RealRepo(items: ["n-1"], agent: "cat '\(transcript)'\nexit 1\n")
         let r = try await repo.run()
         #expect(r.status == 1)
-        let summary = r.stdout.split(separator: "\n").first { $0.hasPrefix("n-1 ") }.map(String.init) ?? ""
+        // The item's row, and its reason whole on the line below it.
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        let row = lines.lastIndex { $0.hasPrefix("n-1 ") } ?? lines.count
+        let summary = lines[min(row, lines.count)..<min(row + 2, lines.count)].joined(separator: "\n")
         #expect(summary.contains("Not logged in · Please run /login"), "summary row: \(summary)\n\(r.stdout)")
         #expect(summary.contains("$0.00"), "a cost of 0 is a cost: \(summary)")
         #expect(!r.stdout.contains(#"{"type""#), "no raw JSON in the view:\n\(r.stdout)")
@@ -243,11 +246,13 @@ let approvingAgent = """
 
     /// Two runners of one workflow at once: the second refuses plainly, naming the first.
     @Test func secondRunnerOfAWorkflowRefuses() async throws {
-        let slow = "sleep 2\n" + approvingAgent
-        let repo = try RealRepo(items: ["t-1", "t-2", "t-3"], agent: slow)
+        // The agents wait (at most 20 s) until the test lets them go: the first runner is surely alive.
+        let held = "i=0; while [ ! -e \"$AGENT_LOG.go\" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done\n" + approvingAgent
+        let repo = try RealRepo(items: ["t-1", "t-2", "t-3"], agent: held)
         let first = try startAmplify(["wf.yaml"], in: repo.box, environment: repo.environment)
-        for _ in 0..<100 where repo.agentStarts().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        for _ in 0..<200 where repo.agentStarts().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         let second = try await repo.run()
+        _ = FileManager.default.createFile(atPath: repo.box.path + "/agent-starts.go", contents: nil)
         #expect(second.status == 4)
         #expect(second.stderr.contains("another runner (pid \(first.processIdentifier))"), "\(second.stderr)")
         #expect(second.stderr.contains("--new"), "says how to run alongside on purpose")
