@@ -39,6 +39,9 @@ public enum FailureKind: String, Sendable, Hashable {
     /// The branch did not merge cleanly.
     case conflict
     case timedOut = "timed-out"
+
+    /// As a person says it: `failed`, `rejected`, `conflict`, `timed out`.
+    public var word: String { self == .timedOut ? "timed out" : rawValue }
 }
 
 /// An event of a run, one line of `journal.jsonl`. The run's state is the fold of its events.

@@ -57,7 +57,7 @@ struct LineObserver: RunObserver {
             if let retryAt {
                 return "\(name(key, state)) attempt \(attempt) failed: \(reason); retrying at \(Timestamp.iso8601(milliseconds: retryAt).dropFirst(11).prefix(8))"
             }
-            return "\(name(key, state)) \(kind == .failed ? "failed" : kind.rawValue): \(reason)"
+            return "\(name(key, state)) \(kind.word): \(reason)"
         case .note(let key, let kind, let fields):
             return "\(name(key, state)) \(noteText(kind, fields))"
         case .refilled(let stage, let items, let error):

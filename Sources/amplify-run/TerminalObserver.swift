@@ -54,7 +54,7 @@ final class TerminalObserver: RunObserver {
         switch entry.event {
         case .instanceStarted(let k, let attempt, _): key = k; text = attempt > 1 ? "attempt \(attempt)" : "started"
         case .instanceSucceeded(let k, _): key = k; text = "succeeded"
-        case .instanceFailed(let k, _, let reason, let retryAt, let kind): key = k; text = (retryAt == nil ? (kind == .failed ? "failed" : kind.rawValue) + ": " : "will retry: ") + reason
+        case .instanceFailed(let k, _, let reason, let retryAt, let kind): key = k; text = (retryAt == nil ? kind.word + ": " : "will retry: ") + reason
         case .note(let k, let kind, let fields): key = k; text = LineObserver.noteText(kind, fields)
         case .instanceSkipped(let k, let reason, _): key = k; text = "skipped: " + reason
         case .instanceCancelled(let k, _): key = k; text = "cancelled"

@@ -139,7 +139,7 @@ struct MergeHookTimeoutTests {
         let started = Date()
         let r = try await o.run()
         #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
-        #expect(r.stdout.contains("timed-out"), "\(r.stdout)")
+        #expect(r.stdout.contains("timed out"), "\(r.stdout)")
         #expect(Date().timeIntervalSince(started) < 30)
         #expect(try o.git("rev-parse main") == before)
         let pid = try #require(Int32(o.box.read(".git/hook.pid").trimmingCharacters(in: .whitespacesAndNewlines)), "the hook ran")

@@ -125,7 +125,7 @@ struct OrchestrationTests {
         #expect(outcome("a-9") == "timed out")
         #expect(r.stdout.contains("without a decision"), "a-5 crashed: \(r.stdout)")
         #expect(r.stdout.contains("agent: something broke"), "the error quotes output.log")
-        #expect(r.stdout.contains("timed-out"), "a-9 hung: \(r.stdout)")
+        #expect(r.stdout.contains("timed out"), "a-9 hung: \(r.stdout)")
         #expect(try o.landed("a-2") == 0 && o.landed("a-5") == 0 && o.landed("a-9") == 0)
         for id in ["a-2", "a-5", "a-9"] + conflicted { #expect(o.status(of: id) == "in_progress", "\(id) stays claimed, not closed") }
         // The answer reached the agent, which was started again once for it; everyone else once.
