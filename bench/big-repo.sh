@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# A large repository: FOLDERS × FILES small files, ITEMS items whose agent commits one file and
+# approves after a second, `concurrency: ITEMS`. Times each dispatch, merge and cleanup from the
+# run's journal, the whole run, and the same git work done by hand in the same repository
+# (`git worktree add` of one worktree, `git merge-tree --write-tree` of one branch, `rm -rf` of
+# one worktree), and prints the ratios. A measurement, not a test.
+#
+#   bench/big-repo.sh [FOLDERS] [FILES] [ITEMS]     (defaults: 500 × 100 = 50,000 files, 8 items)
+set -euo pipefail
+FOLDERS=${1:-500}
+FILES=${2:-100}
+ITEMS=${3:-8}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+swift build -c release --package-path "$ROOT" >/dev/null
+BIN="$ROOT/.build/release/amplify-run"
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+REPO="$WORK/repo"
+mkdir -p "$REPO" && cd "$REPO"
+git init -q -b main .
+git config user.name bench && git config user.email bench@localhost
+
+# The repository: small files in many folders, one commit.
+python3 - "$FOLDERS" "$FILES" <<'PY'
+import os, sys
+folders, files = int(sys.argv[1]), int(sys.argv[2])
+for d in range(folders):
+    os.makedirs(f"src/d{d:04}", exist_ok=True)
+    for f in range(files):
+        with open(f"src/d{d:04}/f{f:03}.txt", "w") as out:
+            out.write(f"folder {d} file {f}\n")
+PY
+git add -A && git commit -qm "a large repository"
+echo "repository: $(git ls-files | wc -l) files, $(du -sh .git | cut -f1) in .git"
+
+# The tracker and the agent (it commits one file of its own and approves).
+mkdir -p .beads bin
+for i in $(seq 1 "$ITEMS"); do
+  printf '{"id":"big-%d","title":"Item %d","status":"open","priority":1,"issue_type":"task","created_at":"2026-11-20T09:00:00Z"}\n' "$i" "$i"
+done > .beads/issues.jsonl
+cat > bin/agent <<'SH'
+#!/bin/sh
+sleep 1
+echo "$AMPLIFY_ITEM_ID" > "$AMPLIFY_ITEM_ID.txt" && git add "$AMPLIFY_ITEM_ID.txt" && git commit -qm "$AMPLIFY_ITEM_ID"
+sed 's/"status": *"running"/"status": "approved"/' "$AMPLIFY_SESSION_DIR/state.json" > "$AMPLIFY_SESSION_DIR/s.tmp" && mv "$AMPLIFY_SESSION_DIR/s.tmp" "$AMPLIFY_SESSION_DIR/state.json"
+SH
+chmod +x bin/agent
+printf '/.beads/\n/bin/\n' >> .git/info/exclude
+cat > wf.yaml <<YAML
+version: 1
+settings: {base: main, concurrency: $ITEMS, poll: 200ms}
+stages:
+  ready: {uses: query-ready, with: {source: file, path: .beads/issues.jsonl}}
+  dispatch:
+    uses: dispatch
+    for-each: \${{ stages.ready.outputs.items }}
+    with: {agent: [agent], prompt: "Item \${{ item.id }}"}
+  approved: {uses: wait-approved, timeout: 30m}
+  merge: {uses: merge}
+  close: {uses: close}
+  cleanup: {uses: cleanup, if: "\${{ always() }}"}
+YAML
+git add wf.yaml && git commit -qm workflow
+
+# Seconds since a `date +%s.%N`.
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
+
+# The run.
+start=$(date +%s.%N)
+PATH="$REPO/bin:$PATH" "$BIN" wf.yaml > "$WORK/run.log" 2>&1 || { tail -n 20 "$WORK/run.log"; exit 1; }
+run=$(since "$start")
+
+# Per stage: the time from each instance's start to its success, from the journal.
+stage_times() {
+  python3 - "$1" .amplify/runs/*/journal.jsonl <<'PY'
+import json, sys
+from datetime import datetime
+stage, path = sys.argv[1], sys.argv[2]
+started, took = {}, []
+def t(s): return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+for line in open(path):
+    e = json.loads(line)
+    if e.get("stage") != stage: continue
+    key = e.get("item")
+    if e["type"] == "instance-started": started[key] = t(e["at"])
+    elif e["type"] == "instance-succeeded" and key in started: took.append(t(e["at"]) - started.pop(key))
+took.sort()
+print(f"{took[len(took)//2]:.2f} {took[0]:.2f} {took[-1]:.2f}" if took else "- - -")
+PY
+}
+read -r d_med d_min d_max < <(stage_times dispatch)
+read -r m_med m_min m_max < <(stage_times merge)
+read -r c_med c_min c_max < <(stage_times cleanup)
+
+# The same git work by hand, in the same repository.
+t0=$(date +%s.%N); git worktree add -q -b by-hand "$WORK/by-hand" main; wt=$(since "$t0")
+(cd "$WORK/by-hand" && echo x > by-hand.txt && git add by-hand.txt && git commit -qm by-hand)
+t0=$(date +%s.%N); git merge-tree --write-tree main by-hand > /dev/null; mt=$(since "$t0")
+t0=$(date +%s.%N); rm -rf "$WORK/by-hand"; rmt=$(since "$t0")
+git worktree prune
+
+echo "$ITEMS items, concurrency $ITEMS, on $(nproc) cores (median, min, max in seconds)"
+echo "  dispatch: $d_med ($d_min–$d_max)    by hand, git worktree add: $(printf '%.2f' "$wt")"
+echo "  merge:    $m_med ($m_min–$m_max)    by hand, git merge-tree --write-tree: $(printf '%.3f' "$mt")"
+echo "  cleanup:  $c_med ($c_min–$c_max)    by hand, rm -rf of a worktree: $(printf '%.2f' "$rmt")"
+echo "  whole run: $(printf '%.1f' "$run") s    target: ≤ 1.5 × ($ITEMS × git worktree add) + 10 s = $(awk -v n="$ITEMS" -v w="$wt" 'BEGIN { printf "%.1f", 1.5 * n * w + 10 }') s"
