@@ -1,198 +1,98 @@
-/// The compiled DAG of a checked workflow: stages in dependency order with how each one runs.
+/// The compiled DAG of a checked workflow: built once, by the checker's graph pass (the same walk
+/// that finds `needs` cycles), and read by everything that needs the graph — the run state
+/// machine, `Workflow.topologicalOrder`, the checker's expression pass and `PlanRenderer`.
+///
+/// Stages are numbered by their place in the file (`workflow.stages[i]` is `nodes[i]`'s stage).
 public struct Plan: Sendable {
     public let workflow: Workflow
-    /// Stage ids, every stage after the stages it needs.
-    public let order: [String]
 
+    /// The plan of a checked workflow (which carries the graph its check compiled; nothing is
+    /// worked out again here).
     public init(_ workflow: Workflow) {
         self.workflow = workflow
-        self.order = workflow.topologicalOrder
     }
 
-    public enum Format: String, CaseIterable, Sendable {
-        case text, mermaid, dot, json
+    public var graph: StageGraph { workflow.graph }
+    public var stages: [Stage] { workflow.stages }
+    public var nodes: [StageGraph.Node] { workflow.graph.nodes }
+    /// A stage's number, by id.
+    public var index: [String: Int] { workflow.graph.index }
+    /// Stage ids, every stage after the stages it needs (file order breaks ties).
+    public var order: [String] { workflow.graph.order.map { workflow.stages[$0].id } }
+
+    public func node(_ id: String) -> StageGraph.Node? {
+        workflow.graph.index[id].map { workflow.graph.nodes[$0] }
     }
+
+    /// How a stage runs, in words: "once", "per item (from ready)", "once, after every item of ready".
+    public func multiplicity(of stage: Stage) -> String {
+        PlanRenderer(self).multiplicity(of: stage)
+    }
+
+    public typealias Format = PlanRenderer.Format
 
     public func render(_ format: Format) -> String {
-        switch format {
-        case .text: return text
-        case .mermaid: return mermaid
-        case .dot: return dot
-        case .json: return json.prettyJSON + "\n"
-        }
+        PlanRenderer(self).render(format)
     }
-
-    private var stages: [Stage] { order.compactMap { workflow.stage($0) } }
-
-    /// How a stage runs, in words: "once", "per item of ready", "once after every item of ready".
-    public func multiplicity(of stage: Stage) -> String {
-        if let source = stage.itemSource { return "per item (from \(source))" }
-        if stage.fanIn {
-            let sources = Set(stage.needs.compactMap { workflow.stage($0)?.itemSource })
-            if !sources.isEmpty { return "once, after every item of \(sources.sorted().joined(separator: ", "))" }
-        }
-        return "once"
-    }
-
-    private func details(of stage: Stage) -> [String] {
-        var d: [String] = []
-        if let c = stage.effectiveConcurrency { d.append("concurrency \(c)") }
-        if stage.kind == .dispatch { d.append("sessions ≤ \(workflow.settings.concurrency)") }
-        if let t = stage.timeout { d.append("timeout \(t)") }
-        if stage.retry.attempts > 1 { d.append("retry \(stage.retry.attempts)× backoff \(stage.retry.backoff)") }
-        if stage.continueOnError { d.append("continue-on-error") }
-        if let c = stage.condition?.expressionSource { d.append("if \(c)") }
-        return d
-    }
-
-    // MARK: text
-
-    private var text: String {
-        let rows = stages.map { s -> [String] in
-            [s.id, s.kind.rawValue, multiplicity(of: s), s.needs.isEmpty ? "-" : s.needs.joined(separator: ", "), details(of: s).joined(separator: "; ")]
-        }
-        let header = ["STAGE", "KIND", "RUNS", "NEEDS", ""]
-        let all = [header] + rows
-        var widths = [Int](repeating: 0, count: header.count)
-        for r in all { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-        var out = "workflow \(workflow.name): \(stages.count) stage\(stages.count == 1 ? "" : "s"), base \(workflow.settings.base), up to \(workflow.settings.concurrency) live sessions\n"
-        for r in all {
-            let line = r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i]) }.joined(separator: "  ")
-            out += line.trimmingTrailingSpaces() + "\n"
-        }
-        return out
-    }
-
-    // MARK: mermaid
-
-    private var mermaid: String {
-        var out = "flowchart TD\n"
-        func node(_ s: Stage) -> String {
-            let label = "\(s.id)<br/><small>\(s.kind.rawValue)\(details(of: s).isEmpty ? "" : " · " + details(of: s).joined(separator: " · "))</small>"
-            let escaped = Plan.mermaidEscape(label)
-            let id = Plan.mermaidId(s.id)
-            if s.fanIn { return "\(id){{\"\(escaped)\"}}" }
-            if s.kind == .queryReady { return "\(id)[(\"\(escaped)\")]" }
-            return "\(id)[\"\(escaped)\"]"
-        }
-        let groups = Dictionary(grouping: stages.filter(\.isPerItem), by: { $0.itemSource! })
-        for s in stages where !s.isPerItem { out += "    \(node(s))\n" }
-        for source in groups.keys.sorted() {
-            out += "    subgraph per_item_\(Plan.mermaidId(source))[\"per item of \(Plan.mermaidEscape(source))\"]\n"
-            for s in stages where s.itemSource == source { out += "        \(node(s))\n" }
-            out += "    end\n"
-        }
-        for s in stages {
-            for n in s.needs {
-                let arrow = s.fanIn && workflow.stage(n)?.isPerItem == true ? "==>|all items|" : "-->"
-                out += "    \(Plan.mermaidId(n)) \(arrow) \(Plan.mermaidId(s.id))\n"
-            }
-        }
-        return out
-    }
-
-    static func mermaidId(_ id: String) -> String {
-        "s_" + id.map { $0.isLetter || $0.isNumber || $0 == "_" ? String($0) : "_" }.joined()
-    }
-
-    static func mermaidEscape(_ s: String) -> String {
-        s.replacingAll("\"", with: "#quot;")
-    }
-
-    // MARK: dot
-
-    private var dot: String {
-        var out = "digraph \"\(Plan.dotEscape(workflow.name))\" {\n    rankdir=TB;\n    node [shape=box, style=rounded, fontname=\"Helvetica\"];\n"
-        func node(_ s: Stage) -> String {
-            let extra = details(of: s).joined(separator: "\\n")
-            let shape = s.fanIn ? ", shape=hexagon" : (s.kind == .queryReady ? ", shape=cylinder" : "")
-            return "\"\(Plan.dotEscape(s.id))\" [label=\"\(Plan.dotEscape(s.id))\\n\(s.kind.rawValue)\(extra.isEmpty ? "" : "\\n" + extra)\"\(shape)];"
-        }
-        for s in stages where !s.isPerItem { out += "    \(node(s))\n" }
-        let sources = Set(stages.compactMap(\.itemSource)).sorted()
-        for (i, source) in sources.enumerated() {
-            out += "    subgraph cluster_\(i) {\n        label=\"per item of \(Plan.dotEscape(source))\";\n        style=dashed;\n"
-            for s in stages where s.itemSource == source { out += "        \(node(s))\n" }
-            out += "    }\n"
-        }
-        for s in stages {
-            for n in s.needs {
-                let style = s.fanIn && workflow.stage(n)?.isPerItem == true ? " [style=bold, label=\"all items\"]" : ""
-                out += "    \"\(Plan.dotEscape(n))\" -> \"\(Plan.dotEscape(s.id))\"\(style);\n"
-            }
-        }
-        return out + "}\n"
-    }
-
-    static func dotEscape(_ s: String) -> String {
-        s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"")
-    }
-
-    // MARK: json
 
     /// The plan as a JSON value: the workflow's settings and each stage with its edges.
-    public var json: Value {
-        var root = OrderedObject()
-        root["name"] = .string(workflow.name)
-        root["settings"] = workflow.settings.value
-        root["stages"] = .list(stages.map { s in
-            var o = OrderedObject()
-            o["id"] = .string(s.id)
-            o["kind"] = .string(s.kind.rawValue)
-            o["needs"] = .list(s.needs.map(Value.string))
-            o["per-item"] = .bool(s.isPerItem)
-            o["item-source"] = s.itemSource.map(Value.string) ?? .null
-            o["fan-in"] = .bool(s.fanIn)
-            o["concurrency"] = s.effectiveConcurrency.map(Value.int) ?? .null
-            o["timeout"] = s.timeout.map { .string($0.description) } ?? .null
-            o["retry"] = .int(s.retry.attempts)
-            o["continue-on-error"] = .bool(s.continueOnError)
-            o["if"] = s.condition?.expressionSource.map(Value.string) ?? .null
-            return .object(o)
-        })
-        root["edges"] = .list(stages.flatMap { s in s.needs.map { Value.list([.string($0), .string(s.id)]) } })
-        return .object(root)
-    }
+    public var json: Value { PlanRenderer(self).json }
 }
 
-extension String {
-    func padding(toLength n: Int) -> String {
-        count >= n ? self : self + String(repeating: " ", count: n - count)
+/// The edges of the DAG and how each stage runs, by stage number: what the checker's graph pass
+/// compiled, kept on the checked `Workflow` and read through `Plan`.
+public struct StageGraph: Sendable {
+    /// How many times a stage runs.
+    public enum Runs: Sendable, Hashable {
+        /// Once per run.
+        case once
+        /// Once per item of the `for-each` stage `source` (the stage itself when it has `for-each`).
+        case perItem(source: Int)
+        /// Once, after every item's instance of the per-item stages it needs has ended: the
+        /// `for-each` stages of those items, in file order.
+        case fanIn(sources: [Int])
     }
 
-    func trimmingTrailingSpaces() -> String {
-        var s = Substring(self)
-        while s.last == " " { s = s.dropLast() }
-        return String(s)
+    /// A `query-ready` stage with `refill: true`: asked again while pipelines run.
+    public struct Refill: Sendable, Hashable {
+        /// How often it is asked again, in milliseconds (`refill-interval`, at least 100 ms).
+        public var interval: Int64
+        /// `max-items`: the most items the run takes from it.
+        public var maxItems: Int?
+        /// The `for-each` stages whose items it gives (those that depend on it), in file order.
+        public var fed: [Int]
     }
 
-    func replacingAll(_ target: String, with replacement: String) -> String {
-        guard !target.isEmpty else { return self }
-        var out = ""
-        var rest = Substring(self)
-        while let r = rest.range(of: target) {
-            out += rest[..<r.lowerBound]
-            out += replacement
-            rest = rest[r.upperBound...]
+    /// One stage of the DAG.
+    public struct Node: Sendable, Hashable {
+        public var id: String
+        /// The stages it needs: its `needs:`, or the stage above it when it has none.
+        public var needs: [Int]
+        /// The stages that need it.
+        public var dependants: [Int] = []
+        /// Every stage it depends on, directly or through others, in file order.
+        public var ancestors: [Int] = []
+        public var runs: Runs = .once
+        /// Its `if` calls a status function (`success()`, `failure()`, `always()`, `cancelled()`):
+        /// it decides itself whether to run after a failure or a cancel.
+        public var conditionUsesStatus = false
+        /// For a `for-each` stage: the first `dispatch` stage over its items (whose session the
+        /// items' later stages act on).
+        public var dispatch: Int?
+        public var refill: Refill?
+
+        /// The `for-each` stage whose items it runs once per; nil = it runs once.
+        public var itemSource: Int? {
+            if case .perItem(let source) = runs { return source }
+            return nil
         }
-        return out + rest
     }
-}
 
-extension Substring {
-    func range(of target: String) -> Range<Index>? {
-        let t = Array(target.unicodeScalars)
-        var i = startIndex
-        while i < endIndex {
-            var j = i
-            var k = 0
-            while k < t.count, j < endIndex, self.unicodeScalars[j] == t[k] {
-                j = self.unicodeScalars.index(after: j)
-                k += 1
-            }
-            if k == t.count { return i..<j }
-            i = self.unicodeScalars.index(after: i)
-        }
-        return nil
-    }
+    public internal(set) var nodes: [Node] = []
+    public internal(set) var index: [String: Int] = [:]
+    /// Stage numbers, every stage after the stages it needs (file order breaks ties); stages on
+    /// or after a cycle are left out.
+    public internal(set) var order: [Int] = []
+
+    public init() {}
 }

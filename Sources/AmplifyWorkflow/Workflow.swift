@@ -13,26 +13,14 @@ public struct Workflow: Sendable {
         stages.first { $0.id == id }
     }
 
+    /// The DAG the checker's graph pass compiled from the stages; read it through `Plan`.
+    public internal(set) var graph = StageGraph()
+
+    /// The compiled DAG, for the run state machine and the renderer.
+    public var plan: Plan { Plan(self) }
+
     /// Stage ids in an order where every stage comes after the stages it needs (file order breaks ties).
-    public var topologicalOrder: [String] {
-        var indegree: [String: Int] = [:]
-        var dependants: [String: [String]] = [:]
-        for s in stages {
-            indegree[s.id] = s.needs.count
-            for n in s.needs { dependants[n, default: []].append(s.id) }
-        }
-        var ready = stages.map(\.id).filter { indegree[$0] == 0 }
-        var order: [String] = []
-        while !ready.isEmpty {
-            let id = ready.removeFirst()
-            order.append(id)
-            for d in dependants[id] ?? [] {
-                indegree[d]! -= 1
-                if indegree[d] == 0 { ready.append(d) }
-            }
-        }
-        return order
-    }
+    public var topologicalOrder: [String] { plan.order }
 }
 
 /// The `settings:` block with its defaults applied.

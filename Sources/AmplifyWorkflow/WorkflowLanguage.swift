@@ -104,57 +104,16 @@ public enum StageKind: String, CaseIterable, Sendable, Hashable {
         }
     }
 
+    /// The kind's `with` parameters, in the order the schema and the messages list them.
     public var parameters: [KeySpec] {
         switch self {
-        case .queryReady:
-            return [
-                KeySpec("source", .choice(["bd", "file", "command"]), default: .string("bd"), "Where ready items come from: `bd` runs `bd ready --json`; `file` reads a Beads JSON/JSONL issues file the way bd does; `command` runs any command that prints a JSON array of objects with an `id`."),
-                KeySpec("path", .string, "With `source: file`: the Beads issues file (JSON array or JSONL), relative to the repository."),
-                KeySpec("command", .command, "With `source: command`: the command that prints the JSON array of items."),
-                KeySpec("limit", .integer(minimum: 1), "At most this many new items per query (applied after items already seen in this run are left out)."),
-                KeySpec("label", .stringOrList, "Only items with every one of these labels."),
-                KeySpec("exclude-type", .stringOrList, "Leave out items of these `issue_type`s (for example `[epic]`)."),
-                KeySpec("args", .argv, "Extra arguments for `bd ready` (with `source: bd`)."),
-                KeySpec("refill", .boolean, default: .bool(false), "Query again each time an item's pipeline ends and every `refill-interval`; new items get their own pipelines."),
-                KeySpec("refill-interval", .duration, default: .string("30s"), "With `refill: true`: how often to query while pipelines run."),
-                KeySpec("max-items", .integer(minimum: 1), "The most items one run dispatches."),
-            ]
-        case .dispatch:
-            return [
-                KeySpec("agent", .argv, default: .list(["claude", "-p", "${{ prompt }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose", "--session-id", "${{ session.agent-session }}"].map(Value.string)), "The agent's argv, started in the item's worktree; `${{ prompt }}` is the rendered prompt (also in the file named by $AMPLIFY_PROMPT_FILE); `${{ session.agent-session }}` is a session id (a UUID) the runner chose for the agent, which `resume` uses."),
-                KeySpec("prompt", .string, required: true, "The prompt for the agent; may use `${{ item.<field> }}`, `${{ session.dir }}` and the rest. Tracker text is untrusted: it is a prompt-injection surface."),
-                KeySpec("branch", .string, default: .string("amplify/${{ item.id }}"), "The item's branch name template."),
-                KeySpec("setup", .commands, "Commands run in the new worktree before the agent starts."),
-                KeySpec("copy", .names, "Untracked files of the repository (such as `.env`) copied into the worktree."),
-            ]
-        case .waitApproved:
-            return [
-                KeySpec("on-exit", .choice(["fail", "wait", "approve"]), default: .string("fail"), "When the agent exits without a decision: `fail` the item, `wait` for a human decision, or `approve`."),
-                KeySpec("resume", .argv, default: .list(["claude", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"].map(Value.string)), "The argv that restarts an agent that exited with a blocking question, once it is answered; `${{ answer }}` is the answer."),
-            ]
-        case .merge:
-            return [
-                KeySpec("strategy", .choice(["no-ff", "squash", "rebase"]), default: .string("no-ff"), "How the branch is merged: a merge commit (`no-ff`), one squashed commit, or the branch rebased onto the base."),
-                KeySpec("verify", .commands, "Commands run on the merged tree before it lands (the project's tests); a failure leaves the base as it was."),
-                KeySpec("commit-leftovers", .boolean, default: .bool(true), "Commit changes the session left uncommitted before merging; `false` fails the item instead."),
-                KeySpec("empty", .choice(["fail", "skip"]), default: .string("fail"), "A branch with no commits beyond the base: fail the item, or skip it."),
-                KeySpec("message", .string, default: .string("Merge ${{ item.id }}: ${{ item.title }}"), "The merge commit's subject."),
-                KeySpec("hooks", .choice(["run", "skip"]), default: .string("run"), "The repository's hooks (`pre-commit`, `pre-merge-commit`, `commit-msg`, …) run for every commit the stage makes, and a refusal fails the item with their output; `skip` runs none."),
-            ]
-        case .close:
-            return [
-                KeySpec("reason", .string, default: .string("Merged"), "The reason recorded with `bd close`."),
-                KeySpec("command", .command, "The command that closes the item when the source is `command`."),
-            ]
-        case .cleanup:
-            return [
-                KeySpec("remove-branch", .choice(["merged", "always", "never"]), default: .string("merged"), "Delete the item's branch: once merged (default), always, or never."),
-            ]
-        case .run:
-            return [
-                KeySpec("command", .command, "The command: a string under /bin/sh -c (each `${{ }}` becomes a quoted environment variable reference) or an argv list."),
-                KeySpec("working-directory", .string, "Where the command runs, relative to the repository (default: the repository)."),
-            ]
+        case .queryReady: return QueryReadyParameters.all
+        case .dispatch: return DispatchParameters.all
+        case .waitApproved: return WaitApprovedParameters.all
+        case .merge: return MergeParameters.all
+        case .close: return CloseParameters.all
+        case .cleanup: return CleanupParameters.all
+        case .run: return RunParameters.all
         }
     }
 
@@ -221,4 +180,79 @@ public enum WorkflowLanguage {
     public static let expressionRoots = ["item", "stages", "vars", "env", "run", "session", "settings", "prompt", "answer"]
     public static let sessionFields = ["id", "dir", "agent-session"]
     public static let runFields = ["id"]
+}
+
+// MARK: - The parameters of each stage kind
+//
+// Each parameter is written once, here: its name, type, default and help. The checker, the
+// schema and the executors (`stage.value(MergeParameters.strategy, evaluator)`) all read it.
+
+/// The `with` parameters of `query-ready` stages.
+public enum QueryReadyParameters {
+    public static let source = StageParameter<String, WithDefault>(KeySpec("source", .choice(["bd", "file", "command"]), default: .string("bd"), "Where ready items come from: `bd` runs `bd ready --json`; `file` reads a Beads JSON/JSONL issues file the way bd does; `command` runs any command that prints a JSON array of objects with an `id`."))
+    public static let path = StageParameter<String, WithoutDefault>(KeySpec("path", .string, "With `source: file`: the Beads issues file (JSON array or JSONL), relative to the repository."))
+    public static let command = StageParameter<Command, WithoutDefault>(KeySpec("command", .command, "With `source: command`: the command that prints the JSON array of items."))
+    public static let limit = StageParameter<Int, WithoutDefault>(KeySpec("limit", .integer(minimum: 1), "At most this many new items per query (applied after items already seen in this run are left out)."))
+    public static let label = StageParameter<[String], WithoutDefault>(KeySpec("label", .stringOrList, "Only items with every one of these labels."))
+    public static let excludeType = StageParameter<[String], WithoutDefault>(KeySpec("exclude-type", .stringOrList, "Leave out items of these `issue_type`s (for example `[epic]`)."))
+    public static let args = StageParameter<[String], WithoutDefault>(KeySpec("args", .argv, "Extra arguments for `bd ready` (with `source: bd`)."))
+    public static let refill = StageParameter<Bool, WithDefault>(KeySpec("refill", .boolean, default: .bool(false), "Query again each time an item's pipeline ends and every `refill-interval`; new items get their own pipelines."))
+    public static let refillInterval = StageParameter<WorkflowDuration, WithDefault>(KeySpec("refill-interval", .duration, default: .string("30s"), "With `refill: true`: how often to query while pipelines run."))
+    public static let maxItems = StageParameter<Int, WithoutDefault>(KeySpec("max-items", .integer(minimum: 1), "The most items one run dispatches."))
+
+    static let all: [KeySpec] = [source.spec, path.spec, command.spec, limit.spec, label.spec, excludeType.spec, args.spec, refill.spec, refillInterval.spec, maxItems.spec]
+}
+
+/// The `with` parameters of `dispatch` stages.
+public enum DispatchParameters {
+    public static let agent = StageParameter<[String], WithDefault>(KeySpec("agent", .argv, default: .list(["claude", "-p", "${{ prompt }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose", "--session-id", "${{ session.agent-session }}"].map(Value.string)), "The agent's argv, started in the item's worktree; `${{ prompt }}` is the rendered prompt (also in the file named by $AMPLIFY_PROMPT_FILE); `${{ session.agent-session }}` is a session id (a UUID) the runner chose for the agent, which `resume` uses."))
+    public static let prompt = StageParameter<String, WithoutDefault>(KeySpec("prompt", .string, required: true, "The prompt for the agent; may use `${{ item.<field> }}`, `${{ session.dir }}` and the rest. Tracker text is untrusted: it is a prompt-injection surface."))
+    public static let branch = StageParameter<String, WithDefault>(KeySpec("branch", .string, default: .string("amplify/${{ item.id }}"), "The item's branch name template."))
+    public static let setup = StageParameter<[Command], WithoutDefault>(KeySpec("setup", .commands, "Commands run in the new worktree before the agent starts."))
+    public static let copy = StageParameter<[String], WithoutDefault>(KeySpec("copy", .names, "Untracked files of the repository (such as `.env`) copied into the worktree."))
+
+    static let all: [KeySpec] = [agent.spec, prompt.spec, branch.spec, setup.spec, copy.spec]
+}
+
+/// The `with` parameters of `wait-approved` stages.
+public enum WaitApprovedParameters {
+    public static let onExit = StageParameter<String, WithDefault>(KeySpec("on-exit", .choice(["fail", "wait", "approve"]), default: .string("fail"), "When the agent exits without a decision: `fail` the item, `wait` for a human decision, or `approve`."))
+    public static let resume = StageParameter<[String], WithDefault>(KeySpec("resume", .argv, default: .list(["claude", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"].map(Value.string)), "The argv that restarts an agent that exited with a blocking question, once it is answered; `${{ answer }}` is the answer."))
+
+    static let all: [KeySpec] = [onExit.spec, resume.spec]
+}
+
+/// The `with` parameters of `merge` stages.
+public enum MergeParameters {
+    public static let strategy = StageParameter<String, WithDefault>(KeySpec("strategy", .choice(["no-ff", "squash", "rebase"]), default: .string("no-ff"), "How the branch is merged: a merge commit (`no-ff`), one squashed commit, or the branch rebased onto the base."))
+    public static let verify = StageParameter<[Command], WithoutDefault>(KeySpec("verify", .commands, "Commands run on the merged tree before it lands (the project's tests); a failure leaves the base as it was."))
+    public static let commitLeftovers = StageParameter<Bool, WithDefault>(KeySpec("commit-leftovers", .boolean, default: .bool(true), "Commit changes the session left uncommitted before merging; `false` fails the item instead."))
+    public static let empty = StageParameter<String, WithDefault>(KeySpec("empty", .choice(["fail", "skip"]), default: .string("fail"), "A branch with no commits beyond the base: fail the item, or skip it."))
+    public static let message = StageParameter<String, WithDefault>(KeySpec("message", .string, default: .string("Merge ${{ item.id }}: ${{ item.title }}"), "The merge commit's subject."))
+    public static let hooks = StageParameter<String, WithDefault>(KeySpec("hooks", .choice(["run", "skip"]), default: .string("run"), "The repository's hooks (`pre-commit`, `pre-merge-commit`, `commit-msg`, …) run for every commit the stage makes, and a refusal fails the item with their output; `skip` runs none."))
+
+    static let all: [KeySpec] = [strategy.spec, verify.spec, commitLeftovers.spec, empty.spec, message.spec, hooks.spec]
+}
+
+/// The `with` parameters of `close` stages.
+public enum CloseParameters {
+    public static let reason = StageParameter<String, WithDefault>(KeySpec("reason", .string, default: .string("Merged"), "The reason recorded with `bd close`."))
+    public static let command = StageParameter<Command, WithoutDefault>(KeySpec("command", .command, "The command that closes the item when the source is `command`."))
+
+    static let all: [KeySpec] = [reason.spec, command.spec]
+}
+
+/// The `with` parameters of `cleanup` stages.
+public enum CleanupParameters {
+    public static let removeBranch = StageParameter<String, WithDefault>(KeySpec("remove-branch", .choice(["merged", "always", "never"]), default: .string("merged"), "Delete the item's branch: once merged (default), always, or never."))
+
+    static let all: [KeySpec] = [removeBranch.spec]
+}
+
+/// The `with` parameters of `run` stages.
+public enum RunParameters {
+    public static let command = StageParameter<Command, WithoutDefault>(KeySpec("command", .command, "The command: a string under /bin/sh -c (each `${{ }}` becomes a quoted environment variable reference) or an argv list."))
+    public static let workingDirectory = StageParameter<String, WithoutDefault>(KeySpec("working-directory", .string, "Where the command runs, relative to the repository (default: the repository)."))
+
+    static let all: [KeySpec] = [command.spec, workingDirectory.spec]
 }

@@ -15,8 +15,8 @@ func fuzzWorkflow(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 func fuzzOne(_ bytes: [UInt8]) {
     let result = WorkflowChecker.check(bytes: bytes, file: "fuzz.yaml")
     if let workflow = result.workflow {
-        _ = Plan(workflow).render(.mermaid)
-        _ = Plan(workflow).render(.json)
+        _ = PlanRenderer(workflow.plan).render(.mermaid)
+        _ = PlanRenderer(workflow.plan).render(.json)
     }
     let text = String(decoding: bytes, as: UTF8.self)
     let (template, _) = Template.parse(text)

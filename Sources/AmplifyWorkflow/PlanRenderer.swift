@@ -1,0 +1,197 @@
+/// Draws a `Plan`: a table for `amplify-run plan`, a Mermaid flowchart, a Graphviz graph, or JSON.
+/// It only reads the plan; the graph itself is the checker's.
+public struct PlanRenderer: Sendable {
+    public let plan: Plan
+    private var workflow: Workflow { plan.workflow }
+
+    public init(_ plan: Plan) {
+        self.plan = plan
+    }
+
+    public enum Format: String, CaseIterable, Sendable {
+        case text, mermaid, dot, json
+    }
+
+    public func render(_ format: Format) -> String {
+        switch format {
+        case .text: return text
+        case .mermaid: return mermaid
+        case .dot: return dot
+        case .json: return json.prettyJSON + "\n"
+        }
+    }
+
+    /// The stages in dependency order.
+    private var stages: [Stage] { plan.graph.order.map { workflow.stages[$0] } }
+
+    /// How a stage runs, in words: "once", "per item of ready", "once after every item of ready".
+    public func multiplicity(of stage: Stage) -> String {
+        switch plan.node(stage.id)?.runs ?? .once {
+        case .once: return "once"
+        case .perItem(let source): return "per item (from \(workflow.stages[source].id))"
+        case .fanIn(let sources): return "once, after every item of \(sources.map { workflow.stages[$0].id }.sorted().joined(separator: ", "))"
+        }
+    }
+
+    private func details(of stage: Stage) -> [String] {
+        var d: [String] = []
+        if let c = stage.effectiveConcurrency { d.append("concurrency \(c)") }
+        if stage.kind == .dispatch { d.append("sessions ≤ \(workflow.settings.concurrency)") }
+        if let t = stage.timeout { d.append("timeout \(t)") }
+        if stage.retry.attempts > 1 { d.append("retry \(stage.retry.attempts)× backoff \(stage.retry.backoff)") }
+        if stage.continueOnError { d.append("continue-on-error") }
+        if let c = stage.condition?.expressionSource { d.append("if \(c)") }
+        return d
+    }
+
+    // MARK: text
+
+    private var text: String {
+        let rows = stages.map { s -> [String] in
+            [s.id, s.kind.rawValue, multiplicity(of: s), s.needs.isEmpty ? "-" : s.needs.joined(separator: ", "), details(of: s).joined(separator: "; ")]
+        }
+        let header = ["STAGE", "KIND", "RUNS", "NEEDS", ""]
+        let all = [header] + rows
+        var widths = [Int](repeating: 0, count: header.count)
+        for r in all { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+        var out = "workflow \(workflow.name): \(stages.count) stage\(stages.count == 1 ? "" : "s"), base \(workflow.settings.base), up to \(workflow.settings.concurrency) live sessions\n"
+        for r in all {
+            let line = r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i]) }.joined(separator: "  ")
+            out += line.trimmingTrailingSpaces() + "\n"
+        }
+        return out
+    }
+
+    // MARK: mermaid
+
+    private var mermaid: String {
+        var out = "flowchart TD\n"
+        func node(_ s: Stage) -> String {
+            let label = "\(s.id)<br/><small>\(s.kind.rawValue)\(details(of: s).isEmpty ? "" : " · " + details(of: s).joined(separator: " · "))</small>"
+            let escaped = PlanRenderer.mermaidEscape(label)
+            let id = PlanRenderer.mermaidId(s.id)
+            if s.fanIn { return "\(id){{\"\(escaped)\"}}" }
+            if s.kind == .queryReady { return "\(id)[(\"\(escaped)\")]" }
+            return "\(id)[\"\(escaped)\"]"
+        }
+        let groups = Dictionary(grouping: stages.filter(\.isPerItem), by: { $0.itemSource! })
+        for s in stages where !s.isPerItem { out += "    \(node(s))\n" }
+        for source in groups.keys.sorted() {
+            out += "    subgraph per_item_\(PlanRenderer.mermaidId(source))[\"per item of \(PlanRenderer.mermaidEscape(source))\"]\n"
+            for s in stages where s.itemSource == source { out += "        \(node(s))\n" }
+            out += "    end\n"
+        }
+        for s in stages {
+            for n in s.needs {
+                let arrow = s.fanIn && workflow.stage(n)?.isPerItem == true ? "==>|all items|" : "-->"
+                out += "    \(PlanRenderer.mermaidId(n)) \(arrow) \(PlanRenderer.mermaidId(s.id))\n"
+            }
+        }
+        return out
+    }
+
+    static func mermaidId(_ id: String) -> String {
+        "s_" + id.map { $0.isLetter || $0.isNumber || $0 == "_" ? String($0) : "_" }.joined()
+    }
+
+    static func mermaidEscape(_ s: String) -> String {
+        s.replacingAll("\"", with: "#quot;")
+    }
+
+    // MARK: dot
+
+    private var dot: String {
+        var out = "digraph \"\(PlanRenderer.dotEscape(workflow.name))\" {\n    rankdir=TB;\n    node [shape=box, style=rounded, fontname=\"Helvetica\"];\n"
+        func node(_ s: Stage) -> String {
+            let extra = details(of: s).joined(separator: "\\n")
+            let shape = s.fanIn ? ", shape=hexagon" : (s.kind == .queryReady ? ", shape=cylinder" : "")
+            return "\"\(PlanRenderer.dotEscape(s.id))\" [label=\"\(PlanRenderer.dotEscape(s.id))\\n\(s.kind.rawValue)\(extra.isEmpty ? "" : "\\n" + extra)\"\(shape)];"
+        }
+        for s in stages where !s.isPerItem { out += "    \(node(s))\n" }
+        let sources = Set(stages.compactMap(\.itemSource)).sorted()
+        for (i, source) in sources.enumerated() {
+            out += "    subgraph cluster_\(i) {\n        label=\"per item of \(PlanRenderer.dotEscape(source))\";\n        style=dashed;\n"
+            for s in stages where s.itemSource == source { out += "        \(node(s))\n" }
+            out += "    }\n"
+        }
+        for s in stages {
+            for n in s.needs {
+                let style = s.fanIn && workflow.stage(n)?.isPerItem == true ? " [style=bold, label=\"all items\"]" : ""
+                out += "    \"\(PlanRenderer.dotEscape(n))\" -> \"\(PlanRenderer.dotEscape(s.id))\"\(style);\n"
+            }
+        }
+        return out + "}\n"
+    }
+
+    static func dotEscape(_ s: String) -> String {
+        s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"")
+    }
+
+    // MARK: json
+
+    /// The plan as a JSON value: the workflow's settings and each stage with its edges.
+    public var json: Value {
+        var root = OrderedObject()
+        root["name"] = .string(workflow.name)
+        root["settings"] = workflow.settings.value
+        root["stages"] = .list(stages.map { s in
+            var o = OrderedObject()
+            o["id"] = .string(s.id)
+            o["kind"] = .string(s.kind.rawValue)
+            o["needs"] = .list(s.needs.map(Value.string))
+            o["per-item"] = .bool(s.isPerItem)
+            o["item-source"] = s.itemSource.map(Value.string) ?? .null
+            o["fan-in"] = .bool(s.fanIn)
+            o["concurrency"] = s.effectiveConcurrency.map(Value.int) ?? .null
+            o["timeout"] = s.timeout.map { .string($0.description) } ?? .null
+            o["retry"] = .int(s.retry.attempts)
+            o["continue-on-error"] = .bool(s.continueOnError)
+            o["if"] = s.condition?.expressionSource.map(Value.string) ?? .null
+            return .object(o)
+        })
+        root["edges"] = .list(stages.flatMap { s in s.needs.map { Value.list([.string($0), .string(s.id)]) } })
+        return .object(root)
+    }
+}
+
+extension String {
+    func padding(toLength n: Int) -> String {
+        count >= n ? self : self + String(repeating: " ", count: n - count)
+    }
+
+    func trimmingTrailingSpaces() -> String {
+        var s = Substring(self)
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        guard !target.isEmpty else { return self }
+        var out = ""
+        var rest = Substring(self)
+        while let r = rest.range(of: target) {
+            out += rest[..<r.lowerBound]
+            out += replacement
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
+    }
+}
+
+extension Substring {
+    func range(of target: String) -> Range<Index>? {
+        let t = Array(target.unicodeScalars)
+        var i = startIndex
+        while i < endIndex {
+            var j = i
+            var k = 0
+            while k < t.count, j < endIndex, self.unicodeScalars[j] == t[k] {
+                j = self.unicodeScalars.index(after: j)
+                k += 1
+            }
+            if k == t.count { return i..<j }
+            i = self.unicodeScalars.index(after: i)
+        }
+        return nil
+    }
+}

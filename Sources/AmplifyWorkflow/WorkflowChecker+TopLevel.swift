@@ -1,0 +1,110 @@
+// The top level of a workflow file: its keys, `settings` and `vars`, and the names they allow.
+
+extension WorkflowChecker {
+    static func stem(of file: String) -> String {
+        var base = Substring(file.split(separator: "/").last ?? Substring(file))
+        for ext in [".yaml", ".yml"] where base.hasSuffix(ext) { base = base.dropLast(ext.count) }
+        return String(base)
+    }
+
+    /// Reports unknown keys (with a suggestion) and missing required ones.
+    mutating func checkKeys(_ pairs: [YAMLPair], allowed: [KeySpec], in what: String, at location: SourcePosition, extraHint: (String) -> String? = { _ in nil }) {
+        let names = allowed.map(\.name)
+        for pair in pairs where !names.contains(pair.key) {
+            let hint = extraHint(pair.key) ?? DidYouMean.hint(pair.key, names)
+            error(pair.keyLocation, "unknown key '\(pair.key)' in \(what)\(hint)")
+        }
+        for spec in allowed where spec.required && !pairs.contains(where: { $0.key == spec.name }) {
+            error(location, "\(what) is missing the required key '\(spec.name)'")
+        }
+    }
+
+    mutating func plainString(_ node: YAMLNode, key: String) -> String? {
+        guard let s = node.scalar, s.resolved != .null else {
+            error(node.location, "`\(key)` must be a string, not \(node.kindDescription)")
+            return nil
+        }
+        if s.text.contains("${{") {
+            error(node.location, "expressions are not evaluated in `\(key)`; write a plain value")
+            return nil
+        }
+        return s.text
+    }
+
+    mutating func checkSettings(_ node: YAMLNode) -> Settings {
+        var settings = Settings()
+        guard let pairs = node.mapping else {
+            if node.scalar?.resolved != .null {
+                error(node.location, "`settings` must be a mapping, not \(node.kindDescription)")
+            }
+            return settings
+        }
+        checkKeys(pairs, allowed: WorkflowLanguage.settingsKeys, in: "settings", at: node.location)
+        for pair in pairs {
+            let v = pair.value
+            switch pair.key {
+            case "base":
+                if let s = plainString(v, key: "settings.base") {
+                    if WorkflowChecker.isValidBranchName(s) { settings.base = s } else { error(v.location, "'\(s)' is not a valid git branch name") }
+                }
+            case "worktrees", "state":
+                if let s = plainString(v, key: "settings.\(pair.key)") {
+                    if s.isEmpty || s.hasPrefix("/") || s.split(separator: "/").contains("..") {
+                        error(v.location, "settings.\(pair.key) must be a path inside the repository (relative, without '..'), not '\(s)'")
+                    } else if pair.key == "worktrees" { settings.worktrees = s } else { settings.state = s }
+                }
+            case "concurrency":
+                if let n = integer(v, minimum: 1, key: "settings.concurrency") { settings.concurrency = n }
+            case "max-processes":
+                if let n = integer(v, minimum: 1, key: "settings.max-processes") { settings.maxProcesses = n }
+            case "poll":
+                if let d = duration(v, key: "settings.poll") { settings.poll = d }
+            default: break
+            }
+        }
+        return settings
+    }
+
+    static func isValidBranchName(_ s: String) -> Bool {
+        guard !s.isEmpty, !s.hasPrefix("-"), !s.hasPrefix("/"), !s.hasSuffix("/"), !s.hasSuffix(".lock"), !s.hasSuffix(".") else { return false }
+        if s.contains("..") || s.contains("//") || s.contains("@{") || s == "@" { return false }
+        return !s.unicodeScalars.contains { $0.value < 0x21 || $0 == "\u{7F}" || "~^:?*[\\".unicodeScalars.contains($0) }
+    }
+
+    mutating func checkVars(_ node: YAMLNode) -> OrderedObject {
+        var vars = OrderedObject()
+        guard let pairs = node.mapping else {
+            if node.scalar?.resolved != .null {
+                error(node.location, "`vars` must be a mapping of names to values, not \(node.kindDescription)")
+            }
+            return vars
+        }
+        for pair in pairs {
+            if !WorkflowChecker.isName(pair.key) {
+                error(pair.keyLocation, "'\(pair.key)' is not a valid variable name (letters, digits, '_' and '-', starting with a letter or '_')")
+                continue
+            }
+            guard let s = pair.value.scalar else {
+                error(pair.value.location, "vars.\(pair.key) must be a string, number or boolean, not \(pair.value.kindDescription)")
+                continue
+            }
+            if s.text.contains("${{") {
+                error(pair.value.location, "expressions are not evaluated in `vars`; write a plain value (or pass --var \(pair.key)=…)")
+                continue
+            }
+            vars[pair.key] = s.resolved
+        }
+        return vars
+    }
+
+    static func isName(_ s: String) -> Bool {
+        guard let first = s.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic) else { return false }
+        return s.unicodeScalars.allSatisfy { $0 == "_" || $0 == "-" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
+    }
+
+    static func isEnvironmentName(_ s: String) -> Bool {
+        guard let first = s.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic) else { return false }
+        return s.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
+    }
+
+}
