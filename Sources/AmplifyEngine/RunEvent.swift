@@ -101,7 +101,8 @@ public enum RunEvent: Sendable, Equatable {
     public var needsSync: Bool {
         switch self {
         case .runStarted, .runFinished, .cancelRequested, .interrupted: return true
-        default: return false
+        case .runnerStarted, .itemsAdded, .expansionEnded, .instanceStarted, .processStarted, .instanceSucceeded, .instanceFailed,
+             .instanceSkipped, .instanceCancelled, .note, .refillStarted, .refilled: return false
         }
     }
 

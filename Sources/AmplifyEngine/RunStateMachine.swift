@@ -2,14 +2,28 @@ import AmplifyWorkflow
 import DequeModule
 
 /// The run as a pure state machine over stage instances, in the style of swift-nio's state
-/// machines: no I/O, no clock of its own.
+/// machines: no I/O, no clock of its own. Every decision about the run is made here; the driver
+/// (`Driver`) only carries out the actions it is given.
 ///
-/// It is event-sourced. `apply(_:)` is the only way its state changes, so replaying a journal
-/// (any prefix of it) rebuilds exactly the state the live run had. `decide(now:)` looks at the
-/// state and returns the events that should happen next — items to expand, instances to skip
-/// or start, the run's end — which the driver journals and then applies. The cost of an event
-/// does not grow with the size of the run: only instances an event can have made ready are
-/// looked at again (the `dirty` set).
+/// Events in, actions out: one `mutating func` per input, named after it — `runCreated`,
+/// `runnerStarted`, `reconciled`, `reconcileEnded`, `processStarted`, `noteRecorded`,
+/// `attemptEnded`, `refillAnswered`, `tick` (time passed), `cancelRequested`, `signalled` — each
+/// returning the `Action`s to carry out in order: `persist` events in the journal, then `start`
+/// attempts, `startRefill`, `reconcile`, `terminate` process groups, `wake` the machine at a time,
+/// `finish`.
+///
+/// **Where is a timeout decided?** Here, in three steps: a stage's `timeout` becomes the attempt's
+/// deadline when the machine starts it (`instanceStarted(…, deadline:)`, journaled, so time the
+/// runner was down counts); `wake(at:)` asks the driver to come back at the nearest deadline;
+/// and `deadlinesPassed(now:)`, run at every event, ends each attempt past its deadline —
+/// `terminate` of its process group, and an `instanceFailed` whose kind is `timed-out` (a `run`
+/// stage's timeout is a plain failure, retried like one). No executor keeps a timer of its own.
+///
+/// It is event-sourced. `apply(_:at:)` is the only way its state changes: each event method
+/// applies the events it decides on and hands them to the driver to `persist`, and a replay of
+/// the journal (any prefix of it) through `apply` rebuilds exactly the state the live run had.
+/// The cost of an event does not grow with the size of the run: only instances an event can
+/// have made ready are looked at again (the `dirty` set).
 public struct RunStateMachine: Sendable {
     /// Where an instance is.
     public enum Status: Sendable, Equatable {
@@ -157,6 +171,9 @@ public struct RunStateMachine: Sendable {
     private var runningPerStage: [Int: Int] = [:]
     /// Instances of each per-item stage not ended yet: a fan-in stage is looked at only when it reaches 0.
     private var unendedPerStage: [Int: Int] = [:]
+    /// A runner is settling what the journal shows in flight (`runnerStarted` … `reconcileEnded`):
+    /// nothing new starts meanwhile.
+    private var settling = false
     private var runningProcesses = 0
     private var unended = 0
 
@@ -209,6 +226,246 @@ public struct RunStateMachine: Sendable {
                 unended += 1
                 dirty.insert(InstanceKey(info.stage.id))
             }
+        }
+    }
+
+    // MARK: - Events in, actions out
+
+    /// What the driver carries out, in the order given, without deciding anything itself.
+    public enum Action: Sendable, Equatable {
+        /// Journal these events, which happened at `at`, in one write, and show them. The machine
+        /// has taken them in already. With `sync` they are on disk before the next action
+        /// (write-ahead: a side effect that is not safe to repeat starts only once its start is).
+        case persist([RunEvent], at: Int64, sync: Bool)
+        /// Start an attempt (its `instanceStarted` is persisted before); its end comes back as
+        /// `attemptEnded`, the processes it starts as `processStarted`, its notes as `noteRecorded`.
+        case start(InstanceKey, attempt: Int)
+        /// Ask a refilling query again; its answer comes back as `refillAnswered`.
+        case startRefill(stage: String)
+        /// Ask the executor how an attempt that a dead runner left in flight stands; the answer
+        /// comes back as `reconciled`.
+        case reconcile(InstanceKey, attempt: Int, process: ProcessGroup?)
+        /// End a process group, the way `how` says.
+        case terminate(ProcessGroup, how: Termination)
+        /// Come back with `tick` at this time (ms since 1970) if no input comes first.
+        case wake(at: Int64)
+        /// The runner stops, with `ending.exitCode`.
+        case finish(Ending)
+    }
+
+    /// A process group: its leader and the leader's start time (a reused pid is not the same process).
+    public struct ProcessGroup: Sendable, Hashable {
+        public var leader: Int32
+        public var startTime: UInt64
+
+        public init(leader: Int32, startTime: UInt64) {
+            self.leader = leader
+            self.startTime = startTime
+        }
+    }
+
+    /// How a process group is ended.
+    public enum Termination: Sendable, Equatable {
+        /// SIGTERM only; the runner goes on (a `run` stage on interrupt: it runs again on resume).
+        case signal
+        /// SIGTERM now, SIGKILL after the grace to whatever of the group is left; the runner goes on.
+        case killAfterGrace
+        /// If the leader still lives: SIGTERM, up to the grace for it to go, then SIGKILL; the runner waits.
+        case awaitExit
+    }
+
+    /// Why the runner stops.
+    public enum Ending: Sendable, Equatable {
+        case finished(RunOutcome)
+        /// A signal: the run is checkpointed and resumable.
+        case interrupted(signal: Int32)
+
+        /// The process exit code of SPEC §3.
+        public var exitCode: Int32 {
+            switch self {
+            case .finished(let outcome): return outcome.exitCode
+            case .interrupted(let signal): return 128 + signal
+            }
+        }
+    }
+
+    /// A new run: its first event.
+    public mutating func runCreated(workflowPath: String, now: Int64) -> [Action] {
+        record([.runStarted(run: runId, workflow: workflowPath, name: workflow.name, vars: vars)], now: now, sync: true)
+    }
+
+    /// A runner took the run (after replaying its journal, when `resumed`). With `cancelling`, the
+    /// run is cancelled first (`cancel` of a run whose runner died). Then each attempt the journal
+    /// shows in flight is to be reconciled; nothing new starts until `reconcileEnded`.
+    public mutating func runnerStarted(pid: Int32, resumed: Bool, cancelling reason: String? = nil, now: Int64) -> [Action] {
+        settling = true
+        var actions = record([.runnerStarted(pid: pid, resumed: resumed)], now: now, sync: false)
+        if let reason { actions += cancel(reason: reason, now: now, runnerDied: true) }
+        for (key, inst) in runningInstances {
+            guard case .running(let attempt, _) = inst.status else { continue }
+            actions.append(.reconcile(key, attempt: attempt, process: inst.process.map { ProcessGroup(leader: $0.pid, startTime: $0.startTime) }))
+        }
+        return actions
+    }
+
+    /// How an attempt a dead runner left in flight stands, as its executor found: run it again
+    /// (with the deadline it had), or end it as it ended.
+    public mutating func reconciled(_ key: InstanceKey, attempt: Int, _ outcome: Reconciliation, now: Int64) -> [Action] {
+        guard case .running(attempt, let deadline)? = instance(key)?.status else { return [] }
+        switch outcome {
+        case .rerun:
+            return record([.instanceStarted(key, attempt: attempt, deadline: deadline)], now: now) + [.start(key, attempt: attempt)]
+        case .ended(let result):
+            return record([ended(key, result, now: now)], now: now)
+        }
+    }
+
+    /// Every attempt in flight is reconciled: refilling queries in flight are asked again, every
+    /// instance is looked at once more, and the run goes on.
+    public mutating func reconcileEnded(now: Int64) -> [Action] {
+        settling = false
+        let refills = refillsInFlight.map { Action.startRefill(stage: $0) }
+        markAllPendingDirty()
+        return refills + advance(now: now)
+    }
+
+    /// An attempt started a process: its group is what a timeout, a cancel or a resume ends.
+    public mutating func processStarted(_ key: InstanceKey, attempt: Int, pid: Int32, startTime: UInt64, now: Int64) -> [Action] {
+        guard case .running(attempt, _)? = instance(key)?.status else { return advance(now: now) }
+        return advance(now: now, after: [.processStarted(key, pid: pid, startTime: startTime)])
+    }
+
+    /// An attempt reported something (a question, a warning).
+    public mutating func noteRecorded(_ key: InstanceKey, attempt: Int, kind: String, fields: OrderedObject, now: Int64) -> [Action] {
+        guard case .running(attempt, _)? = instance(key)?.status else { return advance(now: now) }
+        return advance(now: now, after: [.note(key, kind: kind, fields: fields)])
+    }
+
+    /// An attempt's executor returned. An attempt that is no longer running (it timed out, or was
+    /// cancelled, before it returned) has ended already: its result is dropped.
+    public mutating func attemptEnded(_ key: InstanceKey, attempt: Int, _ result: StageResult, now: Int64) -> [Action] {
+        guard case .running(attempt, _)? = instance(key)?.status else { return advance(now: now) }
+        return advance(now: now, after: [ended(key, result, now: now)])
+    }
+
+    /// A refilling query answered.
+    public mutating func refillAnswered(stage: String, _ result: StageResult, now: Int64) -> [Action] {
+        let event: RunEvent
+        switch result {
+        case .succeeded(let outputs):
+            let items: [Value] = if case .list(let l)? = outputs["items"] { l } else { [] }
+            event = .refilled(stage: stage, items: items, error: nil)
+        case .failed(let reason), .failedAs(_, let reason):
+            event = .refilled(stage: stage, items: [], error: reason)
+        }
+        return advance(now: now, after: [event])
+    }
+
+    /// Time passed (the `wake` came, or any moment): attempts past their deadline end, retries
+    /// whose time came start, refills that are due are asked.
+    public mutating func tick(now: Int64) -> [Action] {
+        advance(now: now)
+    }
+
+    /// `amplify-run cancel`: running attempts end (their process groups too, SIGKILL after the
+    /// grace), but a landing merge, which is let finish; agents whose dispatch ended and whose wait
+    /// has not started are ended; pending instances are cancelled as they come up (those whose
+    /// `if` asks for `cancelled()` or `always()` still run).
+    public mutating func cancelRequested(reason: String, now: Int64) -> [Action] {
+        cancel(reason: reason, now: now, runnerDied: false) + advance(now: now)
+    }
+
+    /// SIGINT, SIGTERM or SIGHUP: checkpoint, end the process groups of `run` stages (they run again
+    /// on resume), and stop. Agents go on working; git and bd calls in progress finish on their own.
+    public mutating func signalled(_ signal: Int32, now: Int64) -> [Action] {
+        var actions = record([.interrupted(signal: signal)], now: now, sync: true)
+        for (key, inst) in runningInstances where stage(of: key)?.kind == .run {
+            if let p = inst.process { actions.append(.terminate(ProcessGroup(leader: p.pid, startTime: p.startTime), how: .signal)) }
+        }
+        return actions + [.finish(.interrupted(signal: signal))]
+    }
+
+    private mutating func cancel(reason: String, now: Int64, runnerDied: Bool) -> [Action] {
+        guard !cancelRequested else { return [] }
+        var actions = record([.cancelRequested(reason: reason)], now: now, sync: true)
+        for (key, inst) in runningInstances {
+            // A landing merge is let finish: its base moves whole or not at all.
+            if stage(of: key)?.kind == .merge { continue }
+            if let p = inst.process {
+                // A dead runner's processes may be gone, and its pids reused: checked, and waited for.
+                actions.append(.terminate(ProcessGroup(leader: p.pid, startTime: p.startTime), how: runnerDied ? .awaitExit : .killAfterGrace))
+            }
+            actions += record([.instanceCancelled(key, reason: "ended by cancel")], now: now)
+        }
+        // Agents whose dispatch has ended but whose wait has not started yet.
+        for key in liveSessions.sorted() {
+            guard let p = instance(key)?.process else { continue }
+            actions.append(.terminate(ProcessGroup(leader: p.pid, startTime: p.startTime), how: .awaitExit))
+        }
+        return actions
+    }
+
+    /// What happens now that `events` (taken in already) happened: attempts past their deadline
+    /// end, then everything `decideEvents` finds, persisted in one write together; then the
+    /// starts, and the run's end or the next time to look again.
+    private mutating func advance(now: Int64, after events: [RunEvent] = []) -> [Action] {
+        for e in events { apply(e, at: now) }
+        guard outcome == nil, !settling else { return events.isEmpty ? [] : [.persist(events, at: now, sync: mustSync(events))] }
+        var batch = events
+        var actions = deadlinesPassed(now: now, into: &batch)
+        let decided = decideEvents(now: now)
+        batch += decided
+        if !batch.isEmpty { actions.append(.persist(batch, at: now, sync: mustSync(batch))) }
+        for e in decided {
+            if case .instanceStarted(let key, let attempt, _) = e { actions.append(.start(key, attempt: attempt)) }
+            if case .refillStarted(let stage) = e { actions.append(.startRefill(stage: stage)) }
+        }
+        if let outcome {
+            actions.append(.finish(.finished(outcome)))
+        } else if let next = nextWakeup {
+            actions.append(.wake(at: next))
+        }
+        return actions
+    }
+
+    /// Where a timeout is decided: each attempt past its deadline has its process group ended and
+    /// fails as `timed-out` — a `run` stage's as a plain failure, which its `retry` may repeat.
+    private mutating func deadlinesPassed(now: Int64, into events: inout [RunEvent]) -> [Action] {
+        var actions: [Action] = []
+        for key in expired(now: now) {
+            guard let inst = instance(key), let stage = stage(of: key) else { continue }
+            if let p = inst.process { actions.append(.terminate(ProcessGroup(leader: p.pid, startTime: p.startTime), how: .killAfterGrace)) }
+            let kind: FailureKind = stage.kind == .run ? .failed : .timedOut
+            let e = failure(key, reason: "timed out after \(stage.timeout?.description ?? "its timeout")", now: now, kind: kind)
+            apply(e, at: now)
+            events.append(e)
+        }
+        return actions
+    }
+
+    /// How an attempt's result is journaled: a success, or a failure of its kind (with a retry
+    /// while attempts remain, for a plain failure).
+    private func ended(_ key: InstanceKey, _ result: StageResult, now: Int64) -> RunEvent {
+        switch result {
+        case .succeeded(let outputs): return .instanceSucceeded(key, outputs: outputs)
+        case .failed(let reason): return failure(key, reason: reason, now: now)
+        case .failedAs(let kind, let reason): return failure(key, reason: reason, now: now, kind: kind)
+        }
+    }
+
+    /// Applies events and asks for them to be persisted in one write.
+    private mutating func record(_ events: [RunEvent], now: Int64, sync: Bool? = nil) -> [Action] {
+        for e in events { apply(e, at: now) }
+        return [.persist(events, at: now, sync: sync ?? mustSync(events))]
+    }
+
+    /// Write-ahead: a batch that starts a side effect not safe to repeat (anything but `run` and
+    /// `query-ready`, which are at-least-once) is on disk before the effect starts.
+    private func mustSync(_ events: [RunEvent]) -> Bool {
+        events.contains { e in
+            if e.needsSync { return true }
+            if case .instanceStarted(let key, _, _) = e, let kind = stage(of: key)?.kind { return kind != .run && kind != .queryReady }
+            return false
         }
     }
 
@@ -269,7 +526,7 @@ public struct RunStateMachine: Sendable {
             return "#\(index)"
         case .string(let s)?: return s
         case .int, .double, .bool: return item!.renderedText
-        default: return "#\(index)"
+        case .null?, .list?, nil: return "#\(index)"
         }
     }
 
@@ -462,9 +719,9 @@ public struct RunStateMachine: Sendable {
         if key.item != nil { unendedPerStage[s, default: 0] -= 1 }
         queued.remove(key)
         switch stages[s].stage.kind {
-        case .dispatch where status != .succeeded: releaseSession(key)
+        case .dispatch: if status != .succeeded { releaseSession(key) }
         case .waitApproved: if let d = dispatchKey(for: key) { releaseSession(d) }
-        default: break
+        case .queryReady, .merge, .close, .cleanup, .run: break
         }
         if let item = key.item, let src = stages[s].source, unendedPerItem[src]?.indices.contains(item) == true {
             unendedPerItem[src]![item] -= 1
@@ -526,8 +783,14 @@ public struct RunStateMachine: Sendable {
 
     // MARK: - Deciding what happens next
 
-    /// The events that should happen now, in order. The caller journals them, then applies each.
+    /// The events that should happen now, in order, taken in already — for a simulation without a
+    /// driver (the dry run). A driver uses the event methods, whose actions say what to carry out.
     public mutating func decide(now: Int64) -> [RunEvent] {
+        decideEvents(now: now)
+    }
+
+    /// The events that should happen now, in order; each is applied as it is decided.
+    private mutating func decideEvents(now: Int64) -> [RunEvent] {
         guard outcome == nil else { return [] }
         var events: [RunEvent] = []
 
@@ -590,7 +853,7 @@ public struct RunStateMachine: Sendable {
                 switch inst.status {
                 case .pending: attempt = 1
                 case .retrying(let next, _): attempt = next
-                default:
+                case .running, .succeeded, .failed, .skipped, .cancelled:
                     pop()
                     queued.remove(key)
                     continue
@@ -732,7 +995,7 @@ public struct RunStateMachine: Sendable {
                 let refilling = refills.contains { $0.value.fed.contains(s) } && !items.isEmpty
                 return .itemsAdded(stage: info.stage.id, items: items, closed: !refilling)
             case .null: return .itemsAdded(stage: info.stage.id, items: [], closed: true)
-            default: return .expansionEnded(stage: info.stage.id, failed: true, reason: "`for-each` gave \(value.kindDescription), not a list")
+            case .bool, .int, .double, .string, .object: return .expansionEnded(stage: info.stage.id, failed: true, reason: "`for-each` gave \(value.kindDescription), not a list")
             }
         } catch {
             return .expansionEnded(stage: info.stage.id, failed: true, reason: "`for-each`: \(error.message)")

@@ -41,7 +41,6 @@ public struct WaitApprovedExecutor: StageExecutor {
         var reported: Int32?
         // Answers the agent could read while it ran: no reason to start it again for them.
         var answeredWhileAlive = Set<String>()
-        let started = ContinuousClock.now
         let watch = amplify_watch_directory(session.directory)
         defer { if watch >= 0 { close(watch) } }
         // Each problem with a session file is journaled once.
@@ -125,10 +124,6 @@ public struct WaitApprovedExecutor: StageExecutor {
                         throw StageError(session.failureReason(how))
                     }
                 }
-            }
-            if let timeout = job.stage.timeout, ContinuousClock.now - started > .milliseconds(timeout.milliseconds) + grace + .seconds(5) {
-                // The runner ends the attempt at its deadline; this only stops a wait nobody listens to.
-                throw StageError("timed out", kind: .timedOut)
             }
             let pidfd = alive ? pid.map { amplify_pidfd_open($0) } ?? -1 : -1
             await FileWatch.wait(watch: watch, pidfd: pidfd, timeout: pollEvery)

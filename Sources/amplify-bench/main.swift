@@ -57,8 +57,8 @@ for items in sizes.isEmpty ? [1000, 10000, 100000] : sizes {
     var replayed = RunStateMachine(workflow: workflow, runId: "bench", maxProcesses: 4)
     let replay = try seconds {
         for e in try Journal.read(path: path).entries { replayed.apply(e.event, at: e.at) }
-        replayed.markAllPendingDirty()
-        _ = replayed.decide(now: now)
+        _ = replayed.runnerStarted(pid: getpid(), resumed: true, now: now)
+        _ = replayed.reconcileEnded(now: now)
     }
     var rows = 0
     let status = seconds { rows = RunReport(replayed, now: now).rows.count }
@@ -112,7 +112,9 @@ func drive(_ machine: inout RunStateMachine, journal: Journal, now: inout Int64,
     let list = Value.list((0..<items).map { .int($0) })
     while machine.outcome == nil {
         now += 1
-        let decided = machine.decide(now: now)
+        let decided = machine.tick(now: now).flatMap { action -> [RunEvent] in
+            if case .persist(let events, _, _) = action { return events } else { return [] }
+        }
         if let stopBefore, let i = decided.firstIndex(where: { if case .instanceStarted(let k, _, _) = $0 { return k.stage == stopBefore } else { return false } }) {
             try journal.append(Array(decided[..<i]), at: now, sync: false)
             return

@@ -14,7 +14,7 @@ func workflow(_ yaml: String, sourceLocation: Testing.SourceLocation = #_sourceL
     return w
 }
 
-/// Drives a machine like the runner does: decide, apply what it decided, feed outcomes.
+/// Drives a machine like the runner does: let time pass, feed outcomes.
 struct Simulation {
     var machine: RunStateMachine
     var log: [(RunEvent, Int64)] = []
@@ -24,12 +24,12 @@ struct Simulation {
         machine = RunStateMachine(workflow: w, runId: "test-run", maxProcesses: 100)
     }
 
-    /// Decides; returns the instances started.
+    /// Lets time pass (`tick`); returns the instances the machine starts.
     @discardableResult
     mutating func step() -> [InstanceKey] {
-        let events = machine.decide(now: now)
-        log += events.map { ($0, now) }
-        return events.compactMap { if case .instanceStarted(let k, _, _) = $0 { return k } else { return nil } }
+        let actions = machine.tick(now: now)
+        for case .persist(let events, let at, _) in actions { log += events.map { ($0, at) } }
+        return actions.compactMap { if case .start(let k, _) = $0 { return k } else { return nil } }
     }
 
     mutating func feed(_ e: RunEvent) {
