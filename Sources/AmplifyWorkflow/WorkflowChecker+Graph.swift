@@ -8,9 +8,10 @@ extension WorkflowChecker {
     mutating func checkGraph(_ workflow: inout Workflow, marks: [String: StageMarks]) -> Set<String> {
         let ids = workflow.stages.map(\.id)
         var graph = StageGraph()
-        graph.index = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        let index = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        graph.index = index
         graph.nodes = workflow.stages.map { stage in
-            StageGraph.Node(id: stage.id, needs: stage.needs.compactMap { graph.index[$0] }, conditionUsesStatus: Self.callsStatusFunction(stage.condition))
+            StageGraph.Node(id: stage.id, needs: stage.needs.compactMap { index[$0] }, conditionUsesStatus: Self.callsStatusFunction(stage.condition))
         }
         for (i, node) in graph.nodes.enumerated() { for n in node.needs { graph.nodes[n].dependants.append(i) } }
 
@@ -20,11 +21,20 @@ extension WorkflowChecker {
         let unresolved = cyclic ? Set(ids).subtracting(graph.order.map { ids[$0] }) : []
 
         // Per-item resolution, in dependency order; stages on or after a cycle stay unresolved.
+        // (Item sources are kept in an array of their own and read in plain loops: closures over
+        // `graph` while it changes crashed Swift 6.3's optimizer in a release build.)
+        var itemSources = [Int?](repeating: nil, count: graph.nodes.count)
         for i in graph.order {
             var stage = workflow.stages[i]
             let id = stage.id
-            let perItemNeeds = graph.nodes[i].needs.filter { graph.nodes[$0].itemSource != nil }
-            let sources = Set(perItemNeeds.map { graph.nodes[$0].itemSource! })
+            var perItemNeeds: [Int] = []
+            var sources = Set<Int>()
+            for n in graph.nodes[i].needs {
+                if let source = itemSources[n] {
+                    perItemNeeds.append(n)
+                    sources.insert(source)
+                }
+            }
             let at = marks[id]?.node["for-each"]?.location ?? stage.location
             var runs = StageGraph.Runs.once
             if stage.forEach != nil {
@@ -47,7 +57,8 @@ extension WorkflowChecker {
                 runs = .perItem(source: source)
             }
             graph.nodes[i].runs = runs
-            stage.itemSource = graph.nodes[i].itemSource.map { ids[$0] }
+            if case .perItem(let source) = runs { itemSources[i] = source }
+            stage.itemSource = itemSources[i].map { ids[$0] }
             let kindAt = marks[id]?.kind ?? stage.location
             if stage.kind.isPerItemOnly && stage.itemSource == nil {
                 error(kindAt, "\(stage.kind.rawValue) works on one item at a time: give stage '\(id)' a `for-each:` or make it need a per-item stage")
@@ -57,22 +68,24 @@ extension WorkflowChecker {
             }
             workflow.stages[i] = stage
         }
-        for (i, stage) in workflow.stages.enumerated() where stage.kind.needsSession && stage.itemSource != nil && !unresolved.contains(stage.id) {
-            let source = graph.nodes[i].itemSource
-            if !graph.nodes[i].ancestors.contains(where: { workflow.stages[$0].kind == .dispatch && graph.nodes[$0].itemSource == source }) {
+        let stages = workflow.stages
+        for (i, stage) in stages.enumerated() where stage.kind.needsSession && stage.itemSource != nil && !unresolved.contains(stage.id) {
+            let source = itemSources[i]
+            if !graph.nodes[i].ancestors.contains(where: { stages[$0].kind == .dispatch && itemSources[$0] == source }) {
                 error(marks[stage.id]?.kind ?? stage.location, "\(stage.kind.rawValue) acts on an item's session: stage '\(stage.id)' needs a dispatch stage upstream")
             }
         }
 
         // What the run needs besides the edges: each item's session, and the stages that refill.
-        for (i, stage) in workflow.stages.enumerated() {
-            if stage.kind == .dispatch, let source = graph.nodes[i].itemSource, graph.nodes[source].dispatch == nil {
+        let ancestors = graph.nodes.map(\.ancestors)
+        for (i, stage) in stages.enumerated() {
+            if stage.kind == .dispatch, let source = itemSources[i], graph.nodes[source].dispatch == nil {
                 graph.nodes[source].dispatch = i
             }
             if stage.kind == .queryReady, stage.literal(QueryReadyParameters.refill) == true {
                 // `refill-interval` is a checked duration, never an expression: its literal is always there.
                 let interval = stage.literal(QueryReadyParameters.refillInterval)?.milliseconds ?? StageGraph.Refill.minimumInterval
-                let fed = graph.nodes.indices.filter { workflow.stages[$0].forEach != nil && graph.nodes[$0].ancestors.contains(i) }
+                let fed = stages.indices.filter { stages[$0].forEach != nil && ancestors[$0].contains(i) }
                 graph.nodes[i].refill = StageGraph.Refill(interval: max(interval, StageGraph.Refill.minimumInterval), maxItems: stage.literal(QueryReadyParameters.maxItems), fed: fed)
             }
         }
