@@ -67,6 +67,13 @@ enum Agent {
         return launcher.isAlive(pid: pid, startTime: start)
     }
 
+    /// Ends the agent a record names, with everything in its process group (SIGTERM, then SIGKILL
+    /// after `grace`).
+    static func end(_ record: SessionFiles.Record, grace: Duration) async {
+        guard let pid = record.pid, let start = record.startTime else { return }
+        await launcher.end(pid: pid, startTime: start, grace: grace)
+    }
+
     /// How the agent ended, once it has; nil for one this runner did not start.
     static func termination(_ pid: Int32) async -> ChildProcess.Termination? {
         await launcher.termination(pid)
@@ -94,6 +101,8 @@ protocol SessionLauncher: Sendable {
     func find(environment: [String]) -> (pid: Int32, startTime: UInt64)?
     /// Whether the process is the one started (its start time tells a reused pid).
     func isAlive(pid: Int32, startTime: UInt64) -> Bool
+    /// Ends it and everything it started (SIGTERM, then SIGKILL after `grace`).
+    func end(pid: Int32, startTime: UInt64, grace: Duration) async
     /// How it ended, once it has; nil when this runner did not start it.
     func termination(_ pid: Int32) async -> ChildProcess.Termination?
 }
@@ -119,6 +128,10 @@ struct LocalProcessLauncher: SessionLauncher {
 
     func isAlive(pid: Int32, startTime: UInt64) -> Bool {
         Processes.isAlive(pid: pid, startTime: startTime)
+    }
+
+    func end(pid: Int32, startTime: UInt64, grace: Duration) async {
+        await ChildProcess.terminateGroup(pid, startTime: startTime, grace: grace)
     }
 
     func termination(_ pid: Int32) async -> ChildProcess.Termination? {

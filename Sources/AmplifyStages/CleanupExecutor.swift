@@ -23,8 +23,8 @@ public struct CleanupExecutor: StageExecutor {
         let git = Git(job.repository, environment: job.environment)
         var o = OrderedObject()
 
-        if let r = record, r.run == job.runId, let pid = r.pid, let start = r.startTime, Agent.isAlive(r) {
-            await ChildProcess.terminateGroup(pid, startTime: start, grace: grace)
+        if let r = record, r.run == job.runId, Agent.isAlive(r) {
+            await Agent.end(r, grace: grace)
             o["agent-ended"] = .bool(true)
         }
         // `cancel` keeps worktrees, branches and sessions: the work may be picked up again.

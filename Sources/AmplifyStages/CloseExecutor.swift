@@ -31,9 +31,6 @@ public struct CloseExecutor: StageExecutor {
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
         // Closing checks first whether the item is closed already: running it again is safe.
-        if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
-            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
-        }
-        return .rerun
+        await Reconciliation.rerun(ending: process, grace: grace)
     }
 }

@@ -15,10 +15,7 @@ public struct CommandStageExecutor: StageExecutor {
     }
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
-        if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
-            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
-        }
-        return .rerun
+        await Reconciliation.rerun(ending: process, grace: grace)
     }
 
     /// A command with its expressions rendered (`CommandRunner.prepare`).

@@ -27,10 +27,7 @@ public struct DispatchExecutor: StageExecutor {
             return .ended(.succeeded(outputs(record, job: job, session: SessionFiles(job, item: id))))
         }
         // Before the agent: claim, worktree and session directory are all made so that doing them again is safe.
-        if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
-            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
-        }
-        return .rerun
+        return await Reconciliation.rerun(ending: process, grace: grace)
     }
 
     func itemId(_ job: StageJob) -> String? {
@@ -234,13 +231,5 @@ extension DispatchExecutor {
         guard r.succeeded else { throw StageError("dispatch: an earlier run left branch \(branch); cannot rename it to \(aside): \(r.failure(["git", "branch", "-m"]))") }
         let ahead = (try? await git.output(["rev-list", "--count", base + ".." + tip])) ?? "?"
         note("\(branch) was left by an earlier run (\(ahead) commit\(ahead == "1" ? "" : "s") the base lacks, tip \(tip.prefix(8))); kept as \(aside), and the item starts afresh from the base (\(base.prefix(8)))")
-    }
-}
-
-extension String {
-    /// The path without its last component.
-    public var dropLastComponent: String {
-        guard let slash = lastIndex(of: "/") else { return "." }
-        return String(self[..<slash])
     }
 }

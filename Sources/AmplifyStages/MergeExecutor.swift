@@ -28,10 +28,7 @@ public struct MergeExecutor: StageExecutor {
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
         // A verify command left running goes; the landed check makes running again safe.
-        if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
-            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
-        }
-        return .rerun
+        await Reconciliation.rerun(ending: process, grace: grace)
     }
 
     /// The newest commit on `base` with this item's trailer from this run.

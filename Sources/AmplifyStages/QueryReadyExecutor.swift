@@ -33,10 +33,7 @@ public struct QueryReadyExecutor: StageExecutor {
     }
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
-        if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
-            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
-        }
-        return .rerun
+        await Reconciliation.rerun(ending: process, grace: grace)
     }
 
     /// Applies `exclude-type`, `label` and `limit`; items whose id does not match the id pattern

@@ -20,3 +20,11 @@ extension StageJob {
     /// `settings.worktrees`, absolute.
     var worktreesDirectory: String { settings.worktrees.hasPrefix("/") ? settings.worktrees : repository + "/" + settings.worktrees }
 }
+
+extension String {
+    /// The path without its last component.
+    public var dropLastComponent: String {
+        guard let slash = lastIndex(of: "/") else { return "." }
+        return String(self[..<slash])
+    }
+}
