@@ -15,7 +15,7 @@ public struct Claims: Sendable {
     public struct Entry: Sendable, Equatable {
         public var item: String
         public var run: String
-        /// `bd` or `file`.
+        /// The tracker's `source:` name (`bd` or `file`), as `Tracker.of` reads it.
         public var source: String
         /// The issues file (absolute), for `source: file`.
         public var path: String?
@@ -39,7 +39,7 @@ public struct Claims: Sendable {
     func announce(_ entry: Entry) throws(StageError) {
         mkdir(directory.dropLastComponent, 0o700)
         mkdir(directory, 0o700)
-        try Agent.requireRealDirectory(directory)
+        try StateDirectory.requireReal(directory)
         var o = OrderedObject()
         o["item"] = .string(entry.item)
         o["run"] = .string(entry.run)
@@ -85,34 +85,19 @@ public struct Claims: Sendable {
             guard let summary = store.summary(of: e.run) else { return !FileManager.default.fileExists(atPath: store.directory(of: e.run)) }
             return summary.outcome != nil
         }
-        var files: [String: [String: String]] = [:]
+        // Each tracker asked once (an issues file is read once).
+        let asked = ended.prefix(50).compactMap { e in (try? Tracker.of(e).get()).map { (claim: e, tracker: $0) } }
+        var answers: [Tracker: [String: String]?] = [:]
+        for (_, tracker) in asked where answers[tracker] == nil {
+            let items = asked.filter { $0.tracker == tracker }.map(\.claim.item)
+            answers.updateValue(await tracker.status(of: items, repository: repository, environment: environment), forKey: tracker)
+        }
         var out: [Entry] = []
-        for e in ended.prefix(50) {
-            var status: String?
-            switch e.source {
-            case "file":
-                guard let path = e.path else { continue }
-                if files[path] == nil {
-                    var statuses: [String: String] = [:]
-                    if let bytes = try? WorkflowFile.read(path, limit: QueryReadyExecutor.inputLimit),
-                       let issues = try? BeadsReadiness.parseIssues(String(decoding: bytes, as: UTF8.self)) {
-                        for case .object(let o) in issues { if case .string(let id)? = o["id"] { statuses[id] = o["status"]?.renderedText ?? "" } }
-                    }
-                    files[path] = statuses
-                }
-                status = files[path]?[e.item]
-            case "bd":
-                let env = Git(repository, environment: environment).environment
-                guard ChildProcess.find("bd", path: env["PATH"] ?? "/usr/bin:/bin") != nil else { out.append(e); continue }
-                let shown = await Exec.run(["bd", "show", e.item, "--json"], in: repository, environment: env)
-                if let v = try? JSONParser.parse(shown.stdout) {
-                    let issue: Value? = if case .list(let l) = v { l.first } else { v }
-                    status = issue?["status"]?.renderedText
-                }
-            default:
-                continue
-            }
-            if status == "in_progress" || status == nil && e.source == "bd" {
+        for (e, tracker) in asked {
+            // A tracker that cannot be asked (bd not on PATH): nobody can say the claim was let go.
+            guard let known = answers[tracker] ?? nil else { out.append(e); continue }
+            let status = known[e.item]
+            if status == "in_progress" || status == nil && tracker.unshownItemsStayClaimed {
                 out.append(e)
             } else if status != nil {
                 unlink(file(item: e.item, run: e.run))  // reopened or closed by a person: no longer a claim of ours

@@ -15,7 +15,7 @@ public struct CleanupExecutor: StageExecutor {
         guard case .object(let item)? = job.context.roots["item"], case .string(let id)? = item["id"], QueryReadyExecutor.isValidId(id) else {
             return .failed("cleanup: the item has no valid id")
         }
-        let session = Agent.session(job, item: id)
+        let session = SessionFiles(job, item: id)
         let record = session.readRecord()
         // What dispatch made, from its outputs or, when it did not finish, from its record.
         let worktree = job.session?["worktree"]?.renderedText ?? record?.worktree
@@ -23,8 +23,8 @@ public struct CleanupExecutor: StageExecutor {
         let git = Git(job.repository, environment: job.environment)
         var o = OrderedObject()
 
-        if let r = record, r.run == job.runId, let pid = r.pid, let start = r.startTime, Processes.isAlive(pid: pid, startTime: start) {
-            await ChildProcess.terminateGroup(pid, startTime: start, grace: grace)
+        if let r = record, r.run == job.runId, Agent.isAlive(r) {
+            await Agent.end(r, grace: grace)
             o["agent-ended"] = .bool(true)
         }
         // `cancel` keeps worktrees, branches and sessions: the work may be picked up again.
@@ -33,7 +33,7 @@ public struct CleanupExecutor: StageExecutor {
             return .succeeded(o)
         }
         if let worktree, worktree.hasPrefix(job.worktreesDirectory + "/") {
-            await MergeExecutor.removeWorktree(git: git, path: worktree)
+            await git.removeWorktree(worktree)
             o["worktree-removed"] = .string(worktree)
         }
         if let branch, await git.commit("refs/heads/" + branch) != nil {
@@ -41,16 +41,14 @@ public struct CleanupExecutor: StageExecutor {
             var remove = policy == "always"
             if policy == "merged" {
                 let landed = await MergeExecutor.landed(git: git, base: job.settings.base, item: id, run: job.runId) != nil
-                let contained = await git.run(["merge-base", "--is-ancestor", "refs/heads/" + branch, "refs/heads/" + job.settings.base]).succeeded
+                let contained = await git.isAncestor("refs/heads/" + branch, of: "refs/heads/" + job.settings.base)
                 let forkedAt = job.session?["base-commit"]?.renderedText ?? record?.baseCommit
                 let tip = await git.commit("refs/heads/" + branch)
                 // Merged, and not merely a branch with no work that the base contains anyway.
                 remove = landed || (contained && tip != forkedAt)
             }
             if remove {
-                // `branch -D` reads every worktree's entry: not while one is being added.
-                let r = (try? await git.withWorktreeLock { (git: Git) async throws(StageError) in await git.run(["branch", "-D", branch]) })
-                    ?? Exec.Result(termination: .exited(1), stdout: "", stderr: "cannot take the worktree lock")
+                let r = await git.deleteBranch(branch)
                 if !r.succeeded { return .failed("cleanup: \(r.failure(["git", "branch", "-D", branch]))") }
                 o["branch-deleted"] = .string(branch)
             } else {
@@ -61,7 +59,7 @@ public struct CleanupExecutor: StageExecutor {
         var st = stat()
         if lstat(session.directory, &st) == 0 {
             mkdir(session.stateDirectory + "/archive", 0o700)
-            do { try Agent.requireRealDirectory(session.stateDirectory + "/archive") } catch { return error.result }
+            do { try StateDirectory.requireReal(session.stateDirectory + "/archive") } catch { return error.result }
             var target = session.archived
             var n = 1
             while lstat(target, &st) == 0 { n += 1; target = session.archived + "." + String(n) }

@@ -205,56 +205,15 @@ public enum IssuesFile {
         guard let real = realpath(directory.isEmpty ? "." : directory, nil) else { return path + ".amplify-lock" }
         let canonicalDirectory = String(cString: real)
         free(real)
-        guard let common = gitCommonDirectory(containing: canonicalDirectory) else { return path + ".amplify-lock" }
+        guard let common = Git.commonDirectory(containing: canonicalDirectory) else { return path + ".amplify-lock" }
         let canonical = (canonicalDirectory == "/" ? "" : canonicalDirectory) + "/" + name
         return common + "/amplify-issues-" + hex(fnv1a(canonical)) + ".lock"
-    }
-
-    /// The git common directory of the repository or worktree `directory` is in, found the way
-    /// git finds it (without running git): the nearest `.git` going up — a directory, or a file
-    /// `gitdir: <dir>` (a linked worktree or a submodule) — and that directory's `commondir`
-    /// when it has one.
-    static func gitCommonDirectory(containing directory: String) -> String? {
-        var candidate = directory
-        while true {
-            let dotGit = (candidate == "/" ? "" : candidate) + "/.git"
-            var st = stat()
-            if stat(dotGit, &st) == 0 {
-                var gitDir: String?
-                if st.st_mode & S_IFMT == S_IFDIR {
-                    gitDir = dotGit
-                } else if st.st_mode & S_IFMT == S_IFREG, let text = smallFile(dotGit), text.hasPrefix("gitdir:") {
-                    gitDir = resolve(String(text.dropFirst("gitdir:".count)).trimming(" \t\r\n"), against: candidate)
-                }
-                guard let gitDir else { return nil }
-                var common = gitDir
-                if let relative = smallFile(gitDir + "/commondir")?.trimming(" \t\r\n"), !relative.isEmpty {
-                    common = resolve(relative, against: gitDir)
-                }
-                // One spelling per directory (`worktrees/w/../..` is the main `.git`).
-                guard let real = realpath(common, nil) else { return nil }
-                defer { free(real) }
-                return String(cString: real)
-            }
-            guard candidate != "/", !candidate.isEmpty else { return nil }
-            candidate = split(candidate).directory
-            if candidate.isEmpty { candidate = "/" }
-        }
     }
 
     private static func split(_ path: String) -> (directory: String, name: String) {
         guard let slash = path.lastIndex(of: "/") else { return ("", path) }
         let directory = String(path[..<slash])
         return (directory.isEmpty && path.hasPrefix("/") ? "/" : directory, String(path[path.index(after: slash)...]))
-    }
-
-    private static func resolve(_ path: String, against directory: String) -> String {
-        path.hasPrefix("/") ? path : (directory == "/" ? "" : directory) + "/" + path
-    }
-
-    private static func smallFile(_ path: String) -> String? {
-        guard let bytes = try? WorkflowFile.read(path, limit: 4096) else { return nil }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     private static func fnv1a(_ s: String) -> UInt64 {

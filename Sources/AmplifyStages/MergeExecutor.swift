@@ -28,10 +28,7 @@ public struct MergeExecutor: StageExecutor {
 
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
         // A verify command left running goes; the landed check makes running again safe.
-        if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
-            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
-        }
-        return .rerun
+        await Reconciliation.rerun(ending: process, grace: grace)
     }
 
     /// The newest commit on `base` with this item's trailer from this run.
@@ -63,7 +60,7 @@ public struct MergeExecutor: StageExecutor {
         }
         let evaluator = ExpressionEvaluator(context: job.context)
         let base = job.settings.base
-        var git = await Git(job.repository, environment: job.environment).withIdentity()
+        let git = await Git(job.repository, environment: job.environment).withIdentity()
         func param(_ name: String) -> String? { try? job.stage.parameter(name)?.render(evaluator).renderedText }
         let strategy = param("strategy") ?? "no-ff"
         let hooks = await CommitHooks.resolve(git: git, skip: param("hooks") == "skip")
@@ -72,7 +69,7 @@ public struct MergeExecutor: StageExecutor {
         let stateDir = job.stateDirectory
         let scratch = stateDir + "/merging/" + SessionFiles.id(item: id, runId: job.runId)
         var st = stat()
-        if lstat(scratch, &st) == 0 { await MergeExecutor.removeWorktree(git: git, path: scratch) }
+        if lstat(scratch, &st) == 0 { await git.removeWorktree(scratch) }
 
         if let sha = await MergeExecutor.landed(git: git, base: base, item: id, run: job.runId) {
             return .succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))]))
@@ -87,7 +84,7 @@ public struct MergeExecutor: StageExecutor {
                     throw StageError("merge: the session left uncommitted changes in \(worktree) (commit-leftovers: false):\n" + status.split(separator: "\n").prefix(10).joined(separator: "\n"))
                 }
                 _ = try await wt.output(["add", "-A"])
-                let r = await MergeExecutor.committing(wt, hooks.options + ["commit", "--quiet", "-m", "\(id): uncommitted work left by the session"], processStarted: processStarted)
+                let r = await wt.run(hooks.options + ["commit", "--quiet", "-m", "\(id): uncommitted work left by the session"], stdoutLimit: 1 << 20, started: processStarted)
                 if !r.succeeded {
                     throw hooks.refused("the commit of the session's uncommitted work in \(worktree)", r, hooks: CommitHooks.commit, base: job.settings.base)
                 }
@@ -95,7 +92,7 @@ public struct MergeExecutor: StageExecutor {
         }
         guard let tip = await git.commit("refs/heads/" + branch) else { throw StageError("merge: the branch \(branch) does not exist") }
         guard let baseTip = await git.commit("refs/heads/" + base) else { throw StageError("merge: the base branch \(base) does not exist") }
-        if await git.run(["merge-base", "--is-ancestor", tip, baseTip]).succeeded {
+        if await git.isAncestor(tip, of: baseTip) {
             // Nothing beyond the base: no work at all, or work someone landed already.
             if case .string(let forkedAt)? = session["base-commit"], forkedAt == tip {
                 if param("empty") == "skip" { return .succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))])) }
@@ -104,12 +101,18 @@ public struct MergeExecutor: StageExecutor {
             return .succeeded(OrderedObject([("commit", .string(baseTip)), ("landed-before", .bool(true))]))
         }
 
-        // One landing at a time in this repository, whichever stage or run.
-        let commonDir = (try? await git.output(["rev-parse", "--path-format=absolute", "--git-common-dir"])) ?? job.repository + "/.git"
-        let lock = try await RepositoryLock.acquire(commonDir + "/amplify-land.lock")
-        defer { lock.release() }
-        // Every git from here holds the lock too: one left running by a killed runner keeps it.
-        git.heldLock = lock.fd
+        // One landing at a time in this repository, whichever stage or run; every git from here
+        // holds the lock too: one left running by a killed runner keeps it.
+        return try await git.withLandingLock { (git: Git) async throws(StageError) -> StageResult in
+            try await mergeLocked(job, git: git, scratch: scratch, tip: tip, item: id, strategy: strategy, hooks: hooks, param: param, processStarted: processStarted)
+        }
+    }
+
+    /// Under the landing lock: lands the branch's tip from the runner's own worktree.
+    private func mergeLocked(_ job: StageJob, git: Git, scratch: String, tip: String, item id: String, strategy: String, hooks: CommitHooks,
+                             param: (String) -> String?, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
+        let base = job.settings.base
+        let stateDir = job.stateDirectory
         // Landed while we waited for the lock (another runner resuming this run cannot, but be sure).
         if let sha = await MergeExecutor.landed(git: git, base: base, item: id, run: job.runId) {
             return .succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))]))
@@ -117,16 +120,16 @@ public struct MergeExecutor: StageExecutor {
         guard let old = await git.commit("refs/heads/" + base) else { throw StageError("merge: the base branch \(base) does not exist") }
 
         // The runner's own worktree, made afresh.
-        await MergeExecutor.removeWorktree(git: git, path: scratch)
+        await git.removeWorktree(scratch)
         mkdir(stateDir, 0o700)
         mkdir(stateDir + "/merging", 0o700)
-        try Agent.requireRealDirectory(stateDir + "/merging")
+        try StateDirectory.requireReal(stateDir + "/merging")
         _ = try await git.withWorktreeLock { (git: Git) async throws(StageError) in try await git.output(["worktree", "add", "--quiet", "--detach", scratch, old]) }
         let landing: Result<StageResult, StageError>
         do { landing = .success(try await land(job, git: git, scratch: scratch, old: old, tip: tip, item: id, strategy: strategy, hooks: hooks, param: param, processStarted: processStarted)) } catch {
             landing = .failure(error)
         }
-        await MergeExecutor.removeWorktree(git: git, path: scratch)
+        await git.removeWorktree(scratch)
         return try landing.get()
     }
 
@@ -136,7 +139,7 @@ public struct MergeExecutor: StageExecutor {
         let base = job.settings.base
         let m = git.at(scratch)
         // Every git that may commit here runs the repository's hooks (or none, with `hooks: skip`).
-        func commit(_ args: [String]) async -> Exec.Result { await MergeExecutor.committing(m, hooks.options + args, processStarted: processStarted) }
+        func commit(_ args: [String]) async -> CommandRunner.Output { await m.run(hooks.options + args, stdoutLimit: 1 << 20, started: processStarted) }
 
         var subject = param("message") ?? "Merge \(id)"
         subject = subject.replacing("\n", with: " ")
@@ -168,11 +171,8 @@ public struct MergeExecutor: StageExecutor {
         // The project's checks on the merged tree, before anything lands.
         if case .list(let commands)? = job.stage.parameter("verify") {
             for command in commands.compactMap(Command.init) {
-                var runJob = job
-                runJob.stage.command = command
-                runJob.stage.outputs = []
-                runJob.stage.workingDirectory = Template(parts: [.text(scratch)])
-                if case .failed(let why) = await CommandStageExecutor(grace: grace).execute(runJob, processStarted: processStarted) {
+                let ran = await CommandRunner().run(command, for: job, workingDirectory: Template(parts: [.text(scratch)]), outputs: [], processStarted: processStarted)
+                if case .failed(let why) = ran {
                     throw StageError("merge: verify failed; \(base) is unchanged: \(why)")
                 }
             }
@@ -180,46 +180,17 @@ public struct MergeExecutor: StageExecutor {
 
         // Land: a fast-forward of the base, from `old` only.
         let new = try await m.output(["rev-parse", "HEAD"])
-        guard let worktrees = await git.worktrees() else { throw StageError("merge: `git worktree list` keeps failing; nothing landed") }
-        if let checkout = worktrees.first(where: { $0.branch == base }) {
-            let r = await git.at(checkout.path).run(["merge", "--ff-only", "--quiet", new])
-            guard r.succeeded else {
-                throw StageError("merge: \(base) is checked out at \(checkout.path) and git would not fast-forward it (\(CommandStageExecutor.tail(r.stderr, lines: 8))); nothing changed")
-            }
-        } else {
-            let r = await git.run(["update-ref", "-m", "amplify-run: merge \(id)", "refs/heads/" + base, new, old])
-            guard r.succeeded else { throw StageError("merge: \(base) moved while merging; nothing landed: \(r.failure(["git", "update-ref"]))") }
-        }
+        try await git.land(new, on: base, from: old, reason: "amplify-run: merge \(id)")
         return .succeeded(OrderedObject([("commit", .string(new))]))
     }
 
     /// Lists the conflicting paths, puts the scratch worktree back, and ends the item as a conflict;
     /// with no conflicting path git refused for another reason (`refused`, when a hook may have).
-    private func conflict(_ m: Git, _ r: Exec.Result, item: String, base: String, abort: [String], refused: StageError? = nil) async throws(StageError) -> Never {
+    private func conflict(_ m: Git, _ r: CommandRunner.Output, item: String, base: String, abort: [String], refused: StageError? = nil) async throws(StageError) -> Never {
         let paths = (await m.run(["diff", "--name-only", "--diff-filter=U"])).stdout.split(separator: "\n").map(String.init)
         await m.run(abort)
         if paths.isEmpty { throw refused ?? StageError("merge: \(r.failure(["git"])); \(base) is unchanged") }
         throw StageError("\(paths.count) conflicting path\(paths.count == 1 ? "" : "s"): \(paths.prefix(20).joined(separator: ", ")); \(base) is unchanged", kind: .conflict)
-    }
-
-    static func removeWorktree(git: Git, path: String) async {
-        try? await git.withWorktreeLock { (git: Git) async throws(StageError) in
-            var st = stat()
-            if lstat(path, &st) == 0 {
-                await git.run(["worktree", "remove", "--force", "--force", path])
-                if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
-            }
-            await git.run(["worktree", "prune"])
-        }
-    }
-}
-
-extension MergeExecutor {
-    /// Runs a git that may run hooks, reporting its process the way `verify` commands are
-    /// reported: a hook that hangs is ended with git's process group by the stage's `timeout`
-    /// (and by a resumed runner), instead of holding the landing lock for ever.
-    static func committing(_ git: Git, _ args: [String], processStarted: @Sendable (Int32, UInt64) -> Void) async -> Exec.Result {
-        await Exec.run(["git"] + args, in: git.directory, environment: git.environment, limit: 1 << 20, keep: git.heldLock, started: processStarted)
     }
 }
 
@@ -247,7 +218,7 @@ struct CommitHooks: Sendable {
     static func resolve(git: Git, skip: Bool) async -> CommitHooks {
         if skip { return CommitHooks(directory: nil) }
         let configured = (await git.run(["config", "--type=path", "--get", "core.hooksPath"])).stdout.trimming("\r\n")
-        if configured.isEmpty { return CommitHooks(directory: await git.commonDirectory() + "/hooks") }
+        if configured.isEmpty { return CommitHooks(directory: git.commonDirectory() + "/hooks") }
         if configured.hasPrefix("/") { return CommitHooks(directory: configured) }
         let root = (try? await git.output(["rev-parse", "--show-toplevel"])) ?? git.directory
         return CommitHooks(directory: root + "/" + configured)
@@ -264,31 +235,12 @@ struct CommitHooks: Sendable {
 
     /// The item's failure when git would not make `what`: what it (and the hooks, whose output
     /// git passes on to its stderr) said, and which hooks ran for it.
-    func refused(_ what: String, _ r: Exec.Result, hooks names: [String], base: String) -> StageError {
-        let said = CommandStageExecutor.tail(r.stderr.isEmpty ? r.stdout : r.stderr, lines: 12)
+    func refused(_ what: String, _ r: CommandRunner.Output, hooks names: [String], base: String) -> StageError {
+        let said = CommandRunner.tail(r.stderr.isEmpty ? r.stdout : r.stderr, lines: 12)
         let ran = present(names)
         guard let directory, !ran.isEmpty else {
             return StageError("merge: git refused \(what) (\(r.termination)): \(said); \(base) is unchanged")
         }
         return StageError("merge: git refused \(what); the repository's hooks that run for it: \(ran.joined(separator: ", ")) (in \(directory); `hooks: skip` skips them); git and the hooks said: \(said); \(base) is unchanged")
-    }
-}
-
-/// An exclusive lock on a file, taken without blocking a pool thread.
-struct RepositoryLock: Sendable {
-    let fd: Int32
-
-    static func acquire(_ path: String) async throws(StageError) -> RepositoryLock {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw StageError("cannot open the repository lock \(path): \(String(cString: strerror(errno)))") }
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return RepositoryLock(fd: fd)
-    }
-
-    func release() {
-        flock(fd, LOCK_UN)
-        close(fd)
     }
 }

@@ -12,7 +12,7 @@ public enum Preflight {
         let git = Git(repository, environment: environment)
         let settings = workflow.settings
         for dir in [settings.state, settings.worktrees] {
-            Agent.excludeFromStatus(git: git, directory: dir.hasPrefix("/") ? dir : repository + "/" + dir)
+            git.excludeFromStatus(dir.hasPrefix("/") ? dir : repository + "/" + dir)
         }
         guard workflow.stages.contains(where: { $0.kind == .dispatch || $0.kind == .merge }) else { return [] }
         guard await git.run(["rev-parse", "--git-dir"]).succeeded else {

@@ -4,10 +4,10 @@ import AmplifyWorkflow
 import Glibc
 #endif
 
-/// `query-ready`: asks for the ready items and filters them. `source: bd` runs `bd ready --json`;
-/// `source: file` reads a Beads issues file with bd's ready rules; `source: command` runs any
-/// command printing a JSON array of objects with `id`. A query has no side effects: in flight at
-/// a crash, it is simply asked again.
+/// `query-ready`: asks the tracker (`Tracker.ready`: `bd ready --json`, a Beads issues file read
+/// with bd's ready rules, or any command printing a JSON array of objects with `id`) for the ready
+/// items and filters them. A query has no side effects: in flight at a crash, it is simply asked
+/// again.
 public struct QueryReadyExecutor: StageExecutor {
     var grace: Duration
     /// The most a tracker's answer or issues file may hold.
@@ -16,41 +16,10 @@ public struct QueryReadyExecutor: StageExecutor {
     public func execute(_ job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> StageResult {
         let evaluator = ExpressionEvaluator(context: job.context)
         do {
-            let source = try job.stage.parameter("source")?.render(evaluator).renderedText ?? "bd"
             let all: [Value]
-            switch source {
-            case "file":
-                let path = try job.stage.parameter("path")?.render(evaluator).renderedText ?? ""
-                let full = path.hasPrefix("/") ? path : job.repository + "/" + path
-                let bytes: [UInt8]
-                do { bytes = try WorkflowFile.read(full, limit: QueryReadyExecutor.inputLimit) } catch {
-                    return .failed("`source: file`: \(error.description)")
-                }
-                do {
-                    all = BeadsReadiness.ready(try BeadsReadiness.parseIssues(bytes: bytes), now: Processes.now())
-                } catch {
-                    return .failed("`source: file`: \(path) is not a JSON array or JSONL of issues: \(error)")
-                }
-            case "bd":
-                guard ChildProcess.find("bd", path: job.environment["PATH"] ?? "/usr/bin:/bin") != nil else {
-                    return .failed("`bd` is not on PATH: install Beads, or read its issues file with `source: file` and `path: .beads/issues.jsonl`")
-                }
-                var argv = ["bd", "ready", "--json"]
-                if case .int(let n)? = try job.stage.parameter("limit")?.render(evaluator) { argv += ["--limit", String(n)] }
-                for label in try strings(job.stage.parameter("label"), evaluator) { argv += ["--label", label] }
-                argv += try strings(job.stage.parameter("args"), evaluator)
-                switch await runJSON(.argv(argv.map { Template(parts: [.text($0)]) }), job: job, processStarted: processStarted) {
-                case .success(let items): all = items
-                case .failure(let message): return .failed("bd ready: \(message.text)")
-                }
-            case "command":
-                guard let command = job.stage.with["command"].flatMap(Command.init) else { return .failed("`source: command` needs `command:`, a string or a list") }
-                switch await runJSON(command, job: job, processStarted: processStarted) {
-                case .success(let items): all = items
-                case .failure(let message): return .failed(message.text)
-                }
-            default:
-                return .failed("unknown `source: \(source)`")
+            switch await (try Tracker(query: job.stage, evaluator: evaluator, repository: job.repository)).ready(job, processStarted: processStarted) {
+            case .success(let items): all = items
+            case .failure(let why): return .failed(why.message)
             }
             let items = try QueryReadyExecutor.filter(all, stage: job.stage, evaluator: evaluator, seen: job.seenItemIds)
             var o = OrderedObject()
@@ -63,40 +32,8 @@ public struct QueryReadyExecutor: StageExecutor {
         }
     }
 
-    struct Message: Error { var text: String }
-
-    /// Runs a command and parses what it printed as a JSON array.
-    private func runJSON(_ command: Command, job: StageJob, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async -> Result<[Value], Message> {
-        var runJob = job
-        runJob.stage.command = command
-        runJob.stage.outputs = []
-        let result = await CommandStageExecutor(grace: grace, stdoutLimit: QueryReadyExecutor.inputLimit).execute(runJob, processStarted: processStarted)
-        guard case .succeeded(let outputs) = result else {
-            if case .failed(let reason) = result { return .failure(Message(text: reason)) }
-            return .failure(Message(text: "failed"))
-        }
-        guard case .string(let stdout)? = outputs["stdout"], !stdout.isEmpty else { return .failure(Message(text: "printed nothing; expected a JSON array of items")) }
-        do {
-            guard case .list(let items) = try JSONParser.parse(stdout) else { return .failure(Message(text: "printed JSON that is not an array of items")) }
-            return .success(items)
-        } catch {
-            return .failure(Message(text: "printed something that is not JSON (\(error))"))
-        }
-    }
-
-    private func strings(_ value: TemplateValue?, _ evaluator: ExpressionEvaluator) throws(EvaluationError) -> [String] {
-        switch try value?.render(evaluator) {
-        case .list(let l)?: return l.map(\.renderedText)
-        case .string(let s)?: return [s]
-        default: return []
-        }
-    }
-
     public func reconcile(_ job: StageJob, process: (pid: Int32, startTime: UInt64)?) async -> Reconciliation {
-        if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
-            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
-        }
-        return .rerun
+        await Reconciliation.rerun(ending: process, grace: grace)
     }
 
     /// Applies `exclude-type`, `label` and `limit`; items whose id does not match the id pattern

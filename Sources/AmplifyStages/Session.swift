@@ -4,7 +4,6 @@ import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 
 /// Where a session lives, and the files in it. Every file an agent writes is untrusted: read
 /// capped in size, never through a symlink, and malformed content is a warning, never a crash.
@@ -26,6 +25,11 @@ public struct SessionFiles: Sendable {
         item + "-" + String(runId.prefix(15)) + "Z"
     }
 
+    /// The session of `item` in `job`'s run.
+    init(_ job: StageJob, item: String) {
+        self.init(stateDirectory: job.stateDirectory, id: SessionFiles.id(item: item, runId: job.runId))
+    }
+
     public static func sessionsDirectory(_ stateDirectory: String) -> String { stateDirectory + "/sessions" }
     public var directory: String { SessionFiles.sessionsDirectory(stateDirectory) + "/" + id }
     /// The runner's own record of the session (its run, item, agent), beside the session directory
@@ -37,6 +41,19 @@ public struct SessionFiles: Sendable {
 
     /// A session id as typed by a user: only names the runner could have made.
     public static func isValidId(_ id: String) -> Bool { QueryReadyExecutor.isValidId(id) && id.count <= 160 }
+
+    /// The session directory, mode 0700, never a symlink.
+    func makeDirectory() throws(StageError) {
+        for dir in [stateDirectory, SessionFiles.sessionsDirectory(stateDirectory)] {
+            mkdir(dir, 0o700)
+            try StateDirectory.requireReal(dir)
+        }
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw StageError("dispatch: cannot create \(directory): \(String(cString: strerror(errno)))")
+        }
+        try StateDirectory.requireReal(directory)
+        chmod(directory, 0o700)
+    }
 
     // MARK: - The runner's record
 
@@ -105,7 +122,7 @@ public struct SessionFiles: Sendable {
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw Malformed(description: "\(path) is not a regular file") }
         guard Int(st.st_size) <= fileLimit else { throw Malformed(description: "\(path) is \(st.st_size) bytes, more than the \(fileLimit) read") }
-        let text = CommandStageExecutor.readCapped(fd: fd, limit: fileLimit)
+        let text = CommandRunner.readCapped(fd: fd, limit: fileLimit)
         if text.trimming(" \t\r\n").isEmpty { return nil }
         do { return try JSONParser.parse(text) } catch {
             throw Malformed(description: "\(path) is not valid JSON (\(error))")
@@ -159,7 +176,7 @@ public struct SessionFiles: Sendable {
 
     /// The start of `summary.md`.
     public func summaryMarkdown() -> String {
-        CommandStageExecutor.readCapped(path("summary.md"), limit: 4000).trimming(" \t\r\n")
+        CommandRunner.readCapped(path("summary.md"), limit: 4000).trimming(" \t\r\n")
     }
 
     /// A question the session asked.
@@ -260,90 +277,8 @@ public struct SessionFiles: Sendable {
         return made
     }
 
-    /// What a Claude agent's stream-json said at its end: cost, turns, its session id, and its
-    /// own words when it ended in error.
-    public struct AgentReport: Sendable, Equatable {
-        public var cost: Double?
-        public var turns: Int?
-        public var agentSession: String?
-        public var isError: Bool?
-        /// The agent's error in its own words: the `result` (or `errors`) of a result line with
-        /// `is_error`, else the `error` of its last assistant message (`authentication_failed`).
-        public var errorMessage: String?
-    }
-
-    /// Reads the last 1 MiB of `output.log` for stream-json lines.
-    public func agentReport() -> AgentReport {
-        var report = AgentReport()
-        var assistantError: String?
-        for line in outputLogEnd(SessionFiles.fileLimit).split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
-            guard let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
-            if case .string(let sid)? = v["session_id"], !sid.isEmpty { report.agentSession = sid }
-            if v["type"] == .string("assistant"), case .string(let e)? = v["error"], !e.isEmpty { assistantError = e }
-            guard v["type"] == .string("result") else { continue }
-            switch v["total_cost_usd"] {
-            case .double(let d)?: report.cost = d
-            case .int(let i)?: report.cost = Double(i)
-            default: break
-            }
-            if case .int(let t)? = v["num_turns"] { report.turns = t }
-            if case .bool(let e)? = v["is_error"] { report.isError = e }
-            report.errorMessage = nil
-            if report.isError == true {
-                var words: [String] = []
-                if case .string(let r)? = v["result"] { words.append(r) }
-                if case .list(let errors)? = v["errors"] { words += errors.map(\.renderedText) }
-                words = words.map { $0.trimming(" \t\r\n") }.filter { !$0.isEmpty }
-                if words.isEmpty, case .string(let subtype)? = v["subtype"] { words.append(subtype) }
-                report.errorMessage = words.isEmpty ? nil : String(words.joined(separator: "; ").prefix(500))
-            }
-        }
-        if report.errorMessage == nil, report.isError != false, let assistantError { report.errorMessage = assistantError }
-        return report
-    }
-
-    /// What an agent reported spending, as outputs (`cost`, `turns`, `agent-session`); only what it said.
-    static func usage(_ report: AgentReport, chosen: String?) -> OrderedObject {
-        var o = OrderedObject()
-        if let cost = report.cost { o["cost"] = .double(cost) }
-        if let turns = report.turns { o["turns"] = .int(turns) }
-        if let s = report.agentSession ?? chosen { o["agent-session"] = .string(s) }
-        return o
-    }
-
-    /// Why an agent that ended without a decision failed its item, in words a person reads: the
-    /// agent's own error when its output has one (never its raw JSON), else the end of what it
-    /// printed; always with the path of `output.log`.
-    public func failureReason(_ how: String) -> String {
-        var reason = "the agent \(how) without a decision"
-        let report = agentReport()
-        let end = String(decoding: outputLogEnd(8192), as: UTF8.self)
-        if let said = report.errorMessage {
-            reason += ": " + said
-        } else {
-            let tail = SessionFiles.readableTail(end)
-            if !tail.isEmpty { reason += "; output.log ends: " + tail }
-        }
-        // Claude Code refuses --dangerously-skip-permissions as root unless IS_SANDBOX=1 (NOTES.md).
-        if end.contains("root/sudo privileges") {
-            reason += " (as root, Claude Code needs IS_SANDBOX=1 in the runner's environment; see the README)"
-        }
-        return reason + " (log: \(path("output.log")))"
-    }
-
-    /// The last lines of an agent's output, short: a JSON line longer than a glance is cut.
-    static func readableTail(_ text: String, lines: Int = 5) -> String {
-        // Split on scalars: "\r\n" is one Character, which a split on "\n" would not cut.
-        let kept = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: true)
-            .map { String(String.UnicodeScalarView($0)).trimming(" \t\r") }
-            .filter { !$0.isEmpty }
-            .suffix(lines)
-            .map { $0.count > 160 ? String($0.prefix(157)) + "…" : $0 }
-        return kept.joined(separator: " | ")
-    }
-
     /// The last `limit` bytes of `output.log` (a regular file, never through a symlink).
-    private func outputLogEnd(_ limit: Int) -> ArraySlice<UInt8> {
+    func outputLogEnd(_ limit: Int) -> ArraySlice<UInt8> {
         let fd = open(path("output.log"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return [] }
         defer { close(fd) }
@@ -353,28 +288,5 @@ public struct SessionFiles: Sendable {
         var buffer = [UInt8](repeating: 0, count: window)
         let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, window, off_t(size - window)) }
         return n > 0 ? buffer[..<n] : []
-    }
-}
-
-extension StageJob {
-    /// `settings.state`, absolute.
-    var stateDirectory: String { settings.state.hasPrefix("/") ? settings.state : repository + "/" + settings.state }
-    /// `settings.worktrees`, absolute.
-    var worktreesDirectory: String { settings.worktrees.hasPrefix("/") ? settings.worktrees : repository + "/" + settings.worktrees }
-}
-
-/// Exit statuses of agents this runner started (it is their parent): reaped as they end, so
-/// wait-approved can tell how an agent ended. An agent of an earlier runner is not here.
-enum AgentExits {
-    private static let tasks = Mutex<[Int32: Task<ChildProcess.Termination, Never>]>([:])
-
-    static func started(_ pid: Int32) {
-        tasks.withLock { $0[pid] = Task.detached { await ChildProcess.wait(pid) } }
-    }
-
-    /// How the agent ended, once it has; nil for a process this runner did not start.
-    static func termination(_ pid: Int32) async -> ChildProcess.Termination? {
-        guard let task = tasks.withLock({ $0[pid] }) else { return nil }
-        return await task.value
     }
 }

@@ -26,6 +26,18 @@ public struct StageExecutors: StageExecutorRegistry {
     }
 }
 
+extension Reconciliation {
+    /// Runs the attempt again, once what the dead runner left of its command (a query, a setup or
+    /// verify command, a close) has ended with its process group: a stage whose work is safe to
+    /// repeat.
+    static func rerun(ending process: (pid: Int32, startTime: UInt64)?, grace: Duration) async -> Reconciliation {
+        if let process, Processes.isAlive(pid: process.pid, startTime: process.startTime) {
+            await ChildProcess.terminateGroup(process.pid, startTime: process.startTime, grace: grace)
+        }
+        return .rerun
+    }
+}
+
 extension Command {
     /// A `command` parameter (`with.command`) as a command: a string runs under /bin/sh -c, a
     /// list is an argv.

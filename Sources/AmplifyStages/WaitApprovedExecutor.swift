@@ -52,7 +52,7 @@ public struct WaitApprovedExecutor: StageExecutor {
         while true {
             // The agent, as the record beside the session directory knows it (a resumed agent replaces it).
             let pid = record?.pid
-            let alive = pid.map { p in record?.startTime.map { Processes.isAlive(pid: p, startTime: $0) } ?? false } ?? false
+            let alive = Agent.isAlive(record)
             if alive, let pid, reported != pid {
                 processStarted(pid, record?.startTime ?? 0)
                 reported = pid
@@ -111,7 +111,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                 }
                 // "completed": done, and waiting for a human's approve or reject.
                 if open.isEmpty && session.status() != "completed" {
-                    let how = await pid.asyncMap { await AgentExits.termination($0) }.flatMap { $0 }?.description ?? "exited"
+                    let how = await pid.asyncMap { await Agent.termination($0) }.flatMap { $0 }?.description ?? "exited"
                     switch onExit {
                     case "approve":
                         return decided(SessionFiles.Decision(approved: true, summary: session.summaryMarkdown(), source: "on-exit: approve"), session: session, job: job)
@@ -119,7 +119,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                         break  // A human decides (approve/reject); keep waiting.
                     default:
                         // What it cost is known even though it failed: journaled for the views.
-                        let usage = SessionFiles.usage(session.agentReport(), chosen: record?.agentSession)
+                        let usage = Agent.usage(session.agentReport(), chosen: record?.agentSession)
                         if !usage.isEmpty { job.note("usage", usage) }
                         throw StageError(session.failureReason(how))
                     }
@@ -156,7 +156,7 @@ public struct WaitApprovedExecutor: StageExecutor {
     }
 
     private func decided(_ d: SessionFiles.Decision, session: SessionFiles, job: StageJob) -> StageResult {
-        let usage = SessionFiles.usage(session.agentReport(), chosen: session.readRecord()?.agentSession)
+        let usage = Agent.usage(session.agentReport(), chosen: session.readRecord()?.agentSession)
         var o = OrderedObject()
         o["decision"] = .string(d.approved ? "approved" : "rejected")
         o["summary"] = .string(d.summary)

@@ -1,0 +1,255 @@
+import AmplifyEngine
+import AmplifyWorkflow
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// git, run in one repository or worktree, with an environment that cannot point it elsewhere.
+///
+/// The repository's operations are named here: commits and branches, worktrees (list, add,
+/// remove), landing a commit on the base, the common git directory, and the locks runners take
+/// in it. Pull requests (`gh`) would be one more way to land, beside `land(_:on:from:reason:)`.
+struct Git: Sendable {
+    var directory: String
+    var environment: [String: String]
+    /// A repository lock this git holds: passed to every git it runs, so that a git left running
+    /// by a killed runner keeps the lock until it is done, and the next runner waits for it.
+    var heldLock: Int32?
+
+    init(_ directory: String, environment: [String: String]) {
+        self.directory = directory
+        var env = environment
+        for name in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"] { env[name] = nil }
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        env["LC_ALL"] = "C"
+        if env["PATH"] == nil { env["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
+        self.environment = env
+    }
+
+    func at(_ directory: String) -> Git {
+        var g = self
+        g.directory = directory
+        return g
+    }
+
+    /// Runs `git <args>`. A git that may run hooks (a commit) reports its process through
+    /// `started`, as `verify` commands are reported: a hook that hangs is ended with git's group by
+    /// the stage's timeout (and by a resumed runner), instead of holding a lock for ever.
+    @discardableResult
+    func run(_ args: [String], stdoutLimit: Int = 16 << 20, started: @Sendable (Int32, UInt64) -> Void = { _, _ in }) async -> CommandRunner.Output {
+        await CommandRunner.run(["git"] + args, in: directory, environment: environment, stdoutLimit: stdoutLimit, keep: heldLock, started: started)
+    }
+
+    /// The trimmed output of a command that must succeed.
+    func output(_ args: [String]) async throws(StageError) -> String {
+        let r = await run(args)
+        guard r.succeeded else { throw StageError(r.failure(["git"] + args)) }
+        return r.stdout.trimming(" \t\r\n")
+    }
+
+    /// The commit a name points at, or nil.
+    func commit(_ name: String) async -> String? {
+        let r = await run(["rev-parse", "--verify", "--quiet", name + "^{commit}"])
+        return r.succeeded ? r.stdout.trimming(" \t\r\n") : nil
+    }
+
+    /// Commits need an identity: a machine with none configured gets amplify-run's own.
+    func withIdentity() async -> Git {
+        var g = self
+        if await run(["config", "user.email"]).stdout.trimming(" \t\r\n").isEmpty {
+            for (k, v) in [("GIT_AUTHOR_NAME", "amplify-run"), ("GIT_AUTHOR_EMAIL", "amplify-run@localhost"),
+                           ("GIT_COMMITTER_NAME", "amplify-run"), ("GIT_COMMITTER_EMAIL", "amplify-run@localhost")] where g.environment[k] == nil {
+                g.environment[k] = v
+            }
+        }
+        return g
+    }
+
+    /// The repository's shared git directory (the same from every worktree), found without running git.
+    func commonDirectory() -> String {
+        Git.commonDirectory(containing: directory) ?? directory + "/.git"
+    }
+
+    /// Runs `body` holding the repository's worktree lock: git is not safe with two `worktree add`
+    /// (or prune, or remove) at once — one reads the other's half-made entry and fails.
+    func withWorktreeLock<T>(_ body: (Git) async throws(StageError) -> T) async throws(StageError) -> T {
+        try await withLock("amplify-worktrees.lock", body)
+    }
+
+    /// Runs `body` holding the repository's landing lock: one landing on a base at a time in this
+    /// repository, whichever stage or run.
+    func withLandingLock<T>(_ body: (Git) async throws(StageError) -> T) async throws(StageError) -> T {
+        try await withLock("amplify-land.lock", body)
+    }
+
+    /// Runs `body` holding a lock in the common git directory. Every git `body` runs through the
+    /// `Git` it is given holds the lock too (`keep:`): one left running by a killed runner keeps
+    /// it until it is done.
+    private func withLock<T>(_ name: String, _ body: (Git) async throws(StageError) -> T) async throws(StageError) -> T {
+        let lock = try await RepositoryLock.acquire(commonDirectory() + "/" + name)
+        defer { lock.release() }
+        var locked = self
+        locked.heldLock = lock.fd
+        return try await body(locked)
+    }
+
+    /// Registered worktrees: path and branch (nil when detached). Asked again if git fails (it can
+    /// while another git adds a worktree); nil if it keeps failing.
+    func worktrees() async -> [(path: String, branch: String?)]? {
+        var r = await run(["worktree", "list", "--porcelain"])
+        for _ in 0..<20 where !r.succeeded {
+            try? await Task.sleep(for: .milliseconds(50))
+            r = await run(["worktree", "list", "--porcelain"])
+        }
+        guard r.succeeded else { return nil }
+        var out: [(String, String?)] = []
+        var path: String?
+        var branch: String?
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) + [""]
+        for line in lines {
+            if line.hasPrefix("worktree ") {
+                path = String(line.dropFirst(9))
+            } else if line.hasPrefix("branch refs/heads/") {
+                branch = String(line.dropFirst(18))
+            } else if line.isEmpty, let p = path {
+                out.append((p, branch))
+                path = nil
+                branch = nil
+            }
+        }
+        return out
+    }
+
+    // MARK: - Worktrees and branches
+
+    /// `git worktree add` of `branch` at `path`: the existing branch, or a new one made at
+    /// `newFrom` when given.
+    func addWorktree(_ path: String, branch: String, newFrom start: String? = nil) async -> (CommandRunner.Output, [String]) {
+        let args = start.map { ["worktree", "add", "--quiet", "-b", branch, path, $0] } ?? ["worktree", "add", "--quiet", path, branch]
+        return (await run(args), ["git"] + args)
+    }
+
+    /// A worktree at `path`, its debris and git's entry for it, gone (under the worktree lock);
+    /// entries of worktrees removed by hand are pruned too.
+    func removeWorktree(_ path: String) async {
+        try? await withWorktreeLock { (git: Git) async throws(StageError) in
+            var st = stat()
+            if lstat(path, &st) == 0 {
+                await git.run(["worktree", "remove", "--force", "--force", path])
+                if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
+            }
+            await git.run(["worktree", "prune"])
+        }
+    }
+
+    /// `git branch -D`, under the worktree lock: it reads every worktree's entry, which must not
+    /// be half made.
+    func deleteBranch(_ branch: String) async -> CommandRunner.Output {
+        (try? await withWorktreeLock { (git: Git) async throws(StageError) in await git.run(["branch", "-D", branch]) })
+            ?? CommandRunner.Output(termination: .exited(1), stdout: "", stderr: "cannot take the worktree lock")
+    }
+
+    /// Whether `commit` is `other` or an ancestor of it.
+    func isAncestor(_ commit: String, of other: String) async -> Bool {
+        await run(["merge-base", "--is-ancestor", commit, other]).succeeded
+    }
+
+    // MARK: - Landing
+
+    /// Moves `base` from `old` to `new`, a fast-forward only: `git merge --ff-only` in the
+    /// worktree that has the base checked out (the user's checkout follows), else `git
+    /// update-ref` with the old value (nothing lands if the base moved meanwhile). Run it holding
+    /// the landing lock.
+    func land(_ new: String, on base: String, from old: String, reason: String) async throws(StageError) {
+        guard let worktrees = await worktrees() else { throw StageError("merge: `git worktree list` keeps failing; nothing landed") }
+        if let checkout = worktrees.first(where: { $0.branch == base }) {
+            let r = await at(checkout.path).run(["merge", "--ff-only", "--quiet", new])
+            guard r.succeeded else {
+                throw StageError("merge: \(base) is checked out at \(checkout.path) and git would not fast-forward it (\(CommandRunner.tail(r.stderr, lines: 8))); nothing changed")
+            }
+        } else {
+            let r = await run(["update-ref", "-m", reason, "refs/heads/" + base, new, old])
+            guard r.succeeded else { throw StageError("merge: \(base) moved while merging; nothing landed: \(r.failure(["git", "update-ref"]))") }
+        }
+    }
+
+    // MARK: - The common directory and what lives in it
+
+    /// The worktrees folder and the state directory stay out of the user's `git status`: a line in
+    /// the repository's `info/exclude` (in the common git directory, so a linked worktree's too).
+    func excludeFromStatus(_ path: String) {
+        let repo = directory
+        guard path.hasPrefix(repo + "/"), let common = Git.commonDirectory(containing: repo) else { return }
+        let rel = "/" + path.dropFirst(repo.count + 1) + "/"
+        let exclude = common + "/info/exclude"
+        let bytes = (try? WorkflowFile.read(exclude, limit: 1 << 20)) ?? []
+        // Lines split on the byte: "\r\n" is one Character, so a String split on "\n" would miss a CRLF file's lines.
+        let lines = bytes.split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self).trimming("\r") }
+        guard !lines.contains(rel) else { return }
+        mkdir(common + "/info", 0o755)
+        let newline = bytes.contains(UInt8(ascii: "\r")) ? "\r\n" : "\n"
+        let text = String(decoding: bytes, as: UTF8.self)
+        let separator = bytes.isEmpty || bytes.last == UInt8(ascii: "\n") ? "" : newline
+        try? RunStore.writeAtomically(Array((text + separator + rel + newline).utf8), to: exclude, mode: 0o644)
+    }
+
+    /// The git common directory of the repository or worktree `directory` is in, found the way
+    /// git finds it (without running git): the nearest `.git` going up — a directory, or a file
+    /// `gitdir: <dir>` (a linked worktree or a submodule) — and that directory's `commondir`
+    /// when it has one. Canonical (symlinks resolved): one spelling per directory.
+    static func commonDirectory(containing directory: String) -> String? {
+        func resolve(_ path: String, against directory: String) -> String {
+            path.hasPrefix("/") ? path : (directory == "/" ? "" : directory) + "/" + path
+        }
+        func smallFile(_ path: String) -> String? {
+            guard let bytes = try? WorkflowFile.read(path, limit: 4096) else { return nil }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        var candidate = directory
+        while true {
+            let dotGit = (candidate == "/" ? "" : candidate) + "/.git"
+            var st = stat()
+            if stat(dotGit, &st) == 0 {
+                var gitDir: String?
+                if st.st_mode & S_IFMT == S_IFDIR {
+                    gitDir = dotGit
+                } else if st.st_mode & S_IFMT == S_IFREG, let text = smallFile(dotGit), text.hasPrefix("gitdir:") {
+                    gitDir = resolve(String(text.dropFirst("gitdir:".count)).trimming(" \t\r\n"), against: candidate)
+                }
+                guard let gitDir else { return nil }
+                var common = gitDir
+                if let relative = smallFile(gitDir + "/commondir")?.trimming(" \t\r\n"), !relative.isEmpty {
+                    common = resolve(relative, against: gitDir)
+                }
+                // One spelling per directory (`worktrees/w/../..` is the main `.git`).
+                guard let real = realpath(common, nil) else { return nil }
+                defer { free(real) }
+                return String(cString: real)
+            }
+            guard candidate != "/", !candidate.isEmpty else { return nil }
+            candidate = candidate.lastIndex(of: "/").map { String(candidate[..<$0]) } ?? ""
+            if candidate.isEmpty { candidate = "/" }
+        }
+    }
+}
+
+/// An exclusive lock on a file (in the common git directory), taken without blocking a pool
+/// thread. Its descriptor is handed to the gits run while it is held (`Git.heldLock`).
+struct RepositoryLock: Sendable {
+    let fd: Int32
+
+    static func acquire(_ path: String) async throws(StageError) -> RepositoryLock {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StageError("cannot open the repository lock \(path): \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return RepositoryLock(fd: fd)
+    }
+
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}
