@@ -3,7 +3,8 @@ import ArgumentParser
 
 extension Plan.Format: ExpressibleByArgument {}
 
-struct PlanCommand: ParsableCommand {
+/// `plan FILE`: the DAG a workflow compiles to, drawn in a format.
+struct PlanCommand: ContextualCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
         abstract: "Show the DAG a workflow compiles to: stages, edges, per-item and fan-in stages, limits."
@@ -17,8 +18,8 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Output format: text, mermaid (renders on GitHub), dot (Graphviz) or json.")
     var format: Plan.Format = .text
 
-    func run() throws {
-        guard let workflow = LoadedWorkflow.load(file).workflow else { throw ExitCode(2) }
-        print(Plan(workflow).render(format), terminator: "")
+    func run(_ context: CommandContext) async throws {
+        guard let workflow = LoadedWorkflow.load(file, in: context).workflow else { throw ExitCode(2) }
+        context.out.text(Plan(workflow).render(format))
     }
 }

@@ -3,7 +3,8 @@ import AmplifyStages
 import AmplifyWorkflow
 import ArgumentParser
 
-struct ReleaseCommand: AsyncParsableCommand {
+/// `release ITEM…`: items that runs claimed and did not finish, open again in their tracker.
+struct ReleaseCommand: ContextualCommand {
     static let configuration = CommandConfiguration(
         commandName: "release",
         abstract: "Give back items that runs claimed and did not finish: set them open again in the tracker that claimed them.",
@@ -22,29 +23,30 @@ struct ReleaseCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        guard let (store, repository) = RunReader.store() else { throw ExitCode(4) }
-        let claims = Claims(stateDirectory: store.root)
-        let all = claims.all()
+    func run(_ context: CommandContext) async throws {
+        guard let states = StateDirectories.find(from: context.directory) else { throw ExitCode(4) }
+        // The claims of every state directory, each with the store of the runs that made them.
+        let stores = states.stores.map { (store: $0, claims: Claims(stateDirectory: $0.root)) }
+        let all = stores.flatMap { s in s.claims.all().map { (store: s.store, claim: $0) } }
         var failed = false
         for id in items {
-            let mine = all.filter { $0.item == id }
-            guard let claim = mine.last else {
-                Terminal.err("amplify-run: error: no run in \(store.root) claimed \(id)\(DidYouMean.hint(id, Array(Set(all.map(\.item))).sorted()))")
+            let mine = all.filter { $0.claim.item == id }
+            guard let claim = mine.last?.claim else {
+                context.error("no run in \(states.description) claimed \(id)\(DidYouMean.hint(id, Array(Set(all.map(\.claim.item))).sorted()))")
                 failed = true
                 continue
             }
-            if let live = mine.first(where: { RunLock.isHeld(path: store.lock(of: $0.run)) }) {
-                Terminal.err("amplify-run: error: \(id) is claimed by run \(live.run), which is still running; `amplify-run cancel \(live.run)` first")
+            if let live = mine.first(where: { RunLock.isHeld(path: $0.store.lock(of: $0.claim.run)) }) {
+                context.error("\(id) is claimed by run \(live.claim.run), which is still running; `amplify-run cancel \(live.claim.run)` first")
                 failed = true
                 continue
             }
-            switch await Tracker.release(id, claim: claim, repository: repository, environment: RunCommand.environment()) {
+            switch await Tracker.release(id, claim: claim, repository: states.repository, environment: context.environment) {
             case .success(let said):
-                claims.forget(item: id)
-                print("released \(id): \(said)")
+                for s in stores { s.claims.forget(item: id) }
+                context.out.line("released \(id): \(said)")
             case .failure(let error):
-                Terminal.err("amplify-run: error: cannot release \(id): \(error.message)")
+                context.error("cannot release \(id): \(error.message)")
                 failed = true
             }
         }

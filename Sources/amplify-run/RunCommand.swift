@@ -6,7 +6,8 @@ import ArgumentParser
 import Glibc
 #endif
 
-struct RunCommand: AsyncParsableCommand {
+/// `run FILE` (the default subcommand): a new run of a workflow, or its unfinished one continued.
+struct RunCommand: ContextualCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a workflow, or continue its newest unfinished run (the default subcommand)."
@@ -29,34 +30,26 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object per event on stdout (the journal's events), nothing else.")
     var json = false
 
-    /// The runner's environment, which commands inherit.
-    static func environment() -> [String: String] {
-        var environment: [String: String] = [:]
-        var e = environ
-        while let p = e.pointee {
-            let s = String(cString: p)
-            if let eq = s.firstIndex(of: "=") { environment[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            e += 1
-        }
-        return environment
-    }
-
     func validate() throws {
         for v in vars where !v.contains("=") || v.hasPrefix("=") {
             throw ValidationError("--var takes KEY=VALUE, not '\(v)'")
         }
     }
 
-    func run() async throws {
-        let (checked, _, source) = LoadedWorkflow.load(file)
+    func run(_ context: CommandContext) async throws {
+        // `amplify-run validat` would otherwise be taken as a run of the file `validat`.
+        if let meant = AmplifyRun.misspeltSubcommand(file, in: context.directory) {
+            context.error("unknown command '\(file)'; did you mean '\(meant)'? (and no file named '\(file)' exists)")
+            throw ExitCode(2)
+        }
+        let (checked, _, source) = LoadedWorkflow.load(file, in: context)
         guard let workflow = checked, let bytes = source else { throw ExitCode(2) }
-        let cwd = RepositoryLocator.currentDirectory()
-        guard let repository = RepositoryLocator.topLevel(from: cwd) ?? RepositoryLocator.realPath(cwd) else {
-            Terminal.err("amplify-run: error: cannot resolve the current directory")
+        guard let repository = RepositoryLocator.topLevel(from: context.directory) ?? RepositoryLocator.realPath(context.directory) else {
+            context.error("cannot resolve the current directory")
             throw ExitCode(4)
         }
         guard let relative = RepositoryLocator.relative(file, to: repository) else {
-            Terminal.err("amplify-run: error: \(file) is outside the repository \(repository); a workflow is identified by its path in the repository")
+            context.error("\(file) is outside the repository \(repository); a workflow is identified by its path in the repository")
             throw ExitCode(2)
         }
         var overrides: [String: String] = [:]
@@ -68,41 +61,34 @@ struct RunCommand: AsyncParsableCommand {
             var vars = workflow.vars
             for (k, v) in overrides {
                 guard vars[k] != nil else {
-                    Terminal.err("amplify-run: error: --var \(k): the workflow declares no variable '\(k)'\(DidYouMean.hint(k, vars.keys))")
+                    context.error("--var \(k): the workflow declares no variable '\(k)'\(DidYouMean.hint(k, vars.keys))")
                     throw ExitCode(2)
                 }
                 vars[k] = .string(v)
             }
-            let report = await DryRun.run(workflow, repository: repository, vars: vars, environment: RunCommand.environment())
-            print("dry run of \(relative): only the queries ran; nothing was changed")
-            for f in report.failures { print("\(f.stage) failed: \(f.reason)") }
+            let report = await DryRun.run(workflow, repository: repository, vars: vars, environment: context.environment)
+            context.out.line("dry run of \(relative): only the queries ran; nothing was changed")
+            for f in report.failures { context.out.line("\(f.stage) failed: \(f.reason)") }
             for e in report.expansions {
-                print("\(e.stage) would run for \(e.items.count) item\(e.items.count == 1 ? "" : "s")\(e.items.isEmpty ? "" : ":")")
+                context.out.line("\(e.stage) would run for \(e.items.count) item\(e.items.count == 1 ? "" : "s")\(e.items.isEmpty ? "" : ":")")
                 for (i, item) in e.items.enumerated() {
                     let title = item["title"].map { "  " + $0.renderedText } ?? ""
-                    print("  \(RunStateMachine.itemName(item, index: i))\(title)")
+                    context.out.line("  \(RunStateMachine.itemName(item, index: i))\(title)")
                 }
             }
             for r in report.refused {
-                for item in r.items { print("\(r.stage) refused an item whose id is not allowed: \(item["id"]?.json ?? item.json)") }
+                for item in r.items { context.out.line("\(r.stage) refused an item whose id is not allowed: \(item["id"]?.json ?? item.json)") }
             }
             throw ExitCode(report.failures.isEmpty ? 0 : 1)
         }
         // Checked before anything is claimed: a base branch that is not there would fail every item.
-        let problems = await Preflight.check(workflow, repository: repository, environment: RunCommand.environment())
-        for p in problems { Terminal.err("amplify-run: error: \(p)") }
+        let problems = await Preflight.check(workflow, repository: repository, environment: context.environment)
+        for p in problems { context.error("\(p)") }
         guard problems.isEmpty else { throw ExitCode(2) }
-        var request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: RunCommand.environment())
+        var request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: context.environment)
         let store = RunStore(root: repository + "/" + workflow.settings.state)
-        if let note = Claims.strandedNote(await Claims(stateDirectory: store.root).stranded(store: store, repository: repository, environment: RunCommand.environment())) { request.notes.append(note) }
-        let observer: RunObserver
-        if json { observer = JSONObserver() } else if Terminal.liveView { observer = TerminalObserver(workflowPath: relative) } else { observer = LineObserver(workflowPath: relative) }
-        do {
-            let code = try await Runner(request: request, executors: StageExecutors(grace: request.grace), observer: observer).run()
-            throw ExitCode(code)
-        } catch let failure as RunFailure {
-            Terminal.err("amplify-run: error: \(failure.message)")
-            throw ExitCode(failure.exitCode)
-        }
+        if let note = Claims.strandedNote(await Claims(stateDirectory: store.root).stranded(store: store, repository: repository, environment: context.environment)) { request.notes.append(note) }
+        let observer = RunnerLauncher.observer(workflowPath: relative, json: json, in: context)
+        throw ExitCode(try await RunnerLauncher.run(request, observer: observer, in: context))
     }
 }

@@ -6,12 +6,14 @@ import Glibc
 
 /// `--json`: every journal line on stdout, nothing else.
 struct JSONObserver: RunObserver {
+    var context: CommandContext
+
     func begin(run: String, resumed: Bool, notes: [String]) {
-        for n in notes { Terminal.err("amplify-run: \(n)") }
+        for n in notes { context.err.line("amplify-run: \(n)") }
     }
 
     func record(_ entry: JournalEntry, line: String, state: RunStateMachine) {
-        print(line)
+        context.out.line(line)
     }
 
     func end(state: RunStateMachine, exitCode: Int32) {}
@@ -20,21 +22,22 @@ struct JSONObserver: RunObserver {
 /// A timestamped line per transition (the view for pipes and logs), and the summary at the end.
 struct LineObserver: RunObserver {
     var workflowPath: String
+    var context: CommandContext
 
     func begin(run: String, resumed: Bool, notes: [String]) {
-        print(resumed ? "amplify-run: resuming run \(run) of \(workflowPath.visible)" : "amplify-run: starting run \(run) of \(workflowPath.visible)")
-        for n in notes { print("amplify-run: \(n.visible)") }
+        context.out.line(resumed ? "amplify-run: resuming run \(run) of \(workflowPath.visible)" : "amplify-run: starting run \(run) of \(workflowPath.visible)")
+        for n in notes { context.out.line("amplify-run: \(n.visible)") }
     }
 
     func record(_ entry: JournalEntry, line: String, state: RunStateMachine) {
         guard let text = LineObserver.describe(entry.event, state: state) else { return }
         let time = Timestamp.iso8601(milliseconds: entry.at).dropFirst(11).prefix(8)
         // Titles, reasons and questions come from others: one line each, nothing a terminal obeys.
-        print("\(time)  \(text.visible)")
+        context.out.line("\(time)  \(text.visible)")
     }
 
     func end(state: RunStateMachine, exitCode: Int32) {
-        RunSummaryPrinter.print(RunReport(state, now: Processes.now()), exitCode: exitCode, interrupted: state.interruptedBy)
+        RunSummaryPrinter.print(RunReport(state, now: context.now()), exitCode: exitCode, interrupted: state.interruptedBy, to: context.out)
     }
 
     static func name(_ key: InstanceKey, _ state: RunStateMachine) -> String {
@@ -114,8 +117,8 @@ struct LineObserver: RunObserver {
 /// Every text from others is shown through `visible`.
 enum RunSummaryPrinter {
     /// `state`: how `status` sees the run (running, interrupted…); nil = judged from the report.
-    static func print(_ report: RunReport, exitCode: Int32?, interrupted: Int32?, state: String? = nil, instances: Bool = false) {
-        Swift.print("")
+    static func print(_ report: RunReport, exitCode: Int32?, interrupted: Int32?, state: String? = nil, instances: Bool = false, to out: OutputWriter) {
+        out.line("")
         let onceFailed = report.rows.contains { r in r.key.item == nil && !(r.status == .succeeded || r.status == .pending) }
         if instances || report.items.isEmpty || onceFailed {
             var lines: [[String]] = [["INSTANCE", "ITEM", "STATUS", "TIME", "DETAIL"]]
@@ -123,8 +126,8 @@ enum RunSummaryPrinter {
                 let status = r.attempts > 1 ? "\(r.status.word) (\(r.attempts) attempts)" : r.status.word
                 lines.append([r.key.stage, (r.item ?? "-").visible, status, r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", (r.detail ?? "").visible])
             }
-            table(lines)
-            if !report.items.isEmpty { Swift.print("") }
+            table(lines, to: out)
+            if !report.items.isEmpty { out.line("") }
         }
         if !report.items.isEmpty {
             var lines: [[String]] = [["ITEM", "OUTCOME", "STAGE", "TIME", "COST", "TITLE"]]
@@ -135,10 +138,10 @@ enum RunSummaryPrinter {
                 // The reason whole (a failing agent's message, a conflict's paths, a question), on its own line.
                 details.append(r.detail.map { "    " + $0.visible })
             }
-            table(lines, details: details)
+            table(lines, details: details, to: out)
         }
-        for p in report.problems { Swift.print("problem: \(p.visible)") }
-        Swift.print(lastLine(report, exitCode: exitCode, interrupted: interrupted, state: state, instances: instances))
+        for p in report.problems { out.line("problem: \(p.visible)") }
+        out.line(lastLine(report, exitCode: exitCode, interrupted: interrupted, state: state, instances: instances))
     }
 
     /// `run RUN (NAME): finished — 4 merged · 1 rejected · 0 waiting for you; exit 1`.
@@ -160,7 +163,7 @@ enum RunSummaryPrinter {
 /// Columns padded to their widest cell (in terminal columns); the last column left as it is; a
 /// row's detail, if any, on the line below it. Built as one string and written once: `status` of
 /// a run of 10,000 items prints 30,000 lines.
-private func table(_ lines: [[String]], details: [String?] = []) {
+private func table(_ lines: [[String]], details: [String?] = [], to output: OutputWriter) {
     guard let columns = lines.first?.count else { return }
     // Widths in terminal columns, counted once per cell.
     let counts = lines.map { $0.map(\.displayWidth) }
@@ -183,7 +186,7 @@ private func table(_ lines: [[String]], details: [String?] = []) {
             out += "\n"
         }
     }
-    Swift.print(out, terminator: "")
+    output.text(out)
 }
 
 extension String {

@@ -1,7 +1,8 @@
 import AmplifyWorkflow
 import ArgumentParser
 
-struct SchemaCommand: ParsableCommand {
+/// `schema`: the JSON Schema of workflow files.
+struct SchemaCommand: ContextualCommand {
     static let configuration = CommandConfiguration(
         commandName: "schema",
         abstract: "Print the JSON Schema (draft-07) of workflow files, for editors."
@@ -9,7 +10,7 @@ struct SchemaCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    func run() throws {
-        print(WorkflowSchema.text, terminator: "")
+    func run(_ context: CommandContext) async throws {
+        context.out.text(WorkflowSchema.text)
     }
 }

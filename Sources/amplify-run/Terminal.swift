@@ -3,7 +3,8 @@ import AmplifyWorkflow
 import Glibc
 #endif
 
-/// Where output goes, and whether it may use colour (a TTY without NO_COLOR).
+/// What the terminal is: whether output goes to one, whether it may use colour (a TTY without
+/// NO_COLOR), its size; and diagnostics as a terminal shows them.
 struct Terminal {
     static func isTTY(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
@@ -26,24 +27,8 @@ struct Terminal {
         return size.ws_col
     }
 
-    static func out(_ s: String) {
-        print(s)
-    }
-
-    static func err(_ s: String) {
-        var s = s
-        if !s.hasSuffix("\n") { s += "\n" }
-        var bytes = Array(s.utf8)[...]
-        while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            bytes = bytes.dropFirst(n)
-        }
-    }
-
     /// Prints diagnostics as `FILE:LINE:COL: error: MESSAGE`; on a terminal with the line and a caret.
-    static func printDiagnostics(_ diagnostics: [Diagnostic], source: [UInt8]?) {
+    static func printDiagnostics(_ diagnostics: [Diagnostic], source: [UInt8]?, to err: OutputWriter) {
         let color = colorOnStderr
         let lines = source.map { String(decoding: $0, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) }
         for d in diagnostics {
@@ -53,13 +38,13 @@ struct Terminal {
                 text = text.replacingFirst("\(d.severity.rawValue):", with: label)
                 text = "\u{1B}[1m" + text.replacingFirst(": ", with: ":\u{1B}[0m ")
             }
-            err(text)
+            err.line(text)
             if isTTY(2), let lines, d.location.line >= 1, d.location.line <= lines.count {
                 let line = String(lines[d.location.line - 1])
                 let number = String(d.location.line)
                 let pad = String(repeating: " ", count: number.count)
                 let caretPad = String(line.unicodeScalars.prefix(max(0, d.location.column - 1)).map { $0 == "\t" ? "\t" : " " })
-                err(" \(number) | \(line)\n \(pad) | \(caretPad)^")
+                err.line(" \(number) | \(line)\n \(pad) | \(caretPad)^")
             }
         }
     }

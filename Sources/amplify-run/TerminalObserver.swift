@@ -29,21 +29,23 @@ final class TerminalObserver: RunObserver {
 
     private let state = Mutex(State())
     private let workflowPath: String
+    private let context: CommandContext
     private let color: Bool
 
-    init(workflowPath: String) {
+    init(workflowPath: String, context: CommandContext) {
         self.workflowPath = workflowPath
-        color = getenv("NO_COLOR") == nil
+        self.context = context
+        color = context.environment["NO_COLOR"] == nil
     }
 
     func begin(run: String, resumed: Bool, notes: [String]) {
-        print(resumed ? "amplify-run: resuming run \(run) of \(workflowPath.visible)" : "amplify-run: starting run \(run) of \(workflowPath.visible)")
-        for n in notes { print("amplify-run: \(n.visible)") }
+        context.out.line(resumed ? "amplify-run: resuming run \(run) of \(workflowPath.visible)" : "amplify-run: starting run \(run) of \(workflowPath.visible)")
+        for n in notes { context.out.line("amplify-run: \(n.visible)") }
         // Elapsed times move, and the last events show, even when nothing happens.
         Task.detached { [self] in
             while !state.withLock({ $0.finished }) {
                 try? await Task.sleep(for: .milliseconds(500))
-                if !state.withLock({ $0.finished || $0.order.isEmpty }) { redraw(now: Processes.now()) }
+                if !state.withLock({ $0.finished || $0.order.isEmpty }) { redraw(now: context.now()) }
             }
         }
     }
@@ -93,9 +95,9 @@ final class TerminalObserver: RunObserver {
     }
 
     func end(state machine: RunStateMachine, exitCode: Int32) {
-        redraw(now: Processes.now())
+        redraw(now: context.now())
         state.withLock { $0.finished = true }
-        RunSummaryPrinter.print(RunReport(machine, now: Processes.now()), exitCode: exitCode, interrupted: machine.interruptedBy)
+        RunSummaryPrinter.print(RunReport(machine, now: context.now()), exitCode: exitCode, interrupted: machine.interruptedBy, to: context.out)
     }
 
     private func redraw(now: Int64) {
@@ -144,6 +146,6 @@ final class TerminalObserver: RunObserver {
     }
 
     private func fputsStdout(_ s: String) {
-        print(s, terminator: "")
+        context.out.text(s)
     }
 }

@@ -1,7 +1,8 @@
 import AmplifyWorkflow
 import ArgumentParser
 
-struct ValidateCommand: ParsableCommand {
+/// `validate FILE…`: every problem of each workflow file, located.
+struct ValidateCommand: ContextualCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Check workflow files and report every problem with its location.",
@@ -17,13 +18,13 @@ struct ValidateCommand: ParsableCommand {
         if files.isEmpty { throw ValidationError("Give at least one workflow file to validate.") }
     }
 
-    func run() throws {
+    func run(_ context: CommandContext) async throws {
         var failed = false
         for file in files {
-            let (workflow, diagnostics, _) = LoadedWorkflow.load(file)
+            let (workflow, diagnostics, _) = LoadedWorkflow.load(file, in: context)
             if let workflow {
                 let warnings = diagnostics.filter { !$0.isError }.count
-                Terminal.out("ok: \(file): workflow '\(workflow.name)', \(workflow.stages.count) stage\(workflow.stages.count == 1 ? "" : "s")\(warnings > 0 ? ", \(warnings) warning\(warnings == 1 ? "" : "s")" : "")")
+                context.out.line("ok: \(file): workflow '\(workflow.name)', \(workflow.stages.count) stage\(workflow.stages.count == 1 ? "" : "s")\(warnings > 0 ? ", \(warnings) warning\(warnings == 1 ? "" : "s")" : "")")
             } else {
                 failed = true
             }

@@ -1,5 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
+@testable import amplify_run
 
 @Suite("The amplify-run command")
 struct CommandLineTests {
@@ -33,6 +35,39 @@ struct CommandLineTests {
         #expect(before.status == 0, "\(before.stderr)")
         let after = try await runCLI(["validate", "-C", Repository.root.path, "workflows/default.yaml"])
         #expect(after.status == 0, "\(after.stderr)")
+    }
+
+    @Test("-C takes its value joined (-CDIR) and spelt long (--directory DIR)")
+    func directoryOptionSpellings() async throws {
+        let joined = try await runCLI(["-C" + Repository.root.path, "validate", "workflows/default.yaml"])
+        #expect(joined.status == 0, "\(joined.stderr)")
+        let long = try await runCLI(["plan", "--directory", Repository.root.path, "workflows/default.yaml"])
+        #expect(long.status == 0, "\(long.stderr)")
+        let missing = try await runCLI(["-C", "/nonexistent-amplify-dir", "status"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("amplify-run: error: -C /nonexistent-amplify-dir: No such file or directory"))
+    }
+
+    @Test("a command runs in the context it is given: its directory, its output captured, no chdir")
+    func substitutedContext() async throws {
+        let repository = FileManager.default.temporaryDirectory.appendingPathComponent("amplify-context-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: repository.appendingPathComponent(".git"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: repository) }
+        let out = Mutex<[UInt8]>([])
+        let err = Mutex<[UInt8]>([])
+        let context = CommandContext(directory: repository.path, environment: [:], out: OutputWriter { b in out.withLock { $0 += b } },
+                                     err: OutputWriter { b in err.withLock { $0 += b } }, liveView: false, now: { 0 })
+        do {
+            try await StatusCommand.parse([]).run(context)
+            Issue.record("status of a repository without runs succeeded")
+        } catch {
+            // ArgumentParser's ExitCode, which this target does not import by name.
+            #expect((error as? any RawRepresentable).map { "\($0.rawValue)" } == "4", "\(error)")
+        }
+        let said = err.withLock { String(decoding: $0, as: UTF8.self) }
+        #expect(said.hasPrefix("amplify-run: no runs in ") && said.hasSuffix("/.amplify\n"), "\(said)")
+        try await SchemaCommand.parse([]).run(context)
+        #expect(out.withLock { String(decoding: $0, as: UTF8.self) } == (try Repository.read("schemas/orchestrate.schema.json")))
     }
 
     @Test("usage errors exit 2, not 64")
