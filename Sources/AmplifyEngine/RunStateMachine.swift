@@ -114,6 +114,8 @@ public struct RunStateMachine: Sendable {
     public let runId: String
     let stages: [StageInfo]
     let index: [String: Int]
+    /// Stage numbers in dependency order (the plan's).
+    let order: [Int]
     /// For `success()`, `env.*` and the rest: what expressions see besides stages and items.
     public var vars: OrderedObject
     public let environment: [String: String]
@@ -184,40 +186,20 @@ public struct RunStateMachine: Sendable {
         self.environment = environment
         self.environmentValue = .object(OrderedObject(environment.sorted { $0.key < $1.key }.map { ($0.key, Value.string($0.value)) }))
         self.maxProcesses = workflow.settings.maxProcesses ?? maxProcesses
-        let index = Dictionary(uniqueKeysWithValues: workflow.stages.enumerated().map { ($1.id, $0) })
-        self.index = index
-        var infos = workflow.stages.map { stage -> StageInfo in
-            let usesStatus = stage.condition.map { c in
-                c.expressions.contains { e in
-                    var found = false
-                    e.expression.forEachNode { if case .call(let n, _, _) = $0, ExpressionFunction(name: n)?.isStatusFunction == true { found = true } }
-                    return found
-                }
-            } ?? false
-            return StageInfo(stage: stage, needs: stage.needs.compactMap { index[$0] }, source: stage.itemSource.flatMap { index[$0] }, conditionUsesStatus: usesStatus, ancestors: [])
-        }
-        for (i, info) in infos.enumerated() { for n in info.needs { infos[n].dependants.append(i) } }
-        for i in infos.indices {
-            var seen = Set<Int>()
-            var stack = infos[i].needs
-            while let n = stack.popLast() {
-                if seen.insert(n).inserted { stack.append(contentsOf: infos[n].needs) }
-            }
-            infos[i].ancestors = seen.sorted()
+        // The DAG as the checker compiled it (`Plan`): nothing about the graph is worked out again here.
+        let graph = workflow.graph
+        self.index = graph.index
+        let infos = workflow.stages.enumerated().map { i, stage -> StageInfo in
+            let node = graph.nodes[i]
+            return StageInfo(stage: stage, needs: node.needs, dependants: node.dependants, source: node.itemSource,
+                             conditionUsesStatus: node.conditionUsesStatus, ancestors: node.ancestors)
         }
         self.stages = infos
+        self.order = graph.order
         for (i, info) in infos.enumerated() {
-            if info.stage.kind == .dispatch, let src = info.source, dispatchOf[src] == nil { dispatchOf[src] = i }
-            if info.stage.kind == .queryReady, case .bool(true)? = info.stage.parameter("refill")?.literalValue {
-                let interval = info.stage.parameter("refill-interval")?.literalValue.flatMap { v -> Int64? in
-                    if case .string(let t) = v { return WorkflowDuration(parsing: t)?.milliseconds }
-                    return nil
-                } ?? 30_000
-                var maxItems: Int?
-                if case .int(let n)? = info.stage.parameter("max-items")?.literalValue { maxItems = n }
-                let fed = infos.indices.filter { infos[$0].stage.forEach != nil && infos[$0].ancestors.contains(i) }
-                refills[i] = Refill(interval: max(interval, 100), maxItems: maxItems, fed: fed)
-            }
+            let node = graph.nodes[i]
+            if let d = node.dispatch { dispatchOf[i] = d }
+            if let r = node.refill { refills[i] = Refill(interval: r.interval, maxItems: r.maxItems, fed: r.fed) }
             if info.stage.forEach != nil {
                 sources[i] = Source()
                 dirtySources.insert(i)
@@ -485,7 +467,6 @@ public struct RunStateMachine: Sendable {
     /// item, then the once-stages after them (fan-in).
     public var allInstances: [(key: InstanceKey, instance: Instance)] {
         var out: [(InstanceKey, Instance)] = []
-        let order = workflow.topologicalOrder.compactMap { index[$0] }
         let firstPerItem = order.firstIndex { stages[$0].source != nil } ?? order.count
         for s in order[..<firstPerItem] { if let inst = once[s] { out.append((InstanceKey(stages[s].stage.id), inst)) } }
         let perItemOrder = order.filter { stages[$0].source != nil }
@@ -782,12 +763,6 @@ public struct RunStateMachine: Sendable {
     }
 
     // MARK: - Deciding what happens next
-
-    /// The events that should happen now, in order, taken in already — for a simulation without a
-    /// driver (the dry run). A driver uses the event methods, whose actions say what to carry out.
-    public mutating func decide(now: Int64) -> [RunEvent] {
-        decideEvents(now: now)
-    }
 
     /// The events that should happen now, in order; each is applied as it is decided.
     private mutating func decideEvents(now: Int64) -> [RunEvent] {

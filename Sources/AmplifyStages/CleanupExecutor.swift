@@ -37,7 +37,10 @@ public struct CleanupExecutor: StageExecutor {
             o["worktree-removed"] = .string(worktree)
         }
         if let branch, await git.commit("refs/heads/" + branch) != nil {
-            let policy = (try? job.stage.parameter("remove-branch")?.render(ExpressionEvaluator(context: job.context)).renderedText) ?? "merged"
+            let policy: String
+            do { policy = try job.stage.value(CleanupParameters.removeBranch, ExpressionEvaluator(context: job.context)) } catch {
+                return .failed("cleanup: `remove-branch`: \(error.message)")
+            }
             var remove = policy == "always"
             if policy == "merged" {
                 let landed = await MergeExecutor.landed(git: git, base: job.settings.base, item: id, run: job.runId) != nil

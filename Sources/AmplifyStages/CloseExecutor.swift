@@ -17,7 +17,7 @@ public struct CloseExecutor: StageExecutor {
             return .failed("close: the item has no valid id")
         }
         do {
-            let reason = try job.stage.parameter("reason")?.render(evaluator).renderedText ?? "Merged"
+            let reason = try job.stage.value(CloseParameters.reason, evaluator)
             guard let query = job.upstreamQuery else { return .failed("close: no query-ready stage upstream tells which tracker the item came from") }
             let tracker = try Tracker(query: query, evaluator: evaluator, repository: job.repository)
             let result = await tracker.close(id, reason: reason, job: job, processStarted: processStarted)

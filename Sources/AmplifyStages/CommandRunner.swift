@@ -172,7 +172,7 @@ public struct CommandRunner: Sendable {
         case .shell(let template):
             var script = ""
             var n = 0
-            var scanner = ShellQuoteScanner()
+            var scanner = ShellQuoting()
             for part in template.parts {
                 switch part {
                 case .text(let t):
@@ -234,22 +234,3 @@ public enum Exec {
     }
 }
 
-/// Tracks quoting through shell text, to know whether an inserted reference is inside "…".
-struct ShellQuoteScanner {
-    private(set) var inDoubleQuotes = false
-    private var inSingleQuotes = false
-    private var escaped = false
-
-    mutating func scan(_ text: String) {
-        for c in text.unicodeScalars {
-            if escaped { escaped = false; continue }
-            if inSingleQuotes { if c == "'" { inSingleQuotes = false }; continue }
-            switch c {
-            case "\\": escaped = true
-            case "'": if !inDoubleQuotes { inSingleQuotes = true }
-            case "\"": inDoubleQuotes.toggle()
-            default: break
-            }
-        }
-    }
-}

@@ -76,7 +76,7 @@ public struct DispatchExecutor: StageExecutor {
         // What can be checked is checked before the item is claimed: a claim is a change in
         // the tracker that someone must undo.
         let branch: String
-        do { branch = try job.stage.parameter("branch")?.render(evaluator).renderedText ?? "amplify/\(id)" } catch {
+        do { branch = try job.stage.value(DispatchParameters.branch, evaluator) } catch {
             throw StageError("dispatch: `branch`: \(error.message)")
         }
         guard !branch.hasPrefix("-"), await git.run(["check-ref-format", "--branch", branch]).succeeded else {
@@ -107,8 +107,8 @@ public struct DispatchExecutor: StageExecutor {
         }
 
         // Untracked files the agent needs, then the project's setup.
-        if case .list(let names)? = try? job.stage.parameter("copy")?.render(evaluator) {
-            for name in names.map(\.renderedText) {
+        if let names = try? job.stage.value(DispatchParameters.copy, evaluator) {
+            for name in names {
                 guard !name.hasPrefix("/"), !name.split(separator: "/").contains(".."), !name.isEmpty else {
                     throw StageError("dispatch: `copy: \(name)` must be a path inside the repository")
                 }
@@ -120,8 +120,8 @@ public struct DispatchExecutor: StageExecutor {
                 guard r.succeeded else { throw StageError("dispatch: copying \(name): \(r.failure(["cp", name]))") }
             }
         }
-        if case .list(let commands)? = job.stage.parameter("setup") {
-            for command in commands.compactMap(Command.init) {
+        do {
+            for command in job.stage.commands(DispatchParameters.setup) {
                 let ran = await CommandRunner().run(command, for: job, workingDirectory: Template(parts: [.text(worktree)]), outputs: [], processStarted: processStarted)
                 if case .failed(let why) = ran {
                     throw StageError("dispatch: setup: \(why)")
@@ -146,19 +146,15 @@ public struct DispatchExecutor: StageExecutor {
         var context = job.context
         context.roots["session"] = .object(OrderedObject([("id", .string(session.id)), ("dir", .string(session.directory)), ("agent-session", .string(agentSession))]))
         let prompt: String
-        do { prompt = try job.stage.parameter("prompt")?.render(ExpressionEvaluator(context: context)).renderedText ?? "" } catch {
+        do { prompt = try job.stage.value(DispatchParameters.prompt, ExpressionEvaluator(context: context)) ?? "" } catch {
             throw StageError("dispatch: `prompt`: \(error.message)")
         }
         context.roots["prompt"] = .string(prompt)
         let argv: [String]
-        do {
-            guard case .list(let parts)? = try job.stage.parameter("agent")?.render(ExpressionEvaluator(context: context)), !parts.isEmpty else {
-                throw StageError("dispatch: `agent` must be a non-empty argv")
-            }
-            argv = parts.map(\.renderedText)
-        } catch let e as StageError { throw e } catch {
+        do { argv = try job.stage.value(DispatchParameters.agent, ExpressionEvaluator(context: context)) } catch {
             throw StageError("dispatch: `agent`: \(error)")
         }
+        guard !argv.isEmpty else { throw StageError("dispatch: `agent` must be a non-empty argv") }
         do {
             try RunStore.writeAtomically(Array((Value.object(state).prettyJSON + "\n").utf8), to: session.path("state.json"))
             try RunStore.writeAtomically(Array(prompt.utf8), to: session.path("prompt.md"))

@@ -36,27 +36,29 @@ public enum DryRun {
         var refused: [(String, [Value])] = []
         var failures: [(String, String)] = []
         var now = Processes.now()
-        // Decide, run the queries it starts, and stop when no query is left to run.
+        // The machine decides; the queries it starts run here (nothing else does), and their
+        // ends go back to it, until no query is left to run.
+        var actions = machine.tick(now: now)
         for _ in 0..<10_000 {
-            let started = machine.decide(now: now).compactMap { e -> InstanceKey? in
-                if case .instanceStarted(let k, _, _) = e, machine.stage(of: k)?.kind == .queryReady { return k }
+            let started = actions.compactMap { a -> (InstanceKey, Int)? in
+                if case .start(let k, let attempt) = a, machine.stage(of: k)?.kind == .queryReady { return (k, attempt) }
                 return nil
             }
             guard !started.isEmpty else { break }
-            for key in started {
+            actions = []
+            for (key, attempt) in started {
                 guard let stage = machine.stage(of: key) else { continue }
-                let job = StageJob(key: key, attempt: 1, stage: stage, context: machine.expressionContext(for: key), runId: "dry-run",
+                let job = StageJob(key: key, attempt: attempt, stage: stage, context: machine.expressionContext(for: key), runId: "dry-run",
                                    runDirectory: scratch, repository: repository, itemName: nil, environment: environment)
                 now = Processes.now()
                 let result = await executor.execute(job) { _, _ in }
                 switch result {
                 case .succeeded(let outputs):
                     if case .list(let bad)? = outputs["invalid"], !bad.isEmpty { refused.append((key.stage, bad)) }
-                    machine.apply(.instanceSucceeded(key, outputs: outputs), at: now)
                 case .failed(let reason), .failedAs(_, let reason):
                     failures.append((key.stage, reason))
-                    machine.apply(.instanceFailed(key, attempt: 1, reason: reason, retryAt: nil), at: now)
                 }
+                actions += machine.attemptEnded(key, attempt: attempt, result, now: now)
             }
         }
         let expansions = workflow.stages.compactMap { stage -> Expansion? in

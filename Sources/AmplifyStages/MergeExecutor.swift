@@ -61,9 +61,17 @@ public struct MergeExecutor: StageExecutor {
         let evaluator = ExpressionEvaluator(context: job.context)
         let base = job.settings.base
         let git = await Git(job.repository, environment: job.environment).withIdentity()
-        func param(_ name: String) -> String? { try? job.stage.parameter(name)?.render(evaluator).renderedText }
-        let strategy = param("strategy") ?? "no-ff"
-        let hooks = await CommitHooks.resolve(git: git, skip: param("hooks") == "skip")
+        let strategy: String, hooksParameter: String, commitLeftovers: Bool, empty: String, subject: String
+        do {
+            strategy = try job.stage.value(MergeParameters.strategy, evaluator)
+            hooksParameter = try job.stage.value(MergeParameters.hooks, evaluator)
+            commitLeftovers = try job.stage.value(MergeParameters.commitLeftovers, evaluator)
+            empty = try job.stage.value(MergeParameters.empty, evaluator)
+            subject = try job.stage.value(MergeParameters.message, evaluator)
+        } catch {
+            throw StageError("merge: \(error.message)")
+        }
+        let hooks = await CommitHooks.resolve(git: git, skip: hooksParameter == "skip")
 
         // A killed runner's debris, in the runner's own worktree for this item, goes first.
         let stateDir = job.stateDirectory
@@ -80,7 +88,7 @@ public struct MergeExecutor: StageExecutor {
             let wt = git.at(worktree)
             let status = try await wt.output(["status", "--porcelain", "--untracked-files=all"])
             if !status.isEmpty {
-                guard param("commit-leftovers") != "false" else {
+                guard commitLeftovers else {
                     throw StageError("merge: the session left uncommitted changes in \(worktree) (commit-leftovers: false):\n" + status.split(separator: "\n").prefix(10).joined(separator: "\n"))
                 }
                 _ = try await wt.output(["add", "-A"])
@@ -95,7 +103,7 @@ public struct MergeExecutor: StageExecutor {
         if await git.isAncestor(tip, of: baseTip) {
             // Nothing beyond the base: no work at all, or work someone landed already.
             if case .string(let forkedAt)? = session["base-commit"], forkedAt == tip {
-                if param("empty") == "skip" { return .succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))])) }
+                if empty == "skip" { return .succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))])) }
                 throw StageError("merge: \(branch) has no commits beyond \(base) (set `empty: skip` to skip such items)")
             }
             return .succeeded(OrderedObject([("commit", .string(baseTip)), ("landed-before", .bool(true))]))
@@ -104,13 +112,13 @@ public struct MergeExecutor: StageExecutor {
         // One landing at a time in this repository, whichever stage or run; every git from here
         // holds the lock too: one left running by a killed runner keeps it.
         return try await git.withLandingLock { (git: Git) async throws(StageError) -> StageResult in
-            try await mergeLocked(job, git: git, scratch: scratch, tip: tip, item: id, strategy: strategy, hooks: hooks, param: param, processStarted: processStarted)
+            try await mergeLocked(job, git: git, scratch: scratch, tip: tip, item: id, strategy: strategy, hooks: hooks, subject: subject, processStarted: processStarted)
         }
     }
 
     /// Under the landing lock: lands the branch's tip from the runner's own worktree.
     private func mergeLocked(_ job: StageJob, git: Git, scratch: String, tip: String, item id: String, strategy: String, hooks: CommitHooks,
-                             param: (String) -> String?, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
+                             subject: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
         let base = job.settings.base
         let stateDir = job.stateDirectory
         // Landed while we waited for the lock (another runner resuming this run cannot, but be sure).
@@ -126,7 +134,7 @@ public struct MergeExecutor: StageExecutor {
         try StateDirectory.requireReal(stateDir + "/merging")
         _ = try await git.withWorktreeLock { (git: Git) async throws(StageError) in try await git.output(["worktree", "add", "--quiet", "--detach", scratch, old]) }
         let landing: Result<StageResult, StageError>
-        do { landing = .success(try await land(job, git: git, scratch: scratch, old: old, tip: tip, item: id, strategy: strategy, hooks: hooks, param: param, processStarted: processStarted)) } catch {
+        do { landing = .success(try await land(job, git: git, scratch: scratch, old: old, tip: tip, item: id, strategy: strategy, hooks: hooks, subject: subject, processStarted: processStarted)) } catch {
             landing = .failure(error)
         }
         await git.removeWorktree(scratch)
@@ -135,14 +143,13 @@ public struct MergeExecutor: StageExecutor {
 
     /// Builds the merge in `scratch`, verifies it, and moves the base from `old` to it.
     private func land(_ job: StageJob, git: Git, scratch: String, old: String, tip: String, item id: String, strategy: String, hooks: CommitHooks,
-                      param: (String) -> String?, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
+                      subject: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
         let base = job.settings.base
         let m = git.at(scratch)
         // Every git that may commit here runs the repository's hooks (or none, with `hooks: skip`).
         func commit(_ args: [String]) async -> CommandRunner.Output { await m.run(hooks.options + args, stdoutLimit: 1 << 20, started: processStarted) }
 
-        var subject = param("message") ?? "Merge \(id)"
-        subject = subject.replacing("\n", with: " ")
+        let subject = subject.replacing("\n", with: " ")
         let message = "\(subject)\n\nAmplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"
         switch strategy {
         case "squash":
@@ -169,8 +176,8 @@ public struct MergeExecutor: StageExecutor {
         }
 
         // The project's checks on the merged tree, before anything lands.
-        if case .list(let commands)? = job.stage.parameter("verify") {
-            for command in commands.compactMap(Command.init) {
+        do {
+            for command in job.stage.commands(MergeParameters.verify) {
                 let ran = await CommandRunner().run(command, for: job, workingDirectory: Template(parts: [.text(scratch)]), outputs: [], processStarted: processStarted)
                 if case .failed(let why) = ran {
                     throw StageError("merge: verify failed; \(base) is unchanged: \(why)")

@@ -39,19 +39,11 @@ public struct QueryReadyExecutor: StageExecutor {
     /// Applies `exclude-type`, `label` and `limit`; items whose id does not match the id pattern
     /// are set apart as invalid, never dispatched.
     static func filter(_ all: [Value], stage: Stage, evaluator: ExpressionEvaluator, seen: Set<String> = []) throws(EvaluationError) -> (valid: [Value], invalid: [Value]) {
-        func strings(_ name: String) throws(EvaluationError) -> [String] {
-            switch try stage.parameter(name)?.render(evaluator) {
-            case .list(let l)?: return l.map(\.renderedText)
-            case .string(let s)?: return [s]
-            default: return []
-            }
-        }
-        let excluded = Set(try strings("exclude-type"))
-        let labels = try strings("label")
-        var limit: Int?
-        if case .int(let n)? = try stage.parameter("limit")?.render(evaluator) { limit = n }
+        let excluded = Set(try stage.value(QueryReadyParameters.excludeType, evaluator) ?? [])
+        let labels = try stage.value(QueryReadyParameters.label, evaluator) ?? []
+        var limit = try stage.value(QueryReadyParameters.limit, evaluator)
         // `max-items` counts every item the run has taken, over all its queries.
-        if case .int(let n)? = try stage.parameter("max-items")?.render(evaluator) { limit = max(0, min(limit ?? n, n - seen.count)) }
+        if let n = try stage.value(QueryReadyParameters.maxItems, evaluator) { limit = max(0, min(limit ?? n, n - seen.count)) }
         var valid: [Value] = []
         var invalid: [Value] = []
         for item in all {

@@ -37,20 +37,3 @@ extension Reconciliation {
         return .rerun
     }
 }
-
-extension Command {
-    /// A `command` parameter (`with.command`) as a command: a string runs under /bin/sh -c, a
-    /// list is an argv.
-    init?(_ value: TemplateValue) {
-        switch value {
-        case .list(let parts):
-            self = .argv(parts.map { p in
-                if case .template(let t) = p { return t }
-                return Template(parts: [.text(p.literalValue?.renderedText ?? "")])
-            })
-        case .template(let t): self = .shell(t)
-        case .literal(let v): self = .shell(Template(parts: [.text(v.renderedText)]))
-        case .object: return nil
-        }
-    }
-}

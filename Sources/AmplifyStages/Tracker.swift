@@ -33,12 +33,12 @@ public enum Tracker: Sendable, Hashable {
 
     /// The tracker a `query-ready` stage names, its parameters rendered with `evaluator`.
     public init(query: Stage, evaluator: ExpressionEvaluator, repository: String) throws(EvaluationError) {
-        let source = try query.parameter("source")?.render(evaluator).renderedText ?? "bd"
+        let source = try query.value(QueryReadyParameters.source, evaluator)
         switch source {
         case "bd":
             self = .bd
         case "file":
-            let given = try query.parameter("path")?.render(evaluator).renderedText ?? ""
+            let given = try query.value(QueryReadyParameters.path, evaluator) ?? ""
             self = .file(path: given.hasPrefix("/") ? given : repository + "/" + given, given: given)
         default:
             self = .command(source: source)
@@ -81,9 +81,9 @@ public enum Tracker: Sendable, Hashable {
             }
             var argv = ["bd", "ready", "--json"]
             do {
-                if case .int(let n)? = try job.stage.parameter("limit")?.render(evaluator) { argv += ["--limit", String(n)] }
-                for label in try Tracker.strings(job.stage.parameter("label"), evaluator) { argv += ["--label", label] }
-                argv += try Tracker.strings(job.stage.parameter("args"), evaluator)
+                if let n = try job.stage.value(QueryReadyParameters.limit, evaluator) { argv += ["--limit", String(n)] }
+                for label in try job.stage.value(QueryReadyParameters.label, evaluator) ?? [] { argv += ["--label", label] }
+                argv += try job.stage.value(QueryReadyParameters.args, evaluator) ?? []
             } catch {
                 return .failure(Failure(message: error.message))
             }
@@ -91,7 +91,7 @@ public enum Tracker: Sendable, Hashable {
                 .mapError { Failure(message: "bd ready: \($0.message)") }
         case .command(let source):
             guard source == "command" else { return .failure(Failure(message: "unknown `source: \(source)`")) }
-            guard let command = job.stage.with["command"].flatMap(Command.init) else {
+            guard let command = job.stage.command(QueryReadyParameters.command) else {
                 return .failure(Failure(message: "`source: command` needs `command:`, a string or a list"))
             }
             return await Tracker.runJSON(command, job: job, processStarted: processStarted)
@@ -111,14 +111,6 @@ public enum Tracker: Sendable, Hashable {
             return .success(items)
         } catch {
             return .failure(Failure(message: "printed something that is not JSON (\(error))"))
-        }
-    }
-
-    private static func strings(_ value: TemplateValue?, _ evaluator: ExpressionEvaluator) throws(EvaluationError) -> [String] {
-        switch try value?.render(evaluator) {
-        case .list(let l)?: return l.map(\.renderedText)
-        case .string(let s)?: return [s]
-        default: return []
         }
     }
 
@@ -224,7 +216,7 @@ public enum Tracker: Sendable, Hashable {
             case .failed(let why), .failedAs(_, let why): return .failed("bd close \(id): \(why)")
             }
         case .command(let source):
-            guard let command = job.stage.with["command"].flatMap(Command.init) else {
+            guard let command = job.stage.command(CloseParameters.command) else {
                 return .failed("close: `source: \(source)` needs `with.command`, the command that closes an item")
             }
             return await CommandRunner().run(command, for: job, outputs: job.stage.outputs, processStarted: processStarted)

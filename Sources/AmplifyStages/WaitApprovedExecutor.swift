@@ -33,7 +33,8 @@ public struct WaitApprovedExecutor: StageExecutor {
         }
         let session = SessionFiles(stateDirectory: job.stateDirectory, id: sid)
         let evaluator = ExpressionEvaluator(context: job.context)
-        let onExit = (try? job.stage.parameter("on-exit")?.render(evaluator).renderedText) ?? "fail"
+        let onExit: String
+        do { onExit = try job.stage.value(WaitApprovedParameters.onExit, evaluator) } catch { throw StageError("wait-approved: `on-exit`: \(error.message)") }
         var asked = Set(job.notes.filter { $0.kind == "question" }.compactMap { $0.fields["id"]?.renderedText })
         var warned = Set(job.notes.filter { $0.kind == "warning" }.compactMap { $0.fields["message"]?.renderedText })
         var resumedFor = Set(job.notes.filter { $0.kind == "resumed" }.compactMap { $0.fields["question"]?.renderedText })
@@ -139,12 +140,12 @@ public struct WaitApprovedExecutor: StageExecutor {
             var context = job.context
             context.roots["session"] = .object(OrderedObject([("id", .string(session.id)), ("dir", .string(session.directory)), ("agent-session", agentSession)]))
             context.roots["answer"] = .string(answer)
-            do {
-                guard case .list(let parts)? = try job.stage.parameter("resume")?.render(ExpressionEvaluator(context: context)), !parts.isEmpty else {
-                    throw StageError("wait-approved: `resume` must be a non-empty argv")
-                }
-                return parts.map(\.renderedText)
-            } catch let e as StageError { throw e } catch { throw StageError("wait-approved: `resume`: \(error)") }
+            let argv: [String]
+            do { argv = try job.stage.value(WaitApprovedParameters.resume, ExpressionEvaluator(context: context)) } catch {
+                throw StageError("wait-approved: `resume`: \(error)")
+            }
+            guard !argv.isEmpty else { throw StageError("wait-approved: `resume` must be a non-empty argv") }
+            return argv
         }
         if let agentSession { return try render(.string(agentSession)) }
         // Unknown: fine only if `resume` does not use it.

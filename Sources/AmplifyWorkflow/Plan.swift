@@ -23,20 +23,6 @@ public struct Plan: Sendable {
     public func node(_ id: String) -> StageGraph.Node? {
         workflow.graph.index[id].map { workflow.graph.nodes[$0] }
     }
-
-    /// How a stage runs, in words: "once", "per item (from ready)", "once, after every item of ready".
-    public func multiplicity(of stage: Stage) -> String {
-        PlanRenderer(self).multiplicity(of: stage)
-    }
-
-    public typealias Format = PlanRenderer.Format
-
-    public func render(_ format: Format) -> String {
-        PlanRenderer(self).render(format)
-    }
-
-    /// The plan as a JSON value: the workflow's settings and each stage with its edges.
-    public var json: Value { PlanRenderer(self).json }
 }
 
 /// The edges of the DAG and how each stage runs, by stage number: what the checker's graph pass

@@ -1,7 +1,7 @@
 import AmplifyWorkflow
 import ArgumentParser
 
-extension Plan.Format: ExpressibleByArgument {}
+extension PlanRenderer.Format: ExpressibleByArgument {}
 
 /// `plan FILE`: the DAG a workflow compiles to, drawn in a format.
 struct PlanCommand: ContextualCommand {
@@ -16,10 +16,10 @@ struct PlanCommand: ContextualCommand {
     var file: String
 
     @Option(help: "Output format: text, mermaid (renders on GitHub), dot (Graphviz) or json.")
-    var format: Plan.Format = .text
+    var format: PlanRenderer.Format = .text
 
     func run(_ context: CommandContext) async throws {
         guard let workflow = LoadedWorkflow.load(file, in: context).workflow else { throw ExitCode(2) }
-        context.out.text(Plan(workflow).render(format))
+        context.out.text(PlanRenderer(workflow.plan).render(format))
     }
 }

@@ -81,7 +81,8 @@ struct EndToEndTests {
 
     @Test("a second runner of the same run exits 4 naming the holder's pid")
     func lock() async throws {
-        let box = try Sandbox("version: 1\nstages: {a: {run: sleep 5}}")
+        // Long enough that no load can make the first runner finish first; it is ended at the end.
+        let box = try Sandbox("version: 1\nstages: {a: {run: sleep 60}}")
         let first = try startAmplify(["wf.yaml"], in: box)
         defer { first.terminate(); first.waitUntilExit() }
         // Until the first runner has made its run, a second one would rightly start a run of its own.
