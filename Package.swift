@@ -35,7 +35,7 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        // The stage kinds: query-ready, run (and, to come, dispatch, wait-approved, merge, close, cleanup).
+        // The stage kinds (query-ready, dispatch, wait-approved, merge, close, cleanup, run) and the world they act on: Tracker, Git, Agent, CommandRunner.
         .target(
             name: "AmplifyStages",
             dependencies: ["AmplifyEngine", "AmplifyWorkflow"]

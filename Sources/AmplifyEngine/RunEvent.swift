@@ -21,7 +21,7 @@ public struct InstanceKey: Sendable, Hashable, Comparable, CustomStringConvertib
 public enum RunOutcome: String, Sendable, Hashable {
     case succeeded, failed, cancelled
 
-    /// The process exit code of SPEC §3.
+    /// The process exit code (README, "Exit codes").
     public var exitCode: Int32 {
         switch self {
         case .succeeded: return 0

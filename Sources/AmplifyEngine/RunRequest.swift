@@ -1,3 +1,5 @@
+import AmplifyWorkflow
+
 /// What the user asked for: which workflow, in which repository, with which variables.
 public struct RunRequest: Sendable {
     /// The repository's top level (absolute).
@@ -16,6 +18,8 @@ public struct RunRequest: Sendable {
     public var cancelOnStart = false
     /// Said before the run begins (e.g. items earlier runs claimed and never finished).
     public var notes: [String] = []
+    /// `workflowBytes` as the caller checked them already (one check per run); nil = check them here.
+    public var checked: Workflow?
 
     public init(repository: String, workflowPath: String, workflowBytes: [UInt8], varOverrides: [String: String] = [:], forceNew: Bool = false, environment: [String: String] = [:], grace: Duration = .seconds(10)) {
         self.repository = repository

@@ -262,7 +262,7 @@ public struct RunStateMachine: Sendable {
         /// A signal: the run is checkpointed and resumable.
         case interrupted(signal: Int32)
 
-        /// The process exit code of SPEC §3.
+        /// The process exit code (README, "Exit codes").
         public var exitCode: Int32 {
             switch self {
             case .finished(let outcome): return outcome.exitCode

@@ -18,12 +18,18 @@ public final class Runner: Sendable {
         self.observer = observer
     }
 
-    /// Runs (or resumes) the workflow; returns the process exit code of SPEC §3.
+    /// Runs (or resumes) the workflow; returns the process exit code (README, "Exit codes").
     public func run(signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]) async throws(RunFailure) -> Int32 {
-        // The workflow as given now.
-        let checked = WorkflowChecker.check(bytes: request.workflowBytes, file: request.workflowPath)
-        guard let current = checked.workflow else {
-            throw RunFailure(exitCode: 2, message: checked.diagnostics.map(\.description).joined(separator: "\n"))
+        // The workflow as given now (checked once: by the caller when it did).
+        let current: Workflow
+        if let checked = request.checked {
+            current = checked
+        } else {
+            let checked = WorkflowChecker.check(bytes: request.workflowBytes, file: request.workflowPath)
+            guard let workflow = checked.workflow else {
+                throw RunFailure(exitCode: 2, message: checked.diagnostics.map(\.description).joined(separator: "\n"))
+            }
+            current = workflow
         }
         let store = RunStore(root: request.repository + "/" + current.settings.state)
         var notes: [String] = request.notes
@@ -66,13 +72,13 @@ public final class Runner: Sendable {
             guard let stored = try? WorkflowFile.read(store.workflowCopy(of: runId)) else {
                 throw RunFailure(exitCode: 4, message: "run \(runId) has no readable workflow copy (\(store.workflowCopy(of: runId))); start afresh with --new")
             }
-            // Checked under the workflow's own path, so its default name is the same as at the start.
-            let storedCheck = WorkflowChecker.check(bytes: stored, file: request.workflowPath)
-            guard let storedWorkflow = storedCheck.workflow else {
-                throw RunFailure(exitCode: 4, message: "the workflow copy of run \(runId) no longer checks with this amplify-run:\n" + storedCheck.diagnostics.map(\.description).joined(separator: "\n"))
-            }
-            workflow = storedWorkflow
             if stored != request.workflowBytes {
+                // Checked under the workflow's own path, so its default name is the same as at the start.
+                let storedCheck = WorkflowChecker.check(bytes: stored, file: request.workflowPath)
+                guard let storedWorkflow = storedCheck.workflow else {
+                    throw RunFailure(exitCode: 4, message: "the workflow copy of run \(runId) no longer checks with this amplify-run:\n" + storedCheck.diagnostics.map(\.description).joined(separator: "\n"))
+                }
+                workflow = storedWorkflow
                 notes.append("warning: \(request.workflowPath) changed since run \(runId) started; continuing with the copy it started with (use --new to start afresh with the new one)")
             }
             if !request.varOverrides.isEmpty {

@@ -86,6 +86,7 @@ struct RunCommand: ContextualCommand {
         for p in problems { context.error("\(p)") }
         guard problems.isEmpty else { throw ExitCode(2) }
         var request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: context.environment)
+        request.checked = workflow  // checked once, above
         let store = RunStore(root: repository + "/" + workflow.settings.state)
         if let note = Claims.strandedNote(await Claims(stateDirectory: store.root).stranded(store: store, repository: repository, environment: context.environment)) { request.notes.append(note) }
         let observer = RunnerLauncher.observer(workflowPath: relative, json: json, in: context)

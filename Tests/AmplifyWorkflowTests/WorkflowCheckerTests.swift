@@ -4,7 +4,7 @@ import Testing
 
 @Suite("Compiling workflows")
 struct WorkflowCheckerTests {
-    @Test("the default workflow compiles to one pipeline per item, with the defaults of SPEC §4")
+    @Test("the default workflow compiles to one pipeline per item, with the README's defaults")
     func defaultWorkflow() throws {
         let result = check(try Repository.read("workflows/default.yaml"), file: "workflows/default.yaml")
         let w = try #require(result.workflow, "\(result.diagnostics)")
