@@ -61,8 +61,11 @@ public struct RunStore: Sendable {
     }
 
     /// Every name in `runs/` but dot files: runs, including one whose journal is not written yet.
-    private func entries() -> [String] {
-        guard let dir = opendir(runsDirectory) else { return [] }
+    private func entries() -> [String] { RunStore.names(in: runsDirectory) }
+
+    /// The names in a directory of the state directory, dot files left out; none if it is not there.
+    public static func names(in directory: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {

@@ -62,12 +62,9 @@ public struct Claims: Sendable {
 
     /// Every claim on record.
     public func all() -> [Entry] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
         var out: [Entry] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.hasSuffix(".json"), !name.hasPrefix("."),
+        for name in RunStore.names(in: directory) {
+            guard name.hasSuffix(".json"),
                   let v = try? SessionFiles.readJSON(directory + "/" + name),
                   case .string(let item)? = v["item"], case .string(let run)? = v["run"], case .string(let source)? = v["source"] else { continue }
             var path: String?
