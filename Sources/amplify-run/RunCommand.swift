@@ -49,7 +49,7 @@ struct RunCommand: ContextualCommand {
             throw ExitCode(4)
         }
         guard let relative = RepositoryLocator.relative(file, to: repository) else {
-            context.error("\(file) is outside the repository \(repository); a workflow is identified by its path in the repository")
+            context.error("\(file) is outside the repository \(repository); a workflow is identified by its path in the repository, so it must live there: copy it in (e.g. to workflows/), commit it, and run `amplify-run workflows/<name>.yaml` (or -C the repository it belongs to)")
             throw ExitCode(2)
         }
         var overrides: [String: String] = [:]

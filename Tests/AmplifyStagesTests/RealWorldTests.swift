@@ -244,6 +244,19 @@ let approvingAgent = """
         #expect(try repo.git("merge-base --is-ancestor \(base) main; echo $?") == "0")
     }
 
+    /// The workflow file must live in the repository: one outside it is refused with what to do.
+    @Test func workflowOutsideTheRepositoryIsRefused() async throws {
+        let repo = try RealRepo(items: ["o-1"], agent: approvingAgent)
+        let outside = FileManager.default.temporaryDirectory.appendingPathComponent("outside-\(UUID().uuidString).yaml").path
+        try RealRepo.workflow().write(toFile: outside, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: outside) }
+        let r = try await repo.run([outside])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("outside the repository"), "\(r.stderr)")
+        #expect(r.stderr.contains("workflows/"), "says where to put it: \(r.stderr)")
+        #expect(repo.status(of: "o-1") == "open", "nothing claimed")
+    }
+
     /// Two runners of one workflow at once: the second refuses plainly, naming the first.
     @Test func secondRunnerOfAWorkflowRefuses() async throws {
         // The agents wait (at most 20 s) until the test lets them go: the first runner is surely alive.
