@@ -37,6 +37,8 @@ struct Driver {
     let context: DriverContext
     /// The time the timer is armed for.
     var timerAt: Int64?
+    /// The attempts whose executors are at work, each with the signal that it has ended.
+    var working: [InstanceKey: AttemptEnd] = [:]
 
     /// Runs the run to its end or to a signal; returns the exit code. On the way out the group's
     /// children are cancelled: timers and delayed kills stop, and attempts still running are left
@@ -96,6 +98,16 @@ struct Driver {
             i += 1
             switch action {
             case .persist(let events, let at, let sync):
+                // An attempt ended by the machine (not by its executor: a deadline, a cancel)
+                // tells its executor to stop; one ended by its executor needs no telling.
+                for event in events {
+                    switch event {
+                    case .instanceFailed(let key, _, _, _, _), .instanceCancelled(let key, _), .instanceSucceeded(let key, _):
+                        working.removeValue(forKey: key)?.signal()
+                    default:
+                        break
+                    }
+                }
                 for entry in try journal.append(events, at: at, sync: sync) {
                     observer.record(entry, line: entry.event.line(seq: entry.seq, at: entry.at), state: machine)
                 }
@@ -148,8 +160,9 @@ struct Driver {
     }
 
     /// Starts the executor of an attempt whose start is in the journal, as a child task.
-    private func launch(_ key: InstanceKey, attempt: Int, group: inout DiscardingTaskGroup) {
+    private mutating func launch(_ key: InstanceKey, attempt: Int, group: inout DiscardingTaskGroup) {
         guard let job = job(key, attempt: attempt), let stage = machine.stage(of: key) else { return }
+        working[key] = job.ended
         let executor = context.executors.executor(for: stage.kind)
         let continuation = context.continuation
         group.addTask {

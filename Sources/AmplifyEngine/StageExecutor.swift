@@ -1,4 +1,5 @@
 import AmplifyWorkflow
+import Synchronization
 
 /// Everything an executor needs to run one attempt of one instance.
 public struct StageJob: Sendable {
@@ -29,6 +30,8 @@ public struct StageJob: Sendable {
     public var notes: [(kind: String, fields: OrderedObject)] = []
     /// Journals a note (a question, a warning) for this instance.
     public var note: @Sendable (String, OrderedObject) -> Void = { _, _ in }
+    /// Whether the machine has ended this attempt already (see `AttemptEnd`).
+    public var ended = AttemptEnd()
 
     public init(key: InstanceKey, attempt: Int, stage: Stage, context: ExpressionContext, runId: String, runDirectory: String, repository: String, itemName: String?, environment: [String: String], upstreamQuery: Stage? = nil) {
         self.upstreamQuery = upstreamQuery
@@ -50,6 +53,20 @@ public struct StageJob: Sendable {
         if let name = itemName { s += "." + RunPaths.safeName(name) }
         return s + ".\(attempt)"
     }
+}
+
+/// Set by the driver when the machine ends an attempt while its executor still works on it (its
+/// deadline passed, or the run was cancelled): the executor stops before any further side
+/// effect — a wait does not start its agent again, a merge does not land. Its result is dropped.
+public final class AttemptEnd: Sendable {
+    private let ended = Atomic<Bool>(false)
+
+    public init() {}
+
+    /// The machine has ended this attempt.
+    public var hasHappened: Bool { ended.load(ordering: .acquiring) }
+
+    public func signal() { ended.store(true, ordering: .releasing) }
 }
 
 /// How an attempt ended.

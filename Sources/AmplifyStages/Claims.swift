@@ -29,12 +29,6 @@ public struct Claims: Sendable {
 
     private func file(item: String, run: String) -> String { directory + "/" + item + "@" + run + ".json" }
 
-    /// Whether `run` announced a claim of `item` (and has not let it go).
-    public func has(item: String, run: String) -> Bool {
-        var st = stat()
-        return lstat(file(item: item, run: run), &st) == 0
-    }
-
     /// Written (and synced) before the tracker is asked to claim.
     func announce(_ entry: Entry) throws(StageError) {
         mkdir(directory.dropLastComponent, 0o700)

@@ -211,12 +211,17 @@ extension DispatchExecutor {
         return path
     }
 
-    /// An earlier run's branch for the item: deleted when it holds nothing the base lacks and no
-    /// worktree has it, else renamed `<branch>-old-<this run's start>` (a worktree that has it
-    /// follows the rename) and kept for whoever wants its work.
+    /// An earlier run's branch for the item: deleted when it holds nothing the base lacks, else
+    /// renamed `<branch>-old-<this run's start>` and kept for whoever wants its work. One that a
+    /// worktree has checked out is refused, saying what to do.
     private static func setAside(git: Git, branch: String, tip: String, base: String, stamp: String, note: (String) -> Void) async throws(StageError) {
-        let checkedOut = (await git.worktrees())?.contains { $0.branch == branch } ?? true
-        if !checkedOut, await git.isAncestor(tip, of: base) {
+        guard let worktrees = await git.worktrees() else { throw StageError("dispatch: `git worktree list` keeps failing in \(git.directory)") }
+        // Checked out somewhere: an earlier run's worktree (a cancelled run keeps them), maybe
+        // with an agent still in it. Never pulled from under it: a person decides.
+        if let holder = worktrees.first(where: { $0.branch == branch }) {
+            throw StageError("dispatch: branch \(branch), left by an earlier run, is checked out in \(holder.path), where its agent may still be at work; when that work is done with, `git worktree remove \(holder.path)` and run again (the branch is then kept aside, never reused)")
+        }
+        if await git.isAncestor(tip, of: base) {
             let r = await git.run(["branch", "-D", "--", branch])
             guard r.succeeded else { throw StageError("dispatch: \(r.failure(["git", "branch", "-D", branch]))") }
             note("\(branch) was left by an earlier run with no work the base lacks; it starts afresh from the base (\(base.prefix(8)))")

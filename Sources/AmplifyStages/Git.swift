@@ -162,6 +162,11 @@ struct Git: Sendable {
     /// update-ref` with the old value (nothing lands if the base moved meanwhile). Run it holding
     /// the landing lock.
     func land(_ new: String, on base: String, from old: String, reason: String) async throws(StageError) {
+        // Only ever forward: a commit that does not contain the base's old tip (a rebase that
+        // dropped every commit and amended the base's own tip) would rewrite someone's history.
+        guard new != old, await isAncestor(old, of: new) else {
+            throw StageError("merge: the merge built is not a fast-forward of \(base) (\(new.prefix(8)) does not contain \(old.prefix(8))); nothing landed")
+        }
         guard let worktrees = await worktrees() else { throw StageError("merge: `git worktree list` keeps failing; nothing landed") }
         if let checkout = worktrees.first(where: { $0.branch == base }) {
             let r = await at(checkout.path).run(["merge", "--ff-only", "--quiet", new])

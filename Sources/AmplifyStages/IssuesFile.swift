@@ -30,18 +30,28 @@ public enum IssuesFile {
     /// Claims an item: `in_progress`, as `bd update --claim` does. Claimed already is fine.
     /// Succeeds with `claimed` (whether this call claimed it) and `status` (the item's status
     /// before), so a caller can tell its own earlier claim from another's.
-    public static func claimIssue(id: String, path: String) async -> StageResult {
+    ///
+    /// `claimant` goes into `assignee`, as `bd update --claim` puts its actor there: an item in
+    /// progress is the caller's again only when it is the assignee (a run claiming once more after
+    /// a crash), never because it merely is in progress (another run's, or a person's).
+    public static func claimIssue(id: String, path: String, claimant: String? = nil) async -> StageResult {
         let now = nowValue()
         var before = Value.null
+        var assignee = Value.null
+        var mine = false
         let result = await update(id: id, path: path, what: "claim") { o in
             before = o["status"] ?? .null
+            assignee = o["assignee"] ?? .null
+            if let claimant, o["status"] == .string("in_progress"), o["assignee"] == .string(claimant) { mine = true }
             guard o["status"] == .string("open") else { return nil }
             var o = o
             o["status"] = .string("in_progress")
+            if let claimant { o["assignee"] = .string(claimant) }
             o["updated_at"] = now
             return o
         }
-        return result.map { $0.stageResult { .succeeded(OrderedObject([("claimed", .bool($0)), ("status", before)])) } } ?? .failed("claim: no issue \(id) in \(path)")
+        return result.map { $0.stageResult { .succeeded(OrderedObject([("claimed", .bool($0 || mine)), ("status", before), ("assignee", assignee)])) } }
+            ?? .failed("claim: no issue \(id) in \(path)")
     }
 
     /// Gives back an item a run claimed: `in_progress` becomes `open` again. Any other status
@@ -53,6 +63,8 @@ public enum IssuesFile {
             guard o["status"] == .string("in_progress") else { return nil }
             var o = o
             o["status"] = .string("open")
+            // The claimant the runner wrote goes with the claim; a person's assignee stays.
+            if case .string(let a)? = o["assignee"], a.hasPrefix("amplify-run/") { o["assignee"] = nil }
             o["updated_at"] = now
             return o
         }

@@ -187,6 +187,9 @@ public struct MergeExecutor: StageExecutor {
 
         // Land: a fast-forward of the base, from `old` only.
         let new = try await m.output(["rev-parse", "HEAD"])
+        // Timed out or cancelled while building or verifying: the runner has recorded the item as
+        // failed, so it must not land now.
+        guard !job.ended.hasHappened else { throw StageError("merge: ended by the runner before landing; \(base) is unchanged") }
         try await git.land(new, on: base, from: old, reason: "amplify-run: merge \(id)")
         return .succeeded(OrderedObject([("commit", .string(new))]))
     }

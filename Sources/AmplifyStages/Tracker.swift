@@ -116,34 +116,39 @@ public enum Tracker: Sendable, Hashable {
 
     // MARK: - claim
 
-    /// Claims the item for `run`, atomically against other runs: the claim is announced in
-    /// `claims` first, and an item that is no longer open is this run's only if this run
-    /// announced it (an interrupted attempt of its own); otherwise it is another run's or a
-    /// person's, and is left to them (the item fails).
+    /// Who a run's claims are by, in the tracker: bd's actor (so its `assignee`), the file's `assignee`.
+    static func claimant(run: String) -> String { "amplify-run/" + run }
+
+    /// Claims the item for `run`, atomically against other runs and people: the tracker records
+    /// the run as the claimant (`assignee`), and an item already in progress is this run's only
+    /// when the run is its claimant (an interrupted attempt of its own). Anyone else's is left to
+    /// them (the item fails saying so). The claim is announced in `claims` first, for `release`
+    /// and for the next run to find.
     func claim(_ id: String, run: String, claims: Claims, repository: String, environment: [String: String]) async throws(StageError) {
-        let mine = claims.has(item: id, run: run)
+        let claimant = Tracker.claimant(run: run)
         switch self {
         case .file(let path, let given):
             try claims.announce(Claims.Entry(item: id, run: run, source: "file", path: path))
-            switch await IssuesFile.claimIssue(id: id, path: path) {
+            switch await IssuesFile.claimIssue(id: id, path: path, claimant: claimant) {
             case .succeeded(let o):
-                if o["claimed"] == .bool(true) || (mine && o["status"] == .string("in_progress")) { return }
+                if o["claimed"] == .bool(true) { return }
                 claims.withdraw(item: id, run: run)
                 let status = o["status"]?.renderedText ?? "not open"
-                throw StageError("dispatch: \(id) is \(status) in \(given) — claimed by another run or a person since it was found ready; it is left to them")
+                let by = o["assignee"].map { $0 == .null || $0.renderedText.isEmpty ? "" : " (assignee \($0.renderedText))" } ?? ""
+                throw StageError("dispatch: \(id) is \(status)\(by) in \(given) — claimed by another run or a person since it was found ready; it is left to them")
             case .failed(let why), .failedAs(_, let why):
-                if !mine { claims.withdraw(item: id, run: run) }
                 throw StageError("dispatch: \(why)")
             }
         case .bd:
             try claims.announce(Claims.Entry(item: id, run: run, source: "bd", path: nil))
             let env = Git(repository, environment: environment).environment
-            let r = await CommandRunner.run(["bd", "update", id, "--claim", "--json"], in: repository, environment: env)
+            // `--actor`: bd's global flag (default $BD_ACTOR or $USER), which `--claim` makes the
+            // assignee; claiming again as the same actor is a no-op success in bd, anyone else's claim fails.
+            let r = await CommandRunner.run(["bd", "update", id, "--claim", "--actor", claimant, "--json"], in: repository, environment: env)
             guard !r.succeeded else { return }
-            // Claimed already by an interrupted attempt of this run is fine; anything else is not.
             let shown = await Tracker.bdShow(id, repository: repository, environment: env)
-            if mine && shown?.status == "in_progress" { return }
-            if !mine { claims.withdraw(item: id, run: run) }
+            if shown?.status == "in_progress" && shown?.assignee == claimant { return }
+            claims.withdraw(item: id, run: run)
             if shown?.status == "in_progress" {
                 throw StageError("dispatch: \(id) is in progress\(shown?.assignee.map { $0.isEmpty ? "" : " (assignee \($0))" } ?? "") — claimed by another run or a person since it was found ready; it is left to them")
             }

@@ -51,6 +51,8 @@ public struct WaitApprovedExecutor: StageExecutor {
         let pollEvery: Duration = watch >= 0 ? .seconds(30) : .milliseconds(job.settings.poll.milliseconds)
 
         while true {
+            // Timed out or cancelled by the runner: nothing more to do here (the result is dropped).
+            if job.ended.hasHappened { throw StageError("wait-approved: ended by the runner") }
             // The agent, as the record beside the session directory knows it (a resumed agent replaces it).
             let pid = record?.pid
             let alive = Agent.isAlive(record)
@@ -102,6 +104,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                     let argv = try resumeArgv(job, session: session, agentSession: agentSession, answer: answer)
                     let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
                                                     slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, evaluator: evaluator)
+                    guard !job.ended.hasHappened else { throw StageError("wait-approved: ended by the runner") }
                     for q in answered {
                         resumedFor.insert(q.id)
                         job.note("resumed", OrderedObject([("question", .string(q.id)), ("session", .string(sid))]))

@@ -36,8 +36,11 @@ struct ReleaseCommand: ContextualCommand {
                 failed = true
                 continue
             }
-            if let live = mine.first(where: { RunLock.isHeld(path: $0.store.lock(of: $0.claim.run)) }) {
-                context.error("\(id) is claimed by run \(live.claim.run), which is still running; `amplify-run cancel \(live.claim.run)` first")
+            // A run that has not finished — running, or interrupted and resumable — still has the
+            // item's pipeline ahead of it: giving its claim back would let another run take it too.
+            if let unfinished = mine.first(where: { $0.store.summary(of: $0.claim.run).map { $0.outcome == nil } ?? false }) {
+                let running = RunLock.isHeld(path: unfinished.store.lock(of: unfinished.claim.run))
+                context.error("\(id) is claimed by run \(unfinished.claim.run), which \(running ? "is still running" : "was interrupted and would go on with it when resumed"); `amplify-run cancel \(unfinished.claim.run)` first")
                 failed = true
                 continue
             }

@@ -35,7 +35,7 @@ struct IssuesFileTests {
         let folder = try Folder()
         let path = folder.path + "/issues.jsonl"
         try Data(Self.crlfFixture).write(to: URL(fileURLWithPath: path))
-        #expect(await IssuesFile.claimIssue(id: "demo-2", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open"))])))
+        #expect(await IssuesFile.claimIssue(id: "demo-2", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open")), ("assignee", .null)])))
         #expect(try status("demo-2", in: path) == "in_progress")
         #expect(await IssuesFile.closeIssue(id: "demo-2", reason: "done", path: path) == .succeeded(OrderedObject([("closed", .bool(true))])))
         #expect(try status("demo-2", in: path) == "closed")
@@ -52,7 +52,7 @@ struct IssuesFileTests {
         let path = folder.path + "/issues.jsonl"
         let text = "\u{FEFF}{\"id\":\"a-1\",\"status\":\"open\"}\r\n{\"id\":\"a-2\",\"status\":\"open\"}\r\n"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
-        #expect(await IssuesFile.claimIssue(id: "a-1", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open"))])))
+        #expect(await IssuesFile.claimIssue(id: "a-1", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open")), ("assignee", .null)])))
         let after = bytes(path)
         #expect(after.starts(with: [0xEF, 0xBB, 0xBF]))
         #expect(try status("a-1", in: path) == "in_progress")
@@ -79,7 +79,7 @@ struct IssuesFileTests {
         let path = folder.path + "/issues.json"
         let text = "\u{FEFF}[\r\n  {\"id\": \"a-1\", \"status\": \"open\"},\r\n  {\"id\": \"a-2\", \"status\": \"open\"}\r\n]\r\n"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
-        #expect(await IssuesFile.claimIssue(id: "a-2", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open"))])))
+        #expect(await IssuesFile.claimIssue(id: "a-2", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open")), ("assignee", .null)])))
         let after = bytes(path)
         #expect(after.starts(with: [0xEF, 0xBB, 0xBF]))
         #expect(try status("a-2", in: path) == "in_progress")
@@ -109,7 +109,7 @@ struct IssuesFileTests {
         }
         #expect(why.contains("no issue zz"))
         // Claimed, released, claimed again: the round trip a rerun makes.
-        #expect(await IssuesFile.claimIssue(id: "in_progress", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open"))])))
+        #expect(await IssuesFile.claimIssue(id: "in_progress", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open")), ("assignee", .null)])))
     }
 
     @Test("a tracked CRLF issues file (eol=crlf) in a repository and its worktree: claim and close leave only the item's line changed, no lock file in the checkout")
@@ -121,7 +121,7 @@ struct IssuesFileTests {
         let path = box.path + "/.beads/issues.jsonl"
         #expect(bytes(path) == Self.crlfFixture, "git checked the file out with CRLF")
 
-        #expect(await IssuesFile.claimIssue(id: "demo-2", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open"))])))
+        #expect(await IssuesFile.claimIssue(id: "demo-2", path: path) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open")), ("assignee", .null)])))
         #expect(await IssuesFile.closeIssue(id: "demo-2", reason: "done", path: path) == .succeeded(OrderedObject([("closed", .bool(true))])))
         #expect(try shell("git status --porcelain --untracked-files=all", in: box.url) == " M .beads/issues.jsonl\n")
         #expect(try shell("git diff --numstat", in: box.url) == "1\t1\t.beads/issues.jsonl\n", "one line changed, no line-ending churn")
@@ -134,7 +134,7 @@ struct IssuesFileTests {
         let worktree = box.path + "-wt"
         defer { try? FileManager.default.removeItem(atPath: worktree) }
         let other = worktree + "/.beads/issues.jsonl"
-        #expect(await IssuesFile.claimIssue(id: "demo-4", path: other) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open"))])))
+        #expect(await IssuesFile.claimIssue(id: "demo-4", path: other) == .succeeded(OrderedObject([("claimed", .bool(true)), ("status", .string("open")), ("assignee", .null)])))
         #expect(try shell("git status --porcelain --untracked-files=all", in: URL(fileURLWithPath: worktree)) == " M .beads/issues.jsonl\n")
         #expect(IssuesFile.lockPath(for: other).hasPrefix(box.url.resolvingSymlinksInPath().path + "/.git/amplify-issues-"))
         #expect(IssuesFile.lockPath(for: other) != lock)

@@ -244,6 +244,62 @@ let approvingAgent = """
         #expect(try repo.git("merge-base --is-ancestor \(base) main; echo $?") == "0")
     }
 
+    /// With bd, two runners of one user (one bd actor, so `--claim` of an item the same actor
+    /// holds is a no-op success in bd) still never dispatch an item twice: each run claims as
+    /// itself (`--actor amplify-run/<run>`), as Fixtures/fake-bd plays bd's claim rules.
+    @Test func runnersAlongsideWithBdNeverShareAnItem() async throws {
+        let ids = (1...6).map { "b-\($0)" }
+        let o = try Orchestra(ids.map { ($0, "ok", nil) })
+        async let one = o.run(["--new", "wf.yaml"])
+        async let two = o.run(["--new", "wf.yaml"])
+        let (r1, r2) = try await (one, two)
+        #expect(r1.status != 4 && r2.status != 4, "\(r1.stderr)\(r2.stderr)")
+        for id in ids {
+            #expect(o.agentStarts(id) == 1, "\(id)'s agent started once\n\(r1.stdout)\n\(r2.stdout)")
+            #expect(try o.landed(id) == 1, "\(id) merged once")
+        }
+    }
+
+    /// `release` never gives back the claim of a run that was interrupted: resumed, it would go on
+    /// with the item while another run took it too.
+    @Test func releaseRefusesAnInterruptedRunsClaim() async throws {
+        let held = "i=0; while [ ! -e \"$AGENT_LOG.go\" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done\n" + approvingAgent
+        let repo = try RealRepo(items: ["i-1"], agent: held)
+        let runner = try startAmplify(["wf.yaml"], in: repo.box, environment: repo.environment)
+        for _ in 0..<200 where repo.agentStarts().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        runner.interrupt()
+        runner.waitUntilExit()
+        #expect(runner.terminationStatus == 130)
+        let release = try await repo.run(["release", "i-1"])
+        #expect(release.status == 1)
+        #expect(release.stderr.contains("interrupted"), "\(release.stderr)")
+        #expect(repo.status(of: "i-1") == "in_progress")
+        _ = FileManager.default.createFile(atPath: repo.box.path + "/agent-starts.go", contents: nil)
+        let resumed = try await repo.run()
+        #expect(resumed.status == 0, "\(resumed.stdout)")
+        #expect(repo.agentStarts().count == 1, "the resumed run went on with its own agent")
+    }
+
+    /// A reopened item whose old branch a kept worktree still has (a cancelled run keeps them):
+    /// never pulled from under it; the dispatch fails saying what to do.
+    @Test func reopenedItemWithAKeptWorktreeIsNotTakenFromIt() async throws {
+        let held = "i=0; while [ ! -e \"$AGENT_LOG.go\" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done\n" + approvingAgent
+        let repo = try RealRepo(items: ["k-1"], agent: held)
+        let runner = try startAmplify(["wf.yaml"], in: repo.box, environment: repo.environment)
+        for _ in 0..<200 where repo.agentStarts().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        let cancel = try await repo.run(["cancel"])
+        #expect(cancel.status == 0, "\(cancel.stderr)")
+        runner.waitUntilExit()
+        #expect(runner.terminationStatus == 3)
+        try repo.writeIssues([("k-1", "open")])
+        _ = FileManager.default.createFile(atPath: repo.box.path + "/agent-starts.go", contents: nil)
+        let again = try await repo.run()
+        #expect(again.status == 1)
+        #expect(again.stdout.contains("is checked out in"), "\(again.stdout)")
+        #expect(again.stdout.contains("git worktree remove"), "says what to type")
+        #expect(repo.agentStarts().count == 1, "no second agent in the kept worktree")
+    }
+
     /// The workflow file must live in the repository: one outside it is refused with what to do.
     @Test func workflowOutsideTheRepositoryIsRefused() async throws {
         let repo = try RealRepo(items: ["o-1"], agent: approvingAgent)

@@ -8,6 +8,29 @@ import Testing
 /// git's common directory, a tool run to completion.
 @Suite("the world's pieces: Tracker, Git, CommandRunner")
 struct WorldPiecesTests {
+    /// Two runs of one user: a claim is the claiming run's, and no other run's — with bd (whose
+    /// `--claim` by the same actor again is a no-op success, so the run claims as itself) and
+    /// with an issues file (the run is written as the assignee).
+    @Test("a run's claim is its own: another run is refused, the same run may claim again after a crash", arguments: ["bd", "file"])
+    func claimsAreTheRunsOwn(_ kind: String) async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("claims-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("bin"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let db = dir.path + "/issues.jsonl"
+        try #"{"id":"c-1","title":"C","status":"open"}"#.appending("\n").write(toFile: db, atomically: true, encoding: .utf8)
+        let fakeBd = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/fake-bd")
+        try FileManager.default.copyItem(at: fakeBd, to: dir.appendingPathComponent("bin/bd"))
+        let env = ["PATH": dir.path + "/bin:/usr/bin:/bin", "BD_DB": db, "USER": "same-person"]
+        let tracker: Tracker = kind == "bd" ? .bd : .file(path: db, given: "issues.jsonl")
+        let claims = Claims(stateDirectory: dir.path + "/state")
+        try await tracker.claim("c-1", run: "run-1", claims: claims, repository: dir.path, environment: env)
+        await #expect(throws: StageError.self, "another run of the same user is refused") {
+            try await tracker.claim("c-1", run: "run-2", claims: claims, repository: dir.path, environment: env)
+        }
+        try await tracker.claim("c-1", run: "run-1", claims: claims, repository: dir.path, environment: env)
+        #expect(claims.all().map(\.run) == ["run-1"], "the refused run's announcement is withdrawn")
+    }
+
     @Test("a claim on record names its tracker, or says why amplify-run cannot change it")
     func trackerOfClaim() async throws {
         #expect(try Tracker.of(Claims.Entry(item: "a-1", run: "r", source: "bd", path: nil)).get() == .bd)
