@@ -13,9 +13,11 @@ import AmplifyWorkflow
 /// 3. its `source:` name in `init(query:…)`, in `of(_:)` (the name its claims are recorded
 ///    under), and in the language catalogue (`source` of `query-ready` in WorkflowLanguage.swift).
 ///
-/// A claim is announced in the runner's own record (`Claims`) before the tracker is asked, and
-/// withdrawn when the tracker says the item is someone else's: that is how a resumed run tells its
-/// own interrupted claim from another's. Every operation is safe to repeat after a crash.
+/// A claim names the run as the claimant in the tracker itself (`assignee`; bd's `--actor`): that
+/// is how a resumed run tells its own interrupted claim from another run's or a person's. It is
+/// also announced in the runner's own record (`Claims`) before the tracker is asked — for
+/// `release` and for the next run to find — and withdrawn when the item proves someone else's.
+/// Every operation is safe to repeat after a crash.
 public enum Tracker: Sendable, Hashable {
     /// Beads, through `bd` in the repository.
     case bd
