@@ -300,6 +300,46 @@ let approvingAgent = """
         #expect(repo.agentStarts().count == 1, "no second agent in the kept worktree")
     }
 
+    /// A wait that timed out is over: a question answered after it never starts the agent again
+    /// (the runner lives on here for a stage of its own).
+    @Test func aTimedOutWaitNeverResumesItsAgent() async throws {
+        let workflow = """
+            version: 1
+            settings: {base: main, poll: 200ms}
+            stages:
+              slow: {run: "sleep 8", needs: []}
+              ready: {uses: query-ready, needs: [], with: {source: file, path: .beads/issues.jsonl}}
+              dispatch:
+                uses: dispatch
+                for-each: ${{ stages.ready.outputs.items }}
+                with: {agent: ["agent", "-p", "${{ prompt }}"], prompt: "Item ${{ item.id }}"}
+              approved:
+                uses: wait-approved
+                timeout: 2s
+                with: {resume: ["agent", "--resume", "x", "-p", "${{ answer }}"]}
+            """
+        let asker = """
+            [ "${1:-}" = "--resume" ] && exit 0
+            echo '[{"id":"q1","question":"Which colour?","blocking":true}]' > "$AMPLIFY_SESSION_DIR/q.tmp" && mv "$AMPLIFY_SESSION_DIR/q.tmp" "$AMPLIFY_SESSION_DIR/questions.json"
+            """
+        let repo = try RealRepo(items: ["w-1"], agent: asker, workflow: workflow)
+        let runner = try startAmplify(["wf.yaml"], in: repo.box, environment: repo.environment)
+        // Once the wait has timed out, answer the question.
+        var session: String?
+        for _ in 0..<100 where session == nil {
+            try await Task.sleep(for: .milliseconds(100))
+            let st = try await repo.run(["status"])
+            if st.stdout.contains("timed out"), let line = try await repo.run(["status", "--json"]).stdout.split(separator: "\"").first(where: { $0.hasPrefix("w-1-") }) {
+                session = String(line)
+            }
+        }
+        let id = try #require(session, "the wait timed out")
+        _ = try await repo.run(["answer", id, "q1", "red"])
+        runner.waitUntilExit()
+        #expect(runner.terminationStatus == 1)
+        #expect(repo.agentStarts().count == 1, "no agent started after the timeout: \(repo.agentStarts())")
+    }
+
     /// The workflow file must live in the repository: one outside it is refused with what to do.
     @Test func workflowOutsideTheRepositoryIsRefused() async throws {
         let repo = try RealRepo(items: ["o-1"], agent: approvingAgent)
