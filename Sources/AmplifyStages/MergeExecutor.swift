@@ -161,6 +161,11 @@ public struct MergeExecutor: StageExecutor {
             _ = try await m.output(hooks.options + ["checkout", "--quiet", "--detach", tip])
             let r = await commit(["rebase", "--quiet", old])
             if !r.succeeded { try await conflict(m, r, item: id, base: base, abort: ["rebase", "--abort"], refused: hooks.refused("the rebase", r, hooks: ["pre-rebase"], base: base)) }
+            // Every commit of the branch was in the base already (cherry-picked there): the rebase
+            // dropped them all and left the base's own tip, which an amend would rewrite.
+            if (try await m.output(["rev-parse", "HEAD"])) == old {
+                return .succeeded(OrderedObject([("commit", .string(old)), ("landed-before", .bool(true))]))
+            }
             let last = try await m.output(["log", "-1", "--format=%B"])
             let c = await commit(["commit", "--quiet", "--amend", "-m", last + "\n\nAmplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"])
             if !c.succeeded { throw hooks.refused("the rebased tip's commit", c, hooks: CommitHooks.commit, base: base) }

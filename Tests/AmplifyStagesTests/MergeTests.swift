@@ -42,6 +42,20 @@ struct MergeTests {
         func trailers() throws -> Int { try git("log main --format=%B").split(separator: "\n").filter { $0 == "Amplify-Item: m-1" }.count }
     }
 
+    /// The branch's work was cherry-picked onto the base already: a rebase drops every commit and
+    /// leaves the base's own tip; nothing lands, and the base's history is never rewritten.
+    @Test("rebase of a branch whose every commit is in the base already: nothing lands, the base is not rewritten")
+    func rebaseOfWorkAlreadyInTheBase() async throws {
+        let repo = try Repo()
+        try shell("git -c user.name=T -c user.email=t@e cherry-pick amplify/m-1 > /dev/null", in: repo.box.url)
+        #expect(try repo.git("show main:work.txt") == "work", "the work is on the base already")
+        let before = try repo.git("rev-parse main")
+        let result = try await repo.merge("{strategy: rebase}")
+        guard case .succeeded(let out) = result else { Issue.record("\(result)"); return }
+        #expect(out["landed-before"] == .bool(true))
+        #expect(try repo.git("rev-parse main") == before, "the base's tip is the same commit")
+    }
+
     @Test("each strategy lands one commit with trailers; merged again (a resumed runner) = already landed, no second commit", arguments: ["no-ff", "squash", "rebase"])
     func landsOnce(strategy: String) async throws {
         let repo = try Repo()
