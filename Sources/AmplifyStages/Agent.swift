@@ -206,9 +206,9 @@ extension SessionFiles {
     /// Why an agent that ended without a decision failed its item, in words a person reads: the
     /// agent's own error when its output has one (never its raw JSON), else the end of what it
     /// printed; always with the path of `output.log`.
-    public func failureReason(_ how: String) -> String {
+    /// `report` is this session's `agentReport()`, read once by the caller.
+    public func failureReason(_ how: String, report: AgentReport) -> String {
         var reason = "the agent \(how) without a decision"
-        let report = agentReport()
         let end = String(decoding: outputLogEnd(8192), as: UTF8.self)
         if let said = report.errorMessage {
             reason += ": " + said

@@ -123,9 +123,10 @@ public struct WaitApprovedExecutor: StageExecutor {
                         break  // A human decides (approve/reject); keep waiting.
                     default:
                         // What it cost is known even though it failed: journaled for the views.
-                        let usage = Agent.usage(session.agentReport(), chosen: record?.agentSession)
+                        let report = session.agentReport()
+                        let usage = Agent.usage(report, chosen: record?.agentSession)
                         if !usage.isEmpty { job.note("usage", usage) }
-                        throw StageError(session.failureReason(how))
+                        throw StageError(session.failureReason(how, report: report))
                     }
                 }
             }
