@@ -58,6 +58,15 @@ public final class RunLock {
         return Int32(String(decoding: buffer[..<n], as: UTF8.self).filter(\.isNumber))
     }
 
+    /// A stable file name part for the lock of `s` (a path): FNV-1a, 16 hex digits, so that two
+    /// paths never share a lock by accident of their spelling.
+    public static func hashedName(_ s: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
     /// Whether some live process holds the lock now (for `status`), without taking it for long.
     public static func isHeld(path: String) -> Bool {
         let fd = open(path, O_RDWR | O_CLOEXEC)

@@ -25,9 +25,7 @@ public struct RunStore: Sendable {
 
     /// Held by the runner of a workflow for as long as it runs (named by a hash of the workflow's path).
     public func workflowLock(_ workflowPath: String) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in workflowPath.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return locksDirectory + "/workflow-" + String(hash, radix: 16) + ".lock"
+        locksDirectory + "/workflow-" + RunLock.hashedName(workflowPath) + ".lock"
     }
 
     /// A new run id: sortable by start time, unique.

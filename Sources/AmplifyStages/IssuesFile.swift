@@ -219,7 +219,7 @@ public enum IssuesFile {
         free(real)
         guard let common = Git.commonDirectory(containing: canonicalDirectory) else { return path + ".amplify-lock" }
         let canonical = (canonicalDirectory == "/" ? "" : canonicalDirectory) + "/" + name
-        return common + "/amplify-issues-" + hex(fnv1a(canonical)) + ".lock"
+        return common + "/amplify-issues-" + RunLock.hashedName(canonical) + ".lock"
     }
 
     private static func split(_ path: String) -> (directory: String, name: String) {
@@ -228,16 +228,6 @@ public enum IssuesFile {
         return (directory.isEmpty && path.hasPrefix("/") ? "/" : directory, String(path[path.index(after: slash)...]))
     }
 
-    private static func fnv1a(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        return h
-    }
-
-    private static func hex(_ n: UInt64) -> String {
-        let s = String(n, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
-    }
 }
 
 extension Result where Failure == StageError {
