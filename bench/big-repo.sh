@@ -68,6 +68,7 @@ git add wf.yaml && git commit -qm workflow
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
 
 # The run.
+sync
 start=$(date +%s.%N)
 PATH="$REPO/bin:$PATH" "$BIN" wf.yaml > "$WORK/run.log" 2>&1 || { tail -n 20 "$WORK/run.log"; exit 1; }
 run=$(since "$start")
@@ -94,15 +95,40 @@ read -r d_med d_min d_max < <(stage_times dispatch)
 read -r m_med m_min m_max < <(stage_times merge)
 read -r c_med c_min c_max < <(stage_times cleanup)
 
-# The same git work by hand, in the same repository.
+# The same git work by hand, in the same repository: one of each operation alone...
+sync
 t0=$(date +%s.%N); git worktree add -q -b by-hand "$WORK/by-hand" main; wt=$(since "$t0")
 (cd "$WORK/by-hand" && echo x > by-hand.txt && git add by-hand.txt && git commit -qm by-hand)
 t0=$(date +%s.%N); git merge-tree --write-tree main by-hand > /dev/null; mt=$(since "$t0")
 t0=$(date +%s.%N); rm -rf "$WORK/by-hand"; rmt=$(since "$t0")
 git worktree prune
 
+# ...and the whole run's work done by git alone, as a script that knew the answers would: the
+# worktrees' entries one at a time and their checkouts side by side, each agent's commit after
+# its second, each branch merged in the object store and the base fast-forwarded, each worktree
+# removed. The floor for the run.
+sync
+t0=$(date +%s.%N)
+for i in $(seq 1 "$ITEMS"); do git worktree add -q --no-checkout -b "alone-$i" "$WORK/alone-$i" main; done
+for i in $(seq 1 "$ITEMS"); do
+  (cd "$WORK/alone-$i" && git reset -q --hard && sleep 1 && echo "$i" > "alone-$i.txt" && git add "alone-$i.txt" && git commit -qm "alone $i") &
+done
+wait
+for i in $(seq 1 "$ITEMS"); do
+  (cd "$WORK/alone-$i" && git status --porcelain > /dev/null)
+  tree=$(git merge-tree --write-tree main "alone-$i")
+  commit=$(git commit-tree "$tree" -p main -p "alone-$i" -m "Merge alone-$i")
+  git merge --ff-only -q "$commit"
+done
+for i in $(seq 1 "$ITEMS"); do mv "$WORK/alone-$i" "$WORK/.alone-$i"; done
+git worktree prune
+for i in $(seq 1 "$ITEMS"); do rm -rf "$WORK/.alone-$i" & done
+wait
+alone=$(since "$t0")
+
 echo "$ITEMS items, concurrency $ITEMS, on $(nproc) cores (median, min, max in seconds)"
 echo "  dispatch: $d_med ($d_min–$d_max)    by hand, git worktree add: $(printf '%.2f' "$wt")"
 echo "  merge:    $m_med ($m_min–$m_max)    by hand, git merge-tree --write-tree: $(printf '%.3f' "$mt")"
 echo "  cleanup:  $c_med ($c_min–$c_max)    by hand, rm -rf of a worktree: $(printf '%.2f' "$rmt")"
 echo "  whole run: $(printf '%.1f' "$run") s    target: ≤ 1.5 × ($ITEMS × git worktree add) + 10 s = $(awk -v n="$ITEMS" -v w="$wt" 'BEGIN { printf "%.1f", 1.5 * n * w + 10 }') s"
+echo "  the same work by git alone: $(printf '%.1f' "$alone") s    the run: $(awk -v r="$run" -v a="$alone" 'BEGIN { printf "%.2f", r / a }')× (goal: ≤ 1.2×)"

@@ -105,6 +105,8 @@ public struct DispatchExecutor: StageExecutor {
                                      session: session, firstRecord: own ? nil : SessionFiles.Record(run: job.runId, item: id, worktree: worktreesDir + "/" + session.id, branch: branch),
                                      note: { job.note("notice", OrderedObject([("message", .string($0))])) })
         }
+        // Its files, outside the lock: the checkouts of a large repository run side by side.
+        try await git.finishCheckout(worktree, sparse: job.settings.sparse)
 
         // Untracked files the agent needs, then the project's setup.
         if let names = try? job.stage.value(DispatchParameters.copy, evaluator) {

@@ -123,24 +123,107 @@ struct Git: Sendable {
 
     // MARK: - Worktrees and branches
 
-    /// `git worktree add` of `branch` at `path`: the existing branch, or a new one made at
-    /// `newFrom` when given.
+    /// `git worktree add --no-checkout` of `branch` at `path`: the existing branch, or a new one
+    /// made at `newFrom` when given. Only git's entry for the worktree is made (milliseconds):
+    /// that is the part that must be made under the worktree lock. The files come with
+    /// `finishCheckout`, outside it, so worktrees of a large repository are checked out in
+    /// parallel.
     func addWorktree(_ path: String, branch: String, newFrom start: String? = nil) async -> (CommandRunner.Output, [String]) {
-        let args = start.map { ["worktree", "add", "--quiet", "-b", branch, path, $0] } ?? ["worktree", "add", "--quiet", path, branch]
+        let args = start.map { ["worktree", "add", "--quiet", "--no-checkout", "-b", branch, path, $0] } ?? ["worktree", "add", "--quiet", "--no-checkout", path, branch]
         return (await run(args), ["git"] + args)
     }
 
-    /// A worktree at `path`, its debris and git's entry for it, gone (under the worktree lock);
-    /// entries of worktrees removed by hand are pruned too.
+    /// The worktree's own git directory (`<common>/worktrees/<name>`), from its `.git` file.
+    static func worktreeGitDirectory(_ path: String) -> String? {
+        guard let bytes = try? WorkflowFile.read(path + "/.git", limit: 4096) else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.hasPrefix("gitdir:") else { return nil }
+        let dir = String(text.dropFirst("gitdir:".count)).trimming(" \t\r\n")
+        return dir.hasPrefix("/") ? dir : path + "/" + dir
+    }
+
+    /// Whether the worktree at `path` has its files: git writes its index last, when a checkout
+    /// is complete. A worktree added with `--no-checkout`, or whose checkout was interrupted
+    /// (a killed runner), has none.
+    static func isCheckedOut(_ path: String) -> Bool {
+        guard let dir = worktreeGitDirectory(path) else { return false }
+        var st = stat()
+        return stat(dir + "/index", &st) == 0
+    }
+
+    /// Checks out the files of the worktree at `path` (added with `--no-checkout`), in it alone:
+    /// nothing of the repository's shared state is written, so it needs no lock and runs beside
+    /// other checkouts. `sparse`: cone-mode directories — only those (and the files at the top)
+    /// are checked out. A checkout that was interrupted is finished; one that is complete is left
+    /// alone (an agent may have worked there).
+    func finishCheckout(_ path: String, sparse: [String]) async throws(StageError) {
+        guard !Git.isCheckedOut(path) else { return }
+        let w = at(path)
+        // A checkout interrupted by a kill leaves its lock; this worktree is the runner's own and
+        // nothing else has run in it (no index: no checkout ever finished).
+        if let dir = Git.worktreeGitDirectory(path) { unlink(dir + "/index.lock") }
+        if !sparse.isEmpty {
+            let args = ["sparse-checkout", "set", "--cone", "--"] + sparse
+            let r = await w.run(args)
+            guard r.succeeded else { throw StageError("dispatch: settings.sparse: \(r.failure(["git"] + args))") }
+        }
+        let r = await w.run(["reset", "--hard", "--quiet"])
+        guard r.succeeded else { throw StageError("dispatch: checking out \(path): \(r.failure(["git", "reset", "--hard"]))") }
+    }
+
+    /// The runner's own checkout at `path`, kept from one merge to the next: `head` checked out
+    /// and the files and index of `tree` in place (a commit being made there: `git diff
+    /// --cached` shows its changes). Reused, only the files that differ are written; untracked
+    /// files an earlier verify made are removed, ignored ones (build caches) kept. Made afresh
+    /// when missing or broken (a killed git's debris).
+    func keptCheckout(_ path: String, head: String, tree: String) async throws(StageError) -> Git {
+        let w = at(path)
+        if Git.isCheckedOut(path),
+           await w.run(["checkout", "--force", "--quiet", "--detach", head]).succeeded,
+           await w.run(["clean", "-ffdq"]).succeeded,
+           await w.run(["read-tree", "--reset", "-u", tree]).succeeded {
+            return w
+        }
+        await removeWorktree(path)
+        _ = try await withWorktreeLock { (git: Git) async throws(StageError) in
+            await git.run(["worktree", "prune"])
+            return try await git.output(["worktree", "add", "--quiet", "--no-checkout", "--detach", path, head])
+        }
+        _ = try await w.output(["read-tree", "--reset", "-u", tree])
+        return w
+    }
+
+    /// A worktree at `path` gone, and git's entry for it (entries of worktrees removed by hand
+    /// are pruned too). Under the worktree lock it is only renamed aside (one `rename`, however
+    /// large the worktree) and its entry pruned; the files are deleted after, outside the lock,
+    /// so a removal never holds up a dispatch or a landing. What a killed runner left aside is
+    /// deleted by the next removal.
     func removeWorktree(_ path: String) async {
+        let parent = path.dropLastComponent
+        let aside = parent + "/." + path.lastComponent + ".removing-" + String(getpid())
+        var renamed = false
         try? await withWorktreeLock { (git: Git) async throws(StageError) in
             var st = stat()
             if lstat(path, &st) == 0 {
-                await git.run(["worktree", "remove", "--force", "--force", path])
-                if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
+                if lstat(aside, &st) == 0 { _ = await CommandRunner.run(["rm", "-rf", "--", aside], in: "/", environment: git.environment) }
+                renamed = rename(path, aside) == 0
+                if !renamed {
+                    await git.run(["worktree", "remove", "--force", "--force", path])
+                    if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
+                }
             }
             await git.run(["worktree", "prune"])
         }
+        var leftovers = renamed ? [aside] : []
+        // Set aside by a runner that was killed before deleting it.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(".") {
+            guard let dash = name.ranges(of: ".removing-").last, let pid = Int32(name[dash.upperBound...]),
+                  pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            leftovers.append(parent + "/" + name)
+        }
+        // At the lowest CPU priority: deleting a large worktree is seconds of the kernel's time,
+        // which the merges and checkouts of other items need more.
+        for dir in leftovers { _ = await CommandRunner.run(["nice", "-n", "19", "rm", "-rf", "--", dir], in: "/", environment: environment) }
     }
 
     /// `git branch -D`, under the worktree lock: it reads every worktree's entry, which must not

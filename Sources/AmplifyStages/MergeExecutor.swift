@@ -116,96 +116,155 @@ public struct MergeExecutor: StageExecutor {
         }
     }
 
-    /// Under the landing lock: lands the branch's tip from the runner's own worktree.
+    /// Under the landing lock: builds the commit in the object store, checks it out only where
+    /// a hook that needs files or `verify` must run, and lands it.
     private func mergeLocked(_ job: StageJob, git: Git, scratch: String, tip: String, item id: String, strategy: String, hooks: CommitHooks,
                              subject: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
         let base = job.settings.base
-        let stateDir = job.stateDirectory
         // Landed while we waited for the lock (another runner resuming this run cannot, but be sure).
         if let sha = await MergeExecutor.landed(git: git, base: base, item: id, run: job.runId) {
             return .succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))]))
         }
         guard let old = await git.commit("refs/heads/" + base) else { throw StageError("merge: the base branch \(base) does not exist") }
+        let merging = job.stateDirectory + "/merging"
+        mkdir(job.stateDirectory, 0o700)
+        mkdir(merging, 0o700)
+        try StateDirectory.requireReal(merging)
 
-        // The runner's own worktree, made afresh.
-        await git.removeWorktree(scratch)
-        mkdir(stateDir, 0o700)
-        mkdir(stateDir + "/merging", 0o700)
-        try StateDirectory.requireReal(stateDir + "/merging")
-        _ = try await git.withWorktreeLock { (git: Git) async throws(StageError) in try await git.output(["worktree", "add", "--quiet", "--detach", scratch, old]) }
-        let landing: Result<StageResult, StageError>
-        do { landing = .success(try await land(job, git: git, scratch: scratch, old: old, tip: tip, item: id, strategy: strategy, hooks: hooks, subject: subject, processStarted: processStarted)) } catch {
-            landing = .failure(error)
-        }
-        await git.removeWorktree(scratch)
-        return try landing.get()
-    }
-
-    /// Builds the merge in `scratch`, verifies it, and moves the base from `old` to it.
-    private func land(_ job: StageJob, git: Git, scratch: String, old: String, tip: String, item id: String, strategy: String, hooks: CommitHooks,
-                      subject: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
-        let base = job.settings.base
-        let m = git.at(scratch)
-        // Every git that may commit here runs the repository's hooks (or none, with `hooks: skip`).
-        func commit(_ args: [String]) async -> CommandRunner.Output { await m.run(hooks.options + args, stdoutLimit: 1 << 20, started: processStarted) }
-
+        // The commit, as the strategy makes it.
+        let trailers = "Amplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"
         let subject = subject.replacing("\n", with: " ")
-        let message = "\(subject)\n\nAmplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"
-        switch strategy {
-        case "squash":
-            let r = await m.run(hooks.options + ["merge", "--squash", tip])
-            if !r.succeeded { try await conflict(m, r, item: id, base: base, abort: ["reset", "--hard", "--quiet"]) }
-            let c = await commit(["commit", "--quiet", "-m", message])
-            if !c.succeeded { throw hooks.refused("the squashed commit", c, hooks: CommitHooks.commit, base: base) }
-        case "rebase":
-            _ = try await m.output(hooks.options + ["checkout", "--quiet", "--detach", tip])
-            let r = await commit(["rebase", "--quiet", old])
-            if !r.succeeded { try await conflict(m, r, item: id, base: base, abort: ["rebase", "--abort"], refused: hooks.refused("the rebase", r, hooks: ["pre-rebase"], base: base)) }
-            // Every commit of the branch was in the base already (cherry-picked there): the rebase
-            // dropped them all and left the base's own tip, which an amend would rewrite.
-            if (try await m.output(["rev-parse", "HEAD"])) == old {
-                return .succeeded(OrderedObject([("commit", .string(old)), ("landed-before", .bool(true))]))
-            }
-            let last = try await m.output(["log", "-1", "--format=%B"])
-            let c = await commit(["commit", "--quiet", "--amend", "-m", last + "\n\nAmplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"])
-            if !c.succeeded { throw hooks.refused("the rebased tip's commit", c, hooks: CommitHooks.commit, base: base) }
-        default:
-            let r = await commit(["merge", "--no-ff", "-m", message, tip])
-            if !r.succeeded { try await conflict(m, r, item: id, base: base, abort: ["merge", "--abort"], refused: hooks.refused("the merge commit", r, hooks: CommitHooks.merge, base: base)) }
+        let messageFile = scratch + ".msg"
+        defer { unlink(messageFile) }
+        guard var planned = try await plan(strategy, git: git, old: old, tip: tip, message: subject + "\n\n" + trailers, trailers: trailers,
+                                           messageFile: messageFile, hooks: hooks, base: base, processStarted: processStarted) else {
+            // Every commit of the branch was in the base already (cherry-picked there).
+            return .succeeded(OrderedObject([("commit", .string(old)), ("landed-before", .bool(true))]))
         }
+
+        // A checkout only where something needs files: the hook git runs before this kind of
+        // commit, and the project's checks. The runner keeps one and reuses it.
+        let verify = job.stage.commands(MergeParameters.verify)
+        let fileHook = !hooks.present([planned.fileHook]).isEmpty
+        var checkout: Git?
+        if fileHook || !verify.isEmpty {
+            checkout = try await git.keptCheckout(merging + "/checkout", head: planned.head, tree: planned.tree)
+        }
+        if fileHook, let checkout {
+            if let r = await hooks.run(planned.fileHook, in: checkout, started: processStarted), !r.succeeded {
+                throw hooks.refused(planned.what, r, hooks: [planned.fileHook], base: base)
+            }
+            // What the hook staged is committed, as `git commit` would.
+            planned.tree = try await checkout.output(["write-tree"])
+        }
+        // The message goes through the hooks that may rewrite or refuse it.
+        try MergeExecutor.write(CommitMessage.cleanedUp(planned.message), to: messageFile)
+        for (name, args) in [("prepare-commit-msg", [messageFile, planned.source]), ("commit-msg", [messageFile])] {
+            if let r = await hooks.run(name, arguments: args, in: checkout ?? git, started: processStarted), !r.succeeded {
+                throw hooks.refused(planned.what, r, hooks: [name], base: base)
+            }
+        }
+        let message = CommitMessage.cleanedUp(String(decoding: (try? WorkflowFile.read(messageFile, limit: 1 << 20)) ?? [], as: UTF8.self))
+        guard !message.isEmpty else { throw StageError("merge: a hook left \(planned.what) an empty message; \(base) is unchanged") }
+        try MergeExecutor.write(message, to: messageFile)
+        let new = try await git.commitTree(planned.tree, parents: planned.parents, messageFile: messageFile, author: planned.author)
         // A hook may rewrite the message; without both trailers a resumed run could not find this
         // merge on the base, and would land it again.
-        guard await MergeExecutor.carriesTrailers(git: m, commit: "HEAD", item: id, run: job.runId) else {
-            let said = (await m.run(["log", "-1", "--format=%B"])).stdout.split(separator: "\n").prefix(12).joined(separator: " | ")
+        guard await MergeExecutor.carriesTrailers(git: git, commit: new, item: id, run: job.runId) else {
+            let said = message.split(separator: "\n").prefix(12).joined(separator: " | ")
             throw StageError("merge: the commit lost its `Amplify-Item: \(id)`/`Amplify-Run: \(job.runId)` trailers (a prepare-commit-msg or commit-msg hook rewrote the message to: \(said)); without them a resumed run could land it twice, so nothing landed; \(base) is unchanged")
         }
 
         // The project's checks on the merged tree, before anything lands.
-        do {
-            for command in job.stage.commands(MergeParameters.verify) {
-                let ran = await CommandRunner().run(command, for: job, workingDirectory: Template(parts: [.text(scratch)]), outputs: [], processStarted: processStarted)
+        if let checkout, !verify.isEmpty {
+            _ = try await checkout.output(["reset", "--soft", "--quiet", new])
+            for command in verify {
+                let ran = await CommandRunner().run(command, for: job, workingDirectory: Template(parts: [.text(checkout.directory)]), outputs: [], processStarted: processStarted)
                 if case .failed(let why) = ran {
                     throw StageError("merge: verify failed; \(base) is unchanged: \(why)")
                 }
             }
         }
 
-        // Land: a fast-forward of the base, from `old` only.
-        let new = try await m.output(["rev-parse", "HEAD"])
-        // Timed out or cancelled while building or verifying: the runner has recorded the item as
-        // failed, so it must not land now.
+        // Land: a fast-forward of the base, from `old` only. Timed out or cancelled while
+        // building or verifying: the runner has recorded the item as failed, so it must not land now.
         guard !job.ended.hasHappened else { throw StageError("merge: ended by the runner before landing; \(base) is unchanged") }
         try await git.land(new, on: base, from: old, reason: "amplify-run: merge \(id)")
         return .succeeded(OrderedObject([("commit", .string(new))]))
     }
 
-    /// Lists the conflicting paths, puts the scratch worktree back, and ends the item as a conflict;
-    /// with no conflicting path git refused for another reason (`refused`, when a hook may have).
-    private func conflict(_ m: Git, _ r: CommandRunner.Output, item: String, base: String, abort: [String], refused: StageError? = nil) async throws(StageError) -> Never {
-        let paths = (await m.run(["diff", "--name-only", "--diff-filter=U"])).stdout.split(separator: "\n").map(String.init)
-        await m.run(abort)
-        if paths.isEmpty { throw refused ?? StageError("merge: \(r.failure(["git"])); \(base) is unchanged") }
-        throw StageError("\(paths.count) conflicting path\(paths.count == 1 ? "" : "s"): \(paths.prefix(20).joined(separator: ", ")); \(base) is unchanged", kind: .conflict)
+    /// A commit to make, as a strategy gives it, before the hooks have their say.
+    private struct Planned {
+        var tree: String
+        var parents: [String]
+        var message: String
+        /// A replayed commit keeps its author.
+        var author: (name: String, email: String, date: String)?
+        /// The commit it is made on: the base, or the last replayed commit before the tip.
+        var head: String
+        /// For messages: what git would call it.
+        var what: String
+        /// The hook git runs, on the files, before making it; and `prepare-commit-msg`'s source.
+        var fileHook: String
+        var source: String
+    }
+
+    /// What `strategy` makes of the branch's `tip` on the base's `old`, computed without a
+    /// checkout; nil when a rebase finds every commit in the base already. A conflict ends the
+    /// item listing its paths.
+    private func plan(_ strategy: String, git: Git, old: String, tip: String, message: String, trailers: String, messageFile: String,
+                      hooks: CommitHooks, base: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> Planned? {
+        guard strategy == "rebase" else {
+            let tree: String
+            switch try await git.mergeTree(old, tip) {
+            case .conflicts(let paths): throw MergeExecutor.conflict(paths, base: base)
+            case .clean(let merged): tree = merged
+            }
+            let squash = strategy == "squash"
+            return Planned(tree: tree, parents: squash ? [old] : [old, tip], message: message, author: nil, head: old,
+                           what: squash ? "the squashed commit" : "the merge commit",
+                           fileHook: squash ? "pre-commit" : "pre-merge-commit", source: squash ? "message" : "merge")
+        }
+        if let r = await hooks.run("pre-rebase", arguments: [old], in: git, started: processStarted), !r.succeeded {
+            throw hooks.refused("the rebase", r, hooks: ["pre-rebase"], base: base)
+        }
+        // Each commit replayed on the one before, in the object store; the last one applied gets
+        // the trailers (and the message hooks), the others are made as they were.
+        var head = old
+        var headTree = try await git.output(["rev-parse", old + "^{tree}"])
+        var pending: (tree: String, commit: Git.CommitObject)?
+        for sha in try await git.commitsToReplay(onto: old, tip: tip) {
+            let commit = try await git.readCommit(sha)
+            switch try await git.replay(commit, sha: sha, onto: headTree) {
+            case .conflicts(let paths):
+                throw MergeExecutor.conflict(paths, base: base)
+            case .becameEmpty:
+                continue
+            case .applied(let tree):
+                if let p = pending {
+                    try MergeExecutor.write(p.commit.message, to: messageFile)
+                    head = try await git.commitTree(p.tree, parents: [head], messageFile: messageFile, author: (p.commit.authorName, p.commit.authorEmail, p.commit.authorDate))
+                }
+                pending = (tree, commit)
+                headTree = tree
+            }
+        }
+        guard let last = pending else { return nil }
+        return Planned(tree: last.tree, parents: [head], message: last.commit.message + "\n\n" + trailers,
+                       author: (last.commit.authorName, last.commit.authorEmail, last.commit.authorDate), head: head,
+                       what: "the rebased tip's commit", fileHook: "pre-commit", source: "message")
+    }
+
+    static func write(_ text: String, to path: String) throws(StageError) {
+        do { try RunStore.writeAtomically(Array(text.utf8), to: path, mode: 0o600) } catch {
+            throw StageError("merge: cannot write \(path): \(error.message)")
+        }
+    }
+
+    /// The item's end as a conflict: the paths that conflict; the base as it was.
+    static func conflict(_ paths: [String], base: String) -> StageError {
+        guard !paths.isEmpty else { return StageError("merge: git found a conflict; \(base) is unchanged", kind: .conflict) }
+        return StageError("\(paths.count) conflicting path\(paths.count == 1 ? "" : "s"): \(paths.prefix(20).joined(separator: ", ")); \(base) is unchanged", kind: .conflict)
     }
 }
 
@@ -219,8 +278,6 @@ public struct MergeExecutor: StageExecutor {
 struct CommitHooks: Sendable {
     /// The hooks git runs for `git commit`.
     static let commit = ["pre-commit", "prepare-commit-msg", "commit-msg"]
-    /// The hooks git runs for the commit of `git merge --no-ff`.
-    static let merge = ["pre-merge-commit", "prepare-commit-msg", "commit-msg"]
 
     /// Where hooks are looked up; nil with `hooks: skip`.
     var directory: String?
@@ -237,6 +294,14 @@ struct CommitHooks: Sendable {
         if configured.hasPrefix("/") { return CommitHooks(directory: configured) }
         let root = (try? await git.output(["rev-parse", "--show-toplevel"])) ?? git.directory
         return CommitHooks(directory: root + "/" + configured)
+    }
+
+    /// Runs hook `name` with `arguments` where `git` runs (`git hook run`, which finds it as
+    /// every git command does), reporting its process (a hook that hangs is ended with the
+    /// stage); nil when git would not run it (none there, not executable, or `hooks: skip`).
+    func run(_ name: String, arguments: [String] = [], in git: Git, started: @Sendable (Int32, UInt64) -> Void) async -> CommandRunner.Output? {
+        guard !present([name]).isEmpty else { return nil }
+        return await git.run(options + ["hook", "run", name, "--"] + arguments, stdoutLimit: 1 << 20, started: started)
     }
 
     /// Those of `names` that git would run (a hook that is not executable is ignored by git).

@@ -27,4 +27,10 @@ extension String {
         guard let slash = lastIndex(of: "/") else { return "." }
         return String(self[..<slash])
     }
+
+    /// The path's last component.
+    public var lastComponent: String {
+        guard let slash = lastIndex(of: "/") else { return self }
+        return String(self[index(after: slash)...])
+    }
 }

@@ -32,6 +32,9 @@ public struct Settings: Sendable, Hashable {
     public var poll = WorkflowDuration.seconds(2)
     /// nil = twice the number of cores.
     public var maxProcesses: Int?
+    /// Cone-mode sparse checkout of item worktrees: these directories (and the files at the
+    /// top) only. Empty = everything.
+    public var sparse: [String] = []
 
     public init() {}
 
@@ -44,6 +47,7 @@ public struct Settings: Sendable, Hashable {
         o["concurrency"] = .int(concurrency)
         o["poll"] = .string(poll.description)
         o["max-processes"] = maxProcesses.map(Value.int) ?? .null
+        o["sparse"] = .list(sparse.map(Value.string))
         return .object(o)
     }
 }

@@ -59,10 +59,31 @@ extension WorkflowChecker {
                 if let n = integer(v, minimum: 1, key: "settings.max-processes") { settings.maxProcesses = n }
             case "poll":
                 if let d = duration(v, key: "settings.poll") { settings.poll = d }
+            case "sparse":
+                settings.sparse = sparseDirectories(v)
             default: break
             }
         }
         return settings
+    }
+
+    /// `settings.sparse`: a directory or a list of them, each inside the repository — what git's
+    /// cone mode takes (directories, not patterns).
+    mutating func sparseDirectories(_ node: YAMLNode) -> [String] {
+        let nodes = node.sequence ?? [node]
+        var directories: [String] = []
+        for n in nodes {
+            guard let s = plainString(n, key: "settings.sparse") else { continue }
+            let trimmed = s.hasSuffix("/") ? String(s.dropLast()) : s
+            if trimmed.isEmpty || trimmed.hasPrefix("/") || trimmed.hasPrefix("-") || trimmed.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) {
+                error(n.location, "settings.sparse takes directories inside the repository (relative, without '.', '..' or a leading '-'), not '\(s)'")
+            } else if trimmed.unicodeScalars.contains(where: { "*?[]!\\".unicodeScalars.contains($0) || $0.value < 0x20 }) {
+                error(n.location, "settings.sparse takes directories, not patterns: '\(s)' (git's cone mode checks out whole directories)")
+            } else {
+                directories.append(trimmed)
+            }
+        }
+        return directories
     }
 
     static func isValidBranchName(_ s: String) -> Bool {

@@ -151,6 +151,7 @@ public enum WorkflowLanguage {
         KeySpec("concurrency", .integer(minimum: 1), default: .int(4), "Item pipelines that may hold a live session at once."),
         KeySpec("poll", .duration, default: .string("2s"), "Fallback poll interval when file notifications are unavailable."),
         KeySpec("max-processes", .integer(minimum: 1), "Child processes of `run` stages at once (default: twice the number of cores)."),
+        KeySpec("sparse", .stringOrList, "Directories item worktrees check out (git's cone-mode sparse checkout; the files at the top come too); default: everything."),
     ]
 
     public static let stageKeys: [KeySpec] = [

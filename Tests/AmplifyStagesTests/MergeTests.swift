@@ -20,7 +20,7 @@ struct MergeTests {
 
         func git(_ c: String) throws -> String { try shell("git " + c, in: box.url).trimmingCharacters(in: .whitespacesAndNewlines) }
 
-        func merge(_ with: String = "{}", run: String = "20261124T120000000Z-abcd", worktree: String = ".worktrees/none") async throws -> StageResult {
+        func merge(_ with: String = "{}", run: String = "20261124T120000000Z-abcd", worktree: String = ".worktrees/none", item: String = "m-1") async throws -> StageResult {
             let workflow = try #require(WorkflowChecker.check("""
             version: 1
             stages:
@@ -31,11 +31,11 @@ struct MergeTests {
             let runDir = box.path + "/.amplify/runs/" + run
             for d in [box.path + "/.amplify", box.path + "/.amplify/runs", runDir, runDir + "/logs", runDir + "/outputs"] { mkdir(d, 0o700) }
             var job = StageJob(key: InstanceKey("merge", item: 0), attempt: 1, stage: try #require(workflow.stage("merge")),
-                               context: ExpressionContext(roots: ["item": .object(OrderedObject([("id", .string("m-1")), ("title", .string("Work"))]))]),
-                               runId: run, runDirectory: runDir, repository: box.path, itemName: "m-1",
+                               context: ExpressionContext(roots: ["item": .object(OrderedObject([("id", .string(item)), ("title", .string("Work"))]))]),
+                               runId: run, runDirectory: runDir, repository: box.path, itemName: item,
                                environment: ["PATH": "/usr/bin:/bin", "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@e"])
-            job.session = OrderedObject([("branch", .string("amplify/m-1")), ("worktree", .string(box.path + "/" + worktree)),
-                                         ("base-commit", .string(try git("merge-base main amplify/m-1")))])
+            job.session = OrderedObject([("branch", .string("amplify/" + item)), ("worktree", .string(box.path + "/" + worktree)),
+                                         ("base-commit", .string(try git("merge-base main amplify/" + item)))])
             return await StageExecutors(grace: .seconds(1)).executor(for: .merge).execute(job) { _, _ in }
         }
 
@@ -84,7 +84,9 @@ struct MergeTests {
         guard case .failed(let why) = r else { Issue.record("\(r)"); return }
         #expect(why.contains("verify failed") && why.contains("tests failed"), "\(why)")
         #expect(try repo.git("rev-parse main") == before)
-        #expect(try repo.git("worktree list").split(separator: "\n").count == 1)
+        // verify ran in the runner's one kept checkout, detached: no branch of anyone's is held.
+        let worktrees = try repo.git("worktree list --porcelain")
+        #expect(worktrees.components(separatedBy: "\nworktree ").count == 2 && worktrees.contains(".amplify/merging/checkout") && worktrees.contains("detached"), "\(worktrees)")
     }
 
     @Test("the base checked out with local changes git would overwrite: the item fails naming them, nothing changes")

@@ -195,6 +195,25 @@ struct WorkflowCheckerTests {
         #expect(e.contains { $0.contains("did you mean \(meant)") }, "\(e)")
     }
 
+    @Test("settings.sparse takes directories inside the repository, one or a list; anything else is an error at its place", arguments: [
+        ("[lib, app/web/]", nil),
+        ("services", nil),
+        ("[lib, ../secrets]", "3:38: settings.sparse takes directories inside the repository"),
+        ("[/etc]", "3:33: settings.sparse takes directories inside the repository"),
+        ("['src/*']", "3:33: settings.sparse takes directories, not patterns"),
+        ("[-x]", "3:33: settings.sparse takes directories inside the repository"),
+    ] as [(String, String?)])
+    func sparse(_ value: String, _ expected: String?) throws {
+        let e = errors("version: 1\nstages: {a: {run: x}}\nsettings: {base: main, sparse: \(value)}\n")
+        if let expected {
+            #expect(e.contains { $0.contains(expected) }, "\(e)")
+        } else {
+            #expect(e.isEmpty, "\(e)")
+            let w = try #require(WorkflowChecker.check("version: 1\nstages: {a: {run: x}}\nsettings: {sparse: \(value)}\n", file: "wf.yaml").workflow)
+            #expect(!w.settings.sparse.isEmpty && w.settings.sparse.allSatisfy { !$0.hasSuffix("/") })
+        }
+    }
+
     @Test("an expression's location points inside a block scalar at the offending name")
     func blockScalarLocation() throws {
         let d = check("""

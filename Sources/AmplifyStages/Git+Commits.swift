@@ -1,0 +1,160 @@
+import AmplifyEngine
+import AmplifyWorkflow
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Commits made in the object store, without a checkout: a merge is `git merge-tree
+// --write-tree` (milliseconds on a repository of any size, where checking out a worktree to
+// merge in takes as long as the repository is large), then `git commit-tree`. A rebase replays
+// each commit the same way.
+
+extension Git {
+    /// What `git merge-tree --write-tree` found.
+    enum TreeMerge: Equatable {
+        case clean(tree: String)
+        case conflicts([String])
+    }
+
+    /// The merge of `theirs` into `ours`, computed in the object store: the merged tree, or the
+    /// paths that conflict. git 2.38 or later.
+    func mergeTree(_ ours: String, _ theirs: String, allowUnrelatedHistories: Bool = false) async throws(StageError) -> TreeMerge {
+        let args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z"]
+            + (allowUnrelatedHistories ? ["--allow-unrelated-histories"] : []) + [ours, theirs]
+        let r = await run(args)
+        // -z: the tree, then each conflicting path, each ended by NUL. Exit 1 = conflicts.
+        let fields = r.stdout.split(separator: "\0", omittingEmptySubsequences: true).map(String.init)
+        switch r.termination {
+        case .exited(0) where fields.count >= 1:
+            return .clean(tree: fields[0].trimming(" \t\r\n"))
+        case .exited(1) where fields.count >= 1:
+            var seen = Set<String>()
+            return .conflicts(fields.dropFirst().filter { seen.insert($0).inserted })
+        default:
+            if r.stderr.contains("unknown option") || r.stderr.contains("usage: git merge-tree") {
+                throw StageError("merge: this git has no `git merge-tree --write-tree` (git 2.38 or later is needed): \(r.failure(["git", "merge-tree"]))")
+            }
+            throw StageError("merge: \(r.failure(["git"] + args))")
+        }
+    }
+
+    /// A commit as `git cat-file commit` shows it: what a replay needs to make it again.
+    struct CommitObject {
+        var tree: String
+        var parents: [String]
+        /// `Name <email>` and git's own date (`<seconds> <zone>`): a replayed commit keeps its author.
+        var authorName: String
+        var authorEmail: String
+        var authorDate: String
+        /// The message, byte for byte.
+        var message: String
+    }
+
+    func readCommit(_ commit: String) async throws(StageError) -> CommitObject {
+        let r = await run(["cat-file", "commit", commit])
+        guard r.succeeded else { throw StageError("merge: \(r.failure(["git", "cat-file", "commit", commit]))") }
+        // The header ends at the first empty line; the message is the rest, byte for byte.
+        let bytes = Array(r.stdout.utf8)
+        var split = bytes.count
+        for i in 0..<max(0, bytes.count - 1) where bytes[i] == UInt8(ascii: "\n") && bytes[i + 1] == UInt8(ascii: "\n") {
+            split = i
+            break
+        }
+        let header = String(decoding: bytes[..<split], as: UTF8.self)
+        let message = split + 2 <= bytes.count ? String(decoding: bytes[(split + 2)...], as: UTF8.self) : ""
+        var object = CommitObject(tree: "", parents: [], authorName: "", authorEmail: "", authorDate: "", message: message)
+        for line in header.split(separator: "\n") {
+            if line.hasPrefix("tree ") { object.tree = String(line.dropFirst(5)) }
+            if line.hasPrefix("parent ") { object.parents.append(String(line.dropFirst(7))) }
+            if line.hasPrefix("author "), let open = line.firstIndex(of: "<"), let close = line.lastIndex(of: ">"), open < close {
+                object.authorName = String(line[line.index(line.startIndex, offsetBy: 7)..<open]).trimming(" ")
+                object.authorEmail = String(line[line.index(after: open)..<close])
+                object.authorDate = String(line[line.index(after: close)...]).trimming(" ")
+            }
+        }
+        guard !object.tree.isEmpty else { throw StageError("merge: cannot read commit \(commit)") }
+        return object
+    }
+
+    /// `git commit-tree`: a commit of `tree` with `parents` and the message in `messageFile`,
+    /// by `author` when given (a replayed commit keeps its own), else by whoever commits.
+    func commitTree(_ tree: String, parents: [String], messageFile: String, author: (name: String, email: String, date: String)? = nil) async throws(StageError) -> String {
+        var g = self
+        if let author {
+            g.environment["GIT_AUTHOR_NAME"] = author.name
+            g.environment["GIT_AUTHOR_EMAIL"] = author.email
+            g.environment["GIT_AUTHOR_DATE"] = author.date
+        }
+        return try await g.output(["commit-tree", tree] + parents.flatMap { ["-p", $0] } + ["-F", messageFile])
+    }
+
+    /// The commits `git rebase <onto>` would replay from `tip`, oldest first: those not in
+    /// `onto`, merges left out, and those whose change `onto` has already (cherry-picked there).
+    func commitsToReplay(onto: String, tip: String) async throws(StageError) -> [String] {
+        let list = try await output(["rev-list", "--reverse", "--topo-order", "--no-merges", "--right-only", "--cherry-pick", onto + "..." + tip])
+        return list.split(separator: "\n").map(String.init)
+    }
+
+    /// What replaying one commit gave.
+    enum Replay {
+        case applied(tree: String)
+        /// Its change is in `head` already (a commit that became empty): dropped, as rebase does.
+        case becameEmpty
+        case conflicts([String])
+    }
+
+    /// `commit`'s change applied to a commit whose tree is `headTree`, in the object store. The
+    /// three-way merge a cherry-pick makes — base `commit^`, ours the head, theirs `commit` — is
+    /// what `git merge-tree` computes for `commit` and a stand-in for the head whose parent is
+    /// `commit^` (their merge base then). The stand-in is an object no ref points at.
+    func replay(_ commit: CommitObject, sha: String, onto headTree: String) async throws(StageError) -> Replay {
+        let emptyMessage = try writeScratchMessage("replay\n")
+        defer { unlink(emptyMessage) }
+        let standIn = try await commitTree(headTree, parents: Array(commit.parents.prefix(1)), messageFile: emptyMessage)
+        switch try await mergeTree(standIn, sha, allowUnrelatedHistories: commit.parents.isEmpty) {
+        case .conflicts(let paths):
+            return .conflicts(paths)
+        case .clean(let tree):
+            if tree == headTree {
+                // A commit that was empty to begin with is kept (as rebase keeps it); one that
+                // became empty is dropped.
+                let parentTree = commit.parents.isEmpty ? nil : try await output(["rev-parse", commit.parents[0] + "^{tree}"])
+                if parentTree != commit.tree { return .becameEmpty }
+            }
+            return .applied(tree: tree)
+        }
+    }
+
+    /// A file for a stand-in commit's message, in the common git directory.
+    private func writeScratchMessage(_ text: String) throws(StageError) -> String {
+        let path = commonDirectory() + "/amplify-replay-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).msg"
+        do { try RunStore.writeAtomically(Array(text.utf8), to: path, mode: 0o600) } catch {
+            throw StageError("merge: cannot write \(path): \(error.message)")
+        }
+        return path
+    }
+}
+
+/// A commit message as `git commit` leaves one given with `-m` (its default `whitespace`
+/// cleanup): trailing whitespace off every line, no leading or trailing blank lines, runs of
+/// blank lines made one, and a final newline.
+enum CommitMessage {
+    static func cleanedUp(_ text: String) -> String {
+        // On bytes: "\r\n" is one Character, so a String split on "\n" would not see its lines.
+        var lines: [ArraySlice<UInt8>] = []
+        var blank = false
+        for raw in Array(text.utf8).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            var line = raw
+            while let last = line.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") || last == UInt8(ascii: "\r") { line = line.dropLast() }
+            if line.isEmpty {
+                blank = !lines.isEmpty
+                continue
+            }
+            if blank { lines.append([]) }
+            blank = false
+            lines.append(line)
+        }
+        return lines.isEmpty ? "" : lines.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n") + "\n"
+    }
+}
