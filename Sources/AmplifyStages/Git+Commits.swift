@@ -109,9 +109,7 @@ extension Git {
     /// what `git merge-tree` computes for `commit` and a stand-in for the head whose parent is
     /// `commit^` (their merge base then). The stand-in is an object no ref points at.
     func replay(_ commit: CommitObject, sha: String, onto headTree: String) async throws(StageError) -> Replay {
-        let emptyMessage = try writeScratchMessage("replay\n")
-        defer { unlink(emptyMessage) }
-        let standIn = try await commitTree(headTree, parents: Array(commit.parents.prefix(1)), messageFile: emptyMessage)
+        let standIn = try await output(["commit-tree", headTree] + commit.parents.prefix(1).flatMap { ["-p", $0] } + ["-m", "amplify-run: a stand-in for a replay"])
         switch try await mergeTree(standIn, sha, allowUnrelatedHistories: commit.parents.isEmpty) {
         case .conflicts(let paths):
             return .conflicts(paths)
@@ -124,15 +122,6 @@ extension Git {
             }
             return .applied(tree: tree)
         }
-    }
-
-    /// A file for a stand-in commit's message, in the common git directory.
-    private func writeScratchMessage(_ text: String) throws(StageError) -> String {
-        let path = commonDirectory() + "/amplify-replay-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).msg"
-        do { try RunStore.writeAtomically(Array(text.utf8), to: path, mode: 0o600) } catch {
-            throw StageError("merge: cannot write \(path): \(error.message)")
-        }
-        return path
     }
 }
 

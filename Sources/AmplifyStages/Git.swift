@@ -169,17 +169,24 @@ struct Git: Sendable {
         }
         let r = await w.run(["reset", "--hard", "--quiet"])
         guard r.succeeded else { throw StageError("dispatch: checking out \(path): \(r.failure(["git", "reset", "--hard"]))") }
+        // The hook `git worktree add` would have run once the files were there (a project's
+        // post-checkout may fetch large files or install tools); its failure fails the dispatch,
+        // as it failed `git worktree add`.
+        let head = try await w.output(["rev-parse", "HEAD"])
+        let hook = await w.run(["hook", "run", "--ignore-missing", "post-checkout", "--", String(repeating: "0", count: head.count), head, "1"])
+        guard hook.succeeded else { throw StageError("dispatch: the repository's post-checkout hook failed in \(path): \(hook.failure(["git", "hook", "run", "post-checkout"]))") }
     }
 
     /// The runner's own checkout at `path`, kept from one merge to the next: `head` checked out
     /// and the files and index of `tree` in place (a commit being made there: `git diff
     /// --cached` shows its changes). Reused, only the files that differ are written; untracked
     /// files an earlier verify made are removed, ignored ones (build caches) kept. Made afresh
-    /// when missing or broken (a killed git's debris).
-    func keptCheckout(_ path: String, head: String, tree: String) async throws(StageError) -> Git {
+    /// when missing or broken (a killed git's debris). `options` go before each git command
+    /// (the merge's hooks, or none).
+    func keptCheckout(_ path: String, head: String, tree: String, options: [String]) async throws(StageError) -> Git {
         let w = at(path)
         if Git.isCheckedOut(path),
-           await w.run(["checkout", "--force", "--quiet", "--detach", head]).succeeded,
+           await w.run(options + ["checkout", "--force", "--quiet", "--detach", head]).succeeded,
            await w.run(["clean", "-ffdq"]).succeeded,
            await w.run(["read-tree", "--reset", "-u", tree]).succeeded {
             return w

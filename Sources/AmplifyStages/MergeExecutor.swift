@@ -148,7 +148,7 @@ public struct MergeExecutor: StageExecutor {
         let fileHook = !hooks.present([planned.fileHook]).isEmpty
         var checkout: Git?
         if fileHook || !verify.isEmpty {
-            checkout = try await git.keptCheckout(merging + "/checkout", head: planned.head, tree: planned.tree)
+            checkout = try await git.keptCheckout(merging + "/checkout", head: planned.head, tree: planned.tree, options: hooks.options)
         }
         if fileHook, let checkout {
             if let r = await hooks.run(planned.fileHook, in: checkout, started: processStarted), !r.succeeded {

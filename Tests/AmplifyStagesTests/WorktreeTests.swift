@@ -40,6 +40,20 @@ struct WorktreeTests {
         #expect(box.read(".worktrees/w-1/top.txt") == "mine\n")
     }
 
+    @Test("the repository's post-checkout hook runs once the files are there, as `git worktree add` runs it; its failure fails the checkout")
+    func postCheckout() async throws {
+        let (box, git) = try Self.repository()
+        try MergeHookTests.hook("post-checkout", #"echo "$(pwd) $1 $2 $3 $(cat top.txt)" >> "$(git rev-parse --git-common-dir)/post-checkout"; test "$(basename "$(pwd)")" != w-2"#, in: box)
+        let path = box.path + "/.worktrees/w-1"
+        _ = await git.addWorktree(path, branch: "amplify/w-1", newFrom: "main")
+        try await git.finishCheckout(path, sparse: [])
+        let head = try shell("git rev-parse main", in: box.url).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(box.read(".git/post-checkout") == "\(path) \(String(repeating: "0", count: 40)) \(head) 1 top\n", "\(box.read(".git/post-checkout"))")
+        let failing = box.path + "/.worktrees/w-2"
+        _ = await git.addWorktree(failing, branch: "amplify/w-2", newFrom: "main")
+        await #expect(throws: StageError.self) { try await git.finishCheckout(failing, sparse: []) }
+    }
+
     @Test("settings.sparse: the worktree holds those directories and the files at the top, nothing else")
     func sparse() async throws {
         let (box, git) = try Self.repository()
