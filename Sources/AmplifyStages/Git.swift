@@ -41,6 +41,14 @@ struct Git: Sendable {
         await CommandRunner.run(["git"] + args, in: directory, environment: environment, stdoutLimit: stdoutLimit, keep: heldLock, started: started)
     }
 
+    /// git's version, major and minor (`git version 2.39.5` → (2, 39)); nil when it cannot be read.
+    func version() async -> (Int, Int)? {
+        let words = (await run(["version"])).stdout.split(separator: " ")
+        guard words.count >= 3 else { return nil }
+        let parts = words[2].split(separator: ".").compactMap { Int($0.prefix { $0.isNumber }) }
+        return parts.count >= 2 ? (parts[0], parts[1]) : nil
+    }
+
     /// The trimmed output of a command that must succeed.
     func output(_ args: [String]) async throws(StageError) -> String {
         let r = await run(args)

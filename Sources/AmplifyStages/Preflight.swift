@@ -18,6 +18,9 @@ public enum Preflight {
         guard await git.run(["rev-parse", "--git-dir"]).succeeded else {
             return ["\(repository) is not a git repository; dispatch and merge need one (run `git init`, or -C the repository)"]
         }
+        if workflow.stages.contains(where: { $0.kind == .merge }), let version = await git.version(), version < (2, 38) {
+            return ["merge builds its commits with `git merge-tree --write-tree`, which needs git 2.38 or later; this git is \(version.0).\(version.1); nothing was claimed"]
+        }
         guard await git.commit("refs/heads/" + settings.base) == nil else { return [] }
         let branches = (try? await git.output(["for-each-ref", "--format=%(refname:short)", "refs/heads/"]))?
             .split(separator: "\n").map(String.init) ?? []

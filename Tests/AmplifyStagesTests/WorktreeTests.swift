@@ -91,8 +91,22 @@ struct WorktreeTests {
     }
 }
 
-@Suite("worktrees, end to end", .serialized)
+@Suite("worktrees and merges, end to end", .serialized)
 struct SparseRunTests {
+    @Test("a git older than 2.38 (no merge-tree --write-tree) is said before anything is claimed, exit 2")
+    func oldGit() async throws {
+        let o = try Orchestra([("g-1", "approve", nil)])
+        // git as Ubuntu 22.04 ships it, as far as `git version` tells.
+        try "#!/bin/sh\nif [ \"$1\" = version ]; then echo 'git version 2.34.1'; exit 0; fi\nexec /usr/bin/git \"$@\"\n"
+            .write(toFile: o.bin.path + "/git", atomically: true, encoding: .utf8)
+        chmod(o.bin.path + "/git", 0o755)
+        let r = try await o.run()
+        #expect(r.status == 2, "\(r.stdout)\(r.stderr)")
+        #expect(r.stderr.contains("needs git 2.38 or later; this git is 2.34; nothing was claimed"), "\(r.stderr)")
+        #expect(!o.bdCalls.contains { $0.hasPrefix("update") }, "nothing claimed: \(o.bdCalls)")
+        #expect(o.agentStarts("g-1") == 0)
+    }
+
     @Test("a run with settings.sparse: agents work in sparse worktrees, and the merge lands the whole tree")
     func sparseRun() async throws {
         let o = try Orchestra([("s-1", "approve", nil), ("s-2", "approve", nil)],
