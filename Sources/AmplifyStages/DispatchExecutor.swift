@@ -101,12 +101,14 @@ public struct DispatchExecutor: StageExecutor {
         // The branch and the worktree, reusing what an interrupted attempt of this run left.
         let own = session.readRecord().map { $0.run == job.runId } ?? false
         let worktree = try await git.withWorktreeLock { (git: Git) async throws(StageError) -> String in
-            try await DispatchExecutor.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir,
+            try await DispatchExecutor.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, sparse: job.settings.sparse,
                                      session: session, firstRecord: own ? nil : SessionFiles.Record(run: job.runId, item: id, worktree: worktreesDir + "/" + session.id, branch: branch),
                                      note: { job.note("notice", OrderedObject([("message", .string($0))])) })
         }
         // Its files, outside the lock: the checkouts of a large repository run side by side.
-        try await git.finishCheckout(worktree, sparse: job.settings.sparse)
+        if worktree.hasPrefix(worktreesDir + "/") {
+            try await git.finishCheckout(worktree, started: processStarted)
+        }
 
         // Untracked files the agent needs, then the project's setup.
         if let names = try? job.stage.value(DispatchParameters.copy, evaluator) {
@@ -178,7 +180,8 @@ public struct DispatchExecutor: StageExecutor {
 
 extension DispatchExecutor {
     /// The item's worktree on `branch`: the one git already has for the branch, else a new one
-    /// at `path` (on the branch if it exists, else on a new branch from the base).
+    /// at `path` (on the branch if it exists, else on a new branch from the base) — git's entry
+    /// and `sparse`'s directories only: the files come after, outside the lock (`finishCheckout`).
     /// `base` is the base branch's commit, read once: the branch starts exactly there even if the
     /// base moves meanwhile (a merge landing), so "no commits of its own" stays decidable.
     ///
@@ -187,7 +190,7 @@ extension DispatchExecutor {
     /// reused. Work of its own is kept under another name (said through `note`), and the item
     /// starts afresh from the current base; then the record marks the branch as this run's, so
     /// a later attempt of the same run reuses it.
-    static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, session: SessionFiles,
+    static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, sparse: [String], session: SessionFiles,
                          firstRecord: SessionFiles.Record?, note: (String) -> Void) async throws(StageError) -> String {
         await git.run(["worktree", "prune"])
         if let first = firstRecord {
@@ -200,6 +203,8 @@ extension DispatchExecutor {
         guard let all = await git.worktrees() else { throw StageError("dispatch: `git worktree list` keeps failing in \(git.directory)") }
         if let existing = all.first(where: { $0.branch == branch }) {
             guard FileManager.default.fileExists(atPath: existing.path) else { throw StageError("dispatch: branch \(branch) is checked out at \(existing.path), which is gone") }
+            // An attempt killed before its checkout: the sparse directories may not be set yet.
+            if existing.path.hasPrefix(worktreesDir + "/") { try await git.setSparse(existing.path, sparse) }
             return existing.path
         }
         do {
@@ -210,6 +215,7 @@ extension DispatchExecutor {
         if lstat(path, &st) == 0 { try? FileManager.default.removeItem(atPath: path) }
         let (r, argv) = await git.addWorktree(path, branch: branch, newFrom: await git.commit("refs/heads/" + branch) != nil ? nil : base)
         guard r.succeeded else { throw StageError("dispatch: \(r.failure(argv))") }
+        try await git.setSparse(path, sparse)
         return path
     }
 

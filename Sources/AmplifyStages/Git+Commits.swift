@@ -17,6 +17,41 @@ extension Git {
         case conflicts([String])
     }
 
+    /// A git whose merges read `.gitattributes` (merge drivers: `merge=union`, `-merge`,
+    /// `binary`) from `commit`'s tree — as `git merge` in a checkout of it would — and not from
+    /// whatever the user's checkout holds (git 2.39's merge-tree reads them from the work tree):
+    /// a work tree at `scratch` holding those files alone, and an index of none.
+    func readingAttributes(of commit: String, scratch: String) async throws(StageError) -> Git {
+        let r = await run(["ls-tree", "-r", "-z", "--full-tree", commit])
+        guard r.succeeded else { throw StageError("merge: \(r.failure(["git", "ls-tree", commit]))") }
+        var files: [(path: String, blob: String)] = []
+        for entry in r.stdout.split(separator: "\0") {
+            // "<mode> <type> <object>\t<path>"
+            guard let tab = entry.firstIndex(of: "\t") else { continue }
+            let path = String(entry[entry.index(after: tab)...])
+            guard path == ".gitattributes" || path.hasSuffix("/.gitattributes") else { continue }
+            let fields = entry[..<tab].split(separator: " ")
+            guard fields.count == 3, fields[1] == "blob" else { continue }
+            files.append((path, String(fields[2])))
+        }
+        _ = await CommandRunner.run(["rm", "-rf", "--", scratch], in: "/", environment: environment)
+        do { try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true) } catch {
+            throw StageError("merge: cannot create \(scratch): \(error)")
+        }
+        for file in files where !file.path.split(separator: "/").contains("..") {
+            let blob = await run(["cat-file", "blob", file.blob], stdoutLimit: 1 << 20)
+            guard blob.succeeded else { continue }
+            let target = scratch + "/" + file.path
+            try? FileManager.default.createDirectory(atPath: target.dropLastComponent, withIntermediateDirectories: true)
+            try? RunStore.writeAtomically(Array(blob.stdout.utf8), to: target, mode: 0o644)
+        }
+        var g = at(scratch)
+        g.environment["GIT_DIR"] = commonDirectory()
+        g.environment["GIT_WORK_TREE"] = scratch
+        g.environment["GIT_INDEX_FILE"] = scratch + "/.amplify-no-index"
+        return g
+    }
+
     /// The merge of `theirs` into `ours`, computed in the object store: the merged tree, or the
     /// paths that conflict. git 2.38 or later.
     func mergeTree(_ ours: String, _ theirs: String, allowUnrelatedHistories: Bool = false) async throws(StageError) -> TreeMerge {
@@ -47,7 +82,7 @@ extension Git {
         var authorName: String
         var authorEmail: String
         var authorDate: String
-        /// The message, byte for byte.
+        /// The message (as UTF-8 text).
         var message: String
     }
 
@@ -79,14 +114,46 @@ extension Git {
 
     /// `git commit-tree`: a commit of `tree` with `parents` and the message in `messageFile`,
     /// by `author` when given (a replayed commit keeps its own), else by whoever commits.
-    func commitTree(_ tree: String, parents: [String], messageFile: String, author: (name: String, email: String, date: String)? = nil) async throws(StageError) -> String {
+    /// `sign`: `-S`, as `commit.gpgsign` makes `git commit` sign (commit-tree does not read it).
+    func commitTree(_ tree: String, parents: [String], messageFile: String, author: (name: String, email: String, date: String)? = nil,
+                    sign: Bool) async throws(StageError) -> String {
         var g = self
         if let author {
             g.environment["GIT_AUTHOR_NAME"] = author.name
             g.environment["GIT_AUTHOR_EMAIL"] = author.email
-            g.environment["GIT_AUTHOR_DATE"] = author.date
+            // git's own format (`<seconds> <zone>`), marked as such: a date before 1973 is
+            // fewer digits than git would otherwise take for seconds.
+            g.environment["GIT_AUTHOR_DATE"] = "@" + author.date
         }
-        return try await g.output(["commit-tree", tree] + parents.flatMap { ["-p", $0] } + ["-F", messageFile])
+        let args = ["commit-tree", tree] + parents.flatMap { ["-p", $0] } + ["-F", messageFile] + (sign ? ["-S"] : [])
+        let r = await g.run(args)
+        guard r.succeeded else { throw StageError("merge: git could not make the commit: \(r.failure(["git", "commit-tree"])); the base is unchanged") }
+        return r.stdout.trimming(" \t\r\n")
+    }
+
+    /// Whether the repository asks for signed commits (`commit.gpgsign`).
+    func signsCommits() async -> Bool {
+        (await run(["config", "--type=bool", "--get", "commit.gpgsign"])).stdout.trimming(" \t\r\n") == "true"
+    }
+
+    /// A path as git prints one that needs quoting (core.quotePath): control characters, `"`
+    /// and `\\` escaped inside double quotes, so a path cannot write to the terminal.
+    static func quoted(_ path: String) -> String {
+        guard path.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "\"" || $0 == "\\" }) else { return path }
+        var out = "\""
+        for scalar in path.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                let octal = String(scalar.value, radix: 8)
+                out += "\\" + String(repeating: "0", count: 3 - octal.count) + octal
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 
     /// The commits `git rebase <onto>` would replay from `tip`, oldest first: those not in

@@ -159,44 +159,52 @@ struct Git: Sendable {
         return stat(dir + "/index", &st) == 0
     }
 
+    /// Makes the worktree at `path` (added with `--no-checkout`) check out only `sparse`'s
+    /// directories (and the files at the top), in git's cone mode. Run it under the worktree
+    /// lock: the first time, git writes `extensions.worktreeConfig` into the repository's shared
+    /// config, and two at once fail on its lock. Writes no file of the worktree (milliseconds).
+    func setSparse(_ path: String, _ sparse: [String]) async throws(StageError) {
+        guard !sparse.isEmpty, Git.worktreeGitDirectory(path) != nil, !Git.isCheckedOut(path) else { return }
+        let args = ["sparse-checkout", "set", "--cone", "--"] + sparse
+        let r = await at(path).run(args)
+        guard r.succeeded else { throw StageError("dispatch: settings.sparse: \(r.failure(["git"] + args))") }
+    }
+
     /// Checks out the files of the worktree at `path` (added with `--no-checkout`), in it alone:
     /// nothing of the repository's shared state is written, so it needs no lock and runs beside
-    /// other checkouts. `sparse`: cone-mode directories — only those (and the files at the top)
-    /// are checked out. A checkout that was interrupted is finished; one that is complete is left
-    /// alone (an agent may have worked there).
-    func finishCheckout(_ path: String, sparse: [String]) async throws(StageError) {
-        guard !Git.isCheckedOut(path) else { return }
+    /// other checkouts. A checkout that was interrupted is finished; one that is complete is left
+    /// alone (an agent may have worked there), and so is anything but a linked worktree (the
+    /// user's own checkout). `started` learns each git's process: one a killed runner left
+    /// running is ended before the next runner finishes its work.
+    func finishCheckout(_ path: String, started: @Sendable (Int32, UInt64) -> Void) async throws(StageError) {
+        guard let dir = Git.worktreeGitDirectory(path), !Git.isCheckedOut(path) else { return }
         let w = at(path)
-        // A checkout interrupted by a kill leaves its lock; this worktree is the runner's own and
-        // nothing else has run in it (no index: no checkout ever finished).
-        if let dir = Git.worktreeGitDirectory(path) { unlink(dir + "/index.lock") }
-        if !sparse.isEmpty {
-            let args = ["sparse-checkout", "set", "--cone", "--"] + sparse
-            let r = await w.run(args)
-            guard r.succeeded else { throw StageError("dispatch: settings.sparse: \(r.failure(["git"] + args))") }
-        }
-        let r = await w.run(["reset", "--hard", "--quiet"])
+        // A checkout interrupted by a kill leaves its lock; this worktree is the runner's own,
+        // nothing else has run in it (no index: no checkout ever finished), and the git that
+        // held the lock was ended with the attempt it belonged to.
+        unlink(dir + "/index.lock")
+        let r = await w.run(["reset", "--hard", "--quiet", "--no-recurse-submodules"], started: started)
         guard r.succeeded else { throw StageError("dispatch: checking out \(path): \(r.failure(["git", "reset", "--hard"]))") }
         // The hook `git worktree add` would have run once the files were there (a project's
         // post-checkout may fetch large files or install tools); its failure fails the dispatch,
         // as it failed `git worktree add`.
         let head = try await w.output(["rev-parse", "HEAD"])
-        let hook = await w.run(["hook", "run", "--ignore-missing", "post-checkout", "--", String(repeating: "0", count: head.count), head, "1"])
+        let hook = await w.run(["hook", "run", "--ignore-missing", "post-checkout", "--", String(repeating: "0", count: head.count), head, "1"], started: started)
         guard hook.succeeded else { throw StageError("dispatch: the repository's post-checkout hook failed in \(path): \(hook.failure(["git", "hook", "run", "post-checkout"]))") }
     }
 
-    /// The runner's own checkout at `path`, kept from one merge to the next: `head` checked out
-    /// and the files and index of `tree` in place (a commit being made there: `git diff
-    /// --cached` shows its changes). Reused, only the files that differ are written; untracked
-    /// files an earlier verify made are removed, ignored ones (build caches) kept. Made afresh
-    /// when missing or broken (a killed git's debris). `options` go before each git command
-    /// (the merge's hooks, or none).
-    func keptCheckout(_ path: String, head: String, tree: String, options: [String]) async throws(StageError) -> Git {
+    /// The runner's own checkout at `path`, kept from one merge to the next: HEAD at `head`, and
+    /// the files and index of `tree` in place (a commit being made there: `git diff --cached`
+    /// shows its changes). Reused, only the files that differ are written; untracked files an
+    /// earlier verify made are removed, ignored ones (build caches) kept. Plumbing only, so no
+    /// hook runs for the runner's own bookkeeping. Made afresh when missing or broken (a killed
+    /// git's debris).
+    func keptCheckout(_ path: String, head: String, tree: String) async throws(StageError) -> Git {
         let w = at(path)
         if Git.isCheckedOut(path),
-           await w.run(options + ["checkout", "--force", "--quiet", "--detach", head]).succeeded,
+           await w.run(["read-tree", "--reset", "-u", "--no-recurse-submodules", tree]).succeeded,
            await w.run(["clean", "-ffdq"]).succeeded,
-           await w.run(["read-tree", "--reset", "-u", tree]).succeeded {
+           await w.run(["update-ref", "--no-deref", "HEAD", head]).succeeded {
             return w
         }
         await removeWorktree(path)
@@ -204,7 +212,7 @@ struct Git: Sendable {
             await git.run(["worktree", "prune"])
             return try await git.output(["worktree", "add", "--quiet", "--no-checkout", "--detach", path, head])
         }
-        _ = try await w.output(["read-tree", "--reset", "-u", tree])
+        _ = try await w.output(["read-tree", "--reset", "-u", "--no-recurse-submodules", tree])
         return w
     }
 

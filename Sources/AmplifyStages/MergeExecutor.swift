@@ -112,14 +112,14 @@ public struct MergeExecutor: StageExecutor {
         // One landing at a time in this repository, whichever stage or run; every git from here
         // holds the lock too: one left running by a killed runner keeps it.
         return try await git.withLandingLock { (git: Git) async throws(StageError) -> StageResult in
-            try await mergeLocked(job, git: git, scratch: scratch, tip: tip, item: id, strategy: strategy, hooks: hooks, subject: subject, processStarted: processStarted)
+            try await mergeLocked(job, git: git, scratch: scratch, tip: tip, item: id, strategy: strategy, hooks: hooks, subject: subject, empty: empty, processStarted: processStarted)
         }
     }
 
     /// Under the landing lock: builds the commit in the object store, checks it out only where
     /// a hook that needs files or `verify` must run, and lands it.
     private func mergeLocked(_ job: StageJob, git: Git, scratch: String, tip: String, item id: String, strategy: String, hooks: CommitHooks,
-                             subject: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
+                             subject: String, empty: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
         let base = job.settings.base
         // Landed while we waited for the lock (another runner resuming this run cannot, but be sure).
         if let sha = await MergeExecutor.landed(git: git, base: base, item: id, run: job.runId) {
@@ -136,10 +136,22 @@ public struct MergeExecutor: StageExecutor {
         let subject = subject.replacing("\n", with: " ")
         let messageFile = scratch + ".msg"
         defer { unlink(messageFile) }
-        guard var planned = try await plan(strategy, git: git, old: old, tip: tip, message: subject + "\n\n" + trailers, trailers: trailers,
-                                           messageFile: messageFile, hooks: hooks, base: base, processStarted: processStarted) else {
+        let sign = await git.signsCommits()
+        // Merges read the base's `.gitattributes` (merge drivers), never the user's checkout's.
+        let merger = try await git.readingAttributes(of: old, scratch: merging + "/attributes")
+        var planned: Planned
+        switch try await plan(strategy, git: merger, old: old, tip: tip, message: subject + "\n\n" + trailers, trailers: trailers,
+                              messageFile: messageFile, sign: sign, hooks: hooks, base: base, processStarted: processStarted) {
+        case .alreadyInBase:
             // Every commit of the branch was in the base already (cherry-picked there).
             return .succeeded(OrderedObject([("commit", .string(old)), ("landed-before", .bool(true))]))
+        case .changesNothing:
+            // Squashed, the branch changes nothing the base does not have: `git commit` would
+            // refuse ("nothing to commit").
+            if empty == "skip" { return .succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))])) }
+            throw StageError("merge: squashed, \(tip.prefix(8)) changes nothing on \(base) (its changes are there already); nothing landed (set `empty: skip` to skip such items)")
+        case .commit(let p):
+            planned = p
         }
 
         // A checkout only where something needs files: the hook git runs before this kind of
@@ -148,7 +160,7 @@ public struct MergeExecutor: StageExecutor {
         let fileHook = !hooks.present([planned.fileHook]).isEmpty
         var checkout: Git?
         if fileHook || !verify.isEmpty {
-            checkout = try await git.keptCheckout(merging + "/checkout", head: planned.head, tree: planned.tree, options: hooks.options)
+            checkout = try await git.keptCheckout(merging + "/checkout", head: planned.head, tree: planned.tree)
         }
         if fileHook, let checkout {
             if let r = await hooks.run(planned.fileHook, in: checkout, started: processStarted), !r.succeeded {
@@ -167,7 +179,7 @@ public struct MergeExecutor: StageExecutor {
         let message = CommitMessage.cleanedUp(String(decoding: (try? WorkflowFile.read(messageFile, limit: 1 << 20)) ?? [], as: UTF8.self))
         guard !message.isEmpty else { throw StageError("merge: a hook left \(planned.what) an empty message; \(base) is unchanged") }
         try MergeExecutor.write(message, to: messageFile)
-        let new = try await git.commitTree(planned.tree, parents: planned.parents, messageFile: messageFile, author: planned.author)
+        let new = try await git.commitTree(planned.tree, parents: planned.parents, messageFile: messageFile, author: planned.author, sign: sign)
         // A hook may rewrite the message; without both trailers a resumed run could not find this
         // merge on the base, and would land it again.
         guard await MergeExecutor.carriesTrailers(git: git, commit: new, item: id, run: job.runId) else {
@@ -209,11 +221,19 @@ public struct MergeExecutor: StageExecutor {
         var source: String
     }
 
+    /// What a strategy makes of the branch.
+    private enum PlanOutcome {
+        case commit(Planned)
+        /// A rebase finds every commit in the base already.
+        case alreadyInBase
+        /// A squash whose tree is the base's.
+        case changesNothing
+    }
+
     /// What `strategy` makes of the branch's `tip` on the base's `old`, computed without a
-    /// checkout; nil when a rebase finds every commit in the base already. A conflict ends the
-    /// item listing its paths.
-    private func plan(_ strategy: String, git: Git, old: String, tip: String, message: String, trailers: String, messageFile: String,
-                      hooks: CommitHooks, base: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> Planned? {
+    /// checkout. A conflict ends the item listing its paths.
+    private func plan(_ strategy: String, git: Git, old: String, tip: String, message: String, trailers: String, messageFile: String, sign: Bool,
+                      hooks: CommitHooks, base: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> PlanOutcome {
         guard strategy == "rebase" else {
             let tree: String
             switch try await git.mergeTree(old, tip) {
@@ -221,20 +241,29 @@ public struct MergeExecutor: StageExecutor {
             case .clean(let merged): tree = merged
             }
             let squash = strategy == "squash"
-            return Planned(tree: tree, parents: squash ? [old] : [old, tip], message: message, author: nil, head: old,
-                           what: squash ? "the squashed commit" : "the merge commit",
-                           fileHook: squash ? "pre-commit" : "pre-merge-commit", source: squash ? "message" : "merge")
+            if squash, tree == (try await git.output(["rev-parse", old + "^{tree}"])) { return .changesNothing }
+            return .commit(Planned(tree: tree, parents: squash ? [old] : [old, tip], message: message, author: nil, head: old,
+                                   what: squash ? "the squashed commit" : "the merge commit",
+                                   fileHook: squash ? "pre-commit" : "pre-merge-commit", source: squash ? "message" : "merge"))
         }
         if let r = await hooks.run("pre-rebase", arguments: [old], in: git, started: processStarted), !r.succeeded {
             throw hooks.refused("the rebase", r, hooks: ["pre-rebase"], base: base)
         }
         // Each commit replayed on the one before, in the object store; the last one applied gets
-        // the trailers (and the message hooks), the others are made as they were.
+        // the trailers (and the message hooks), the others are made as they were. Commits that
+        // sit on the base already are kept as they are, as `git rebase` keeps them.
         var head = old
         var headTree = try await git.output(["rev-parse", old + "^{tree}"])
+        var kept: Git.CommitObject?
         var pending: (tree: String, commit: Git.CommitObject)?
         for sha in try await git.commitsToReplay(onto: old, tip: tip) {
             let commit = try await git.readCommit(sha)
+            if pending == nil, commit.parents == [head] {
+                head = sha
+                headTree = commit.tree
+                kept = commit
+                continue
+            }
             switch try await git.replay(commit, sha: sha, onto: headTree) {
             case .conflicts(let paths):
                 throw MergeExecutor.conflict(paths, base: base)
@@ -243,16 +272,26 @@ public struct MergeExecutor: StageExecutor {
             case .applied(let tree):
                 if let p = pending {
                     try MergeExecutor.write(p.commit.message, to: messageFile)
-                    head = try await git.commitTree(p.tree, parents: [head], messageFile: messageFile, author: (p.commit.authorName, p.commit.authorEmail, p.commit.authorDate))
+                    head = try await git.commitTree(p.tree, parents: [head], messageFile: messageFile, author: (p.commit.authorName, p.commit.authorEmail, p.commit.authorDate), sign: sign)
                 }
                 pending = (tree, commit)
                 headTree = tree
+                kept = nil
             }
         }
-        guard let last = pending else { return nil }
-        return Planned(tree: last.tree, parents: [head], message: last.commit.message + "\n\n" + trailers,
-                       author: (last.commit.authorName, last.commit.authorEmail, last.commit.authorDate), head: head,
-                       what: "the rebased tip's commit", fileHook: "pre-commit", source: "message")
+        // The tip carries the trailers: the last commit replayed, or — when every commit sat on
+        // the base already — the branch's own tip, made again with them (as an amend would).
+        if let last = pending {
+            return .commit(Planned(tree: last.tree, parents: [head], message: last.commit.message + "\n\n" + trailers,
+                                   author: (last.commit.authorName, last.commit.authorEmail, last.commit.authorDate), head: head,
+                                   what: "the rebased tip's commit", fileHook: "pre-commit", source: "message"))
+        }
+        if let last = kept {
+            return .commit(Planned(tree: last.tree, parents: last.parents, message: last.message + "\n\n" + trailers,
+                                   author: (last.authorName, last.authorEmail, last.authorDate), head: last.parents[0],
+                                   what: "the rebased tip's commit", fileHook: "pre-commit", source: "message"))
+        }
+        return .alreadyInBase
     }
 
     static func write(_ text: String, to path: String) throws(StageError) {
@@ -264,7 +303,7 @@ public struct MergeExecutor: StageExecutor {
     /// The item's end as a conflict: the paths that conflict; the base as it was.
     static func conflict(_ paths: [String], base: String) -> StageError {
         guard !paths.isEmpty else { return StageError("merge: git found a conflict; \(base) is unchanged", kind: .conflict) }
-        return StageError("\(paths.count) conflicting path\(paths.count == 1 ? "" : "s"): \(paths.prefix(20).joined(separator: ", ")); \(base) is unchanged", kind: .conflict)
+        return StageError("\(paths.count) conflicting path\(paths.count == 1 ? "" : "s"): \(paths.prefix(20).map(Git.quoted).joined(separator: ", ")); \(base) is unchanged", kind: .conflict)
     }
 }
 

@@ -18,10 +18,19 @@ public enum Preflight {
         guard await git.run(["rev-parse", "--git-dir"]).succeeded else {
             return ["\(repository) is not a git repository; dispatch and merge need one (run `git init`, or -C the repository)"]
         }
-        if workflow.stages.contains(where: { $0.kind == .merge }), let version = await git.version(), version < (2, 38) {
-            return ["merge builds its commits with `git merge-tree --write-tree`, which needs git 2.38 or later; this git is \(version.0).\(version.1); nothing was claimed"]
+        if let version = await git.version(), version < (2, 38) {
+            return ["amplify-run needs git 2.38 or later (merge builds commits with `git merge-tree --write-tree`, dispatch runs hooks with `git hook run`); this git is \(version.0).\(version.1); nothing was claimed"]
         }
-        guard await git.commit("refs/heads/" + settings.base) == nil else { return [] }
+        if await git.commit("refs/heads/" + settings.base) != nil {
+            // A sparse directory the base does not have would check out nothing, silently.
+            let missing = await settings.sparse.asyncFilter { dir in
+                (await git.run(["cat-file", "-t", "refs/heads/\(settings.base):\(dir)"])).stdout.trimming(" \t\r\n") != "tree"
+            }
+            guard missing.isEmpty else {
+                return ["settings.sparse: \(missing.map { "'\($0)'" }.joined(separator: ", ")) \(missing.count == 1 ? "is not a directory" : "are not directories") on \(settings.base); nothing was claimed"]
+            }
+            return []
+        }
         let branches = (try? await git.output(["for-each-ref", "--format=%(refname:short)", "refs/heads/"]))?
             .split(separator: "\n").map(String.init) ?? []
         var message = "settings.base: the base branch '\(settings.base)' does not exist in \(repository)"
@@ -32,5 +41,14 @@ public enum Preflight {
             message += "; its branches: \(branches.prefix(8).joined(separator: ", "))\(branches.count > 8 ? ", …" : ""). Set `settings: {base: \(likely)}` in the workflow"
         }
         return [message + "; nothing was claimed"]
+    }
+}
+
+extension Array {
+    /// The elements for which `predicate`, awaited one at a time, holds.
+    func asyncFilter(_ predicate: (Element) async -> Bool) async -> [Element] {
+        var kept: [Element] = []
+        for element in self where await predicate(element) { kept.append(element) }
+        return kept
     }
 }

@@ -124,4 +124,64 @@ struct ObjectStoreMergeTests {
         let message = String(raw[raw.range(of: "\n\n")!.upperBound...])
         #expect(message == "Merge m-1: Work\n\nAmplify-Item: m-1\nAmplify-Run: 20261124T120000000Z-abcd\n\nSigned-off-by: Hook\n", "\(message.debugDescription)")
     }
+
+    @Test("with commit.gpgsign the runner's commits are signed, as `git commit` signs them", arguments: ["no-ff", "squash", "rebase"])
+    func signed(strategy: String) async throws {
+        let repo = try Repo()
+        // A gpg that signs anything: git hands it the commit on stdin and reads the signature
+        // from stdout and "[GNUPG:] SIG_CREATED" from the status descriptor (2).
+        let gpg = repo.box.path + "/.git/fake-gpg"
+        try "#!/bin/sh\ncat > /dev/null\necho '[GNUPG:] SIG_CREATED D 1 8 00 1700000000 0' >&2\nprintf -- '-----BEGIN PGP SIGNATURE-----\\nfake\\n-----END PGP SIGNATURE-----\\n'\n"
+            .write(toFile: gpg, atomically: true, encoding: .utf8)
+        chmod(gpg, 0o755)
+        _ = try repo.git("config commit.gpgsign true")
+        _ = try repo.git("config gpg.program \(gpg)")
+        let r = try await repo.merge("{strategy: \(strategy)}")
+        guard case .succeeded = r else { Issue.record("\(r)"); return }
+        #expect(try shell("git cat-file commit main", in: repo.box.url).contains("gpgsig -----BEGIN PGP SIGNATURE-----"), "signed")
+    }
+
+    @Test("merge drivers come from the base's .gitattributes, whatever the user's checkout holds")
+    func attributesOfTheBase() async throws {
+        let repo = try Repo()
+        // The base says log.txt merges by union; the branch and the base both append to it; the
+        // user's checkout is elsewhere, without the attributes file (the base checked out nowhere).
+        _ = try shell("""
+            export GIT_AUTHOR_NAME=T GIT_AUTHOR_EMAIL=t@e GIT_COMMITTER_NAME=T GIT_COMMITTER_EMAIL=t@e &&
+            git checkout -q main && echo 'log.txt merge=union' > .gitattributes && echo start > log.txt && git add .gitattributes log.txt && git commit -qm attrs &&
+            git checkout -q -b amplify/m-2 && echo theirs >> log.txt && git commit -qam theirs &&
+            git checkout -q main && echo ours >> log.txt && git commit -qam ours &&
+            git checkout -q --detach main~2
+            """, in: repo.box.url)
+        #expect(!FileManager.default.fileExists(atPath: repo.box.path + "/.gitattributes"))
+        let r = try await repo.merge(item: "m-2")
+        guard case .succeeded = r else { Issue.record("\(r)"); return }
+        let log = try repo.git("show main:log.txt")
+        #expect(log.split(separator: "\n") == ["start", "ours", "theirs"], "\(log)")
+    }
+
+    @Test("a squash that changes nothing on the base fails, or is skipped with `empty: skip`")
+    func squashChangesNothing() async throws {
+        let repo = try Repo()
+        _ = try shell("git checkout -q main && echo work > work.txt && git add work.txt && git commit -qm 'the base has it already'", in: repo.box.url)
+        let before = try repo.git("rev-parse main")
+        let r = try await repo.merge("{strategy: squash}")
+        guard case .failed(let why) = r else { Issue.record("\(r)"); return }
+        #expect(why.contains("changes nothing on main"), "\(why)")
+        let skipped = try await repo.merge("{strategy: squash, empty: skip}")
+        guard case .succeeded(let o) = skipped else { Issue.record("\(skipped)"); return }
+        #expect(o["empty"] == .bool(true))
+        #expect(try repo.git("rev-parse main") == before)
+    }
+
+    @Test("rebase keeps the commits that sit on the base already, as `git rebase` keeps them: only the tip is made again, with the trailers")
+    func rebaseUpToDate() async throws {
+        let repo = try Repo(branchChange: "echo one > one.txt && git add one.txt && git commit -qm one && echo work > work.txt")
+        let first = try repo.git("rev-parse amplify/m-1~1")
+        let r = try await repo.merge("{strategy: rebase}")
+        guard case .succeeded = r else { Issue.record("\(r)"); return }
+        #expect(try repo.git("rev-parse main~1") == first, "the first commit is the branch's own")
+        #expect(try repo.git("log -1 --format=%s main") == "m-1: work")
+        #expect(try repo.trailers() == 1)
+    }
 }

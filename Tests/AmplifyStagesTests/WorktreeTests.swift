@@ -29,14 +29,14 @@ struct WorktreeTests {
         // A checkout killed half way: its lock stays, the index was never written.
         let gitDir = try #require(Git.worktreeGitDirectory(path))
         FileManager.default.createFile(atPath: gitDir + "/index.lock", contents: Data())
-        try await git.finishCheckout(path, sparse: [])
+        try await git.finishCheckout(path) { _, _ in }
         #expect(Git.isCheckedOut(path))
         #expect(box.read(".worktrees/w-1/lib/deep/b.txt") == "b\n" && box.read(".worktrees/w-1/top.txt") == "top\n")
         #expect(try shell("git status --porcelain", in: URL(fileURLWithPath: path)).isEmpty, "a clean checkout of the branch")
         #expect(try shell("git branch --show-current", in: URL(fileURLWithPath: path)).trimmingCharacters(in: .whitespacesAndNewlines) == "amplify/w-1")
         // Complete: an agent may have worked there since; finishing again changes nothing.
         try "mine\n".write(toFile: path + "/top.txt", atomically: true, encoding: .utf8)
-        try await git.finishCheckout(path, sparse: [])
+        try await git.finishCheckout(path) { _, _ in }
         #expect(box.read(".worktrees/w-1/top.txt") == "mine\n")
     }
 
@@ -46,12 +46,12 @@ struct WorktreeTests {
         try MergeHookTests.hook("post-checkout", #"echo "$(pwd) $1 $2 $3 $(cat top.txt)" >> "$(git rev-parse --git-common-dir)/post-checkout"; test "$(basename "$(pwd)")" != w-2"#, in: box)
         let path = box.path + "/.worktrees/w-1"
         _ = await git.addWorktree(path, branch: "amplify/w-1", newFrom: "main")
-        try await git.finishCheckout(path, sparse: [])
+        try await git.finishCheckout(path) { _, _ in }
         let head = try shell("git rev-parse main", in: box.url).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(box.read(".git/post-checkout") == "\(path) \(String(repeating: "0", count: 40)) \(head) 1 top\n", "\(box.read(".git/post-checkout"))")
         let failing = box.path + "/.worktrees/w-2"
         _ = await git.addWorktree(failing, branch: "amplify/w-2", newFrom: "main")
-        await #expect(throws: StageError.self) { try await git.finishCheckout(failing, sparse: []) }
+        await #expect(throws: StageError.self) { try await git.finishCheckout(failing) { _, _ in } }
     }
 
     @Test("settings.sparse: the worktree holds those directories and the files at the top, nothing else")
@@ -59,7 +59,8 @@ struct WorktreeTests {
         let (box, git) = try Self.repository()
         let path = box.path + "/.worktrees/w-1"
         _ = await git.addWorktree(path, branch: "amplify/w-1", newFrom: "main")
-        try await git.finishCheckout(path, sparse: ["lib/deep"])
+        try await git.setSparse(path, ["lib/deep"])
+        try await git.finishCheckout(path) { _, _ in }
         #expect(box.read(".worktrees/w-1/lib/deep/b.txt") == "b\n" && box.read(".worktrees/w-1/top.txt") == "top\n")
         #expect(!FileManager.default.fileExists(atPath: path + "/app"), "app/ is not checked out")
         #expect(try shell("git status --porcelain", in: URL(fileURLWithPath: path)).isEmpty)
@@ -73,7 +74,7 @@ struct WorktreeTests {
         let (box, git) = try Self.repository()
         let path = box.path + "/.worktrees/w-1"
         _ = await git.addWorktree(path, branch: "amplify/w-1", newFrom: "main")
-        try await git.finishCheckout(path, sparse: [])
+        try await git.finishCheckout(path) { _, _ in }
         // Set aside by a runner that died before deleting it, and by one still at work.
         var dead: Int32 = 4_000_000
         while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
@@ -102,9 +103,19 @@ struct SparseRunTests {
         chmod(o.bin.path + "/git", 0o755)
         let r = try await o.run()
         #expect(r.status == 2, "\(r.stdout)\(r.stderr)")
-        #expect(r.stderr.contains("needs git 2.38 or later; this git is 2.34; nothing was claimed"), "\(r.stderr)")
+        #expect(r.stderr.contains("needs git 2.38 or later") && r.stderr.contains("this git is 2.34; nothing was claimed"), "\(r.stderr)")
         #expect(!o.bdCalls.contains { $0.hasPrefix("update") }, "nothing claimed: \(o.bdCalls)")
         #expect(o.agentStarts("g-1") == 0)
+    }
+
+    @Test("settings.sparse naming a directory the base does not have is said before anything is claimed, exit 2")
+    func sparseMissing() async throws {
+        let o = try Orchestra([("g-1", "approve", nil)], workflow: Orchestra.workflow().replacing("settings: {base: main,", with: "settings: {sparse: [lib, nope], base: main,"))
+        _ = try shell("mkdir lib && echo b > lib/b.txt && git add lib && git -c user.name=T -c user.email=t@e commit -qm lib", in: o.box.url)
+        let r = try await o.run()
+        #expect(r.status == 2, "\(r.stdout)\(r.stderr)")
+        #expect(r.stderr.contains("settings.sparse: 'nope' is not a directory on main; nothing was claimed"), "\(r.stderr)")
+        #expect(!o.bdCalls.contains { $0.hasPrefix("update") })
     }
 
     @Test("a run with settings.sparse: agents work in sparse worktrees, and the merge lands the whole tree")
