@@ -98,10 +98,19 @@ public struct DispatchExecutor: StageExecutor {
             try await tracker.claim(id, run: job.runId, claims: Claims(stateDirectory: job.stateDirectory), repository: job.repository, environment: job.environment)
         }
 
+        // A sparse worktree still gets the repository's tracked hooks folder (`core.hooksPath`
+        // relative, like `.husky`): cone mode leaves out folders at the top, and the agent's own
+        // commits would silently run no hook.
+        var sparse = job.settings.sparse
+        let hooksPath = (await git.run(["config", "--get", "core.hooksPath"])).stdout.trimming(" \t\r\n/")
+        if !sparse.isEmpty, !hooksPath.isEmpty, !hooksPath.hasPrefix("/"), !hooksPath.split(separator: "/").contains("..") {
+            sparse.append(hooksPath.hasPrefix("./") ? String(hooksPath.dropFirst(2)) : hooksPath)
+        }
+
         // The branch and the worktree, reusing what an interrupted attempt of this run left.
         let own = session.readRecord().map { $0.run == job.runId } ?? false
         let worktree = try await git.withWorktreeLock { (git: Git) async throws(StageError) -> String in
-            try await DispatchExecutor.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, sparse: job.settings.sparse,
+            try await DispatchExecutor.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, sparse: sparse,
                                      session: session, firstRecord: own ? nil : SessionFiles.Record(run: job.runId, item: id, worktree: worktreesDir + "/" + session.id, branch: branch),
                                      note: { job.note("notice", OrderedObject([("message", .string($0))])) })
         }

@@ -124,7 +124,11 @@ struct SparseRunTests {
                               workflow: Orchestra.workflow()
                                 .replacing("settings: {base: main,", with: "settings: {sparse: [lib], base: main,")
                                 .replacing("  cleanup: {uses: cleanup, if: \"${{ always() }}\"}", with: ""))
-        _ = try shell("mkdir -p app lib && echo a > app/a.txt && echo b > lib/b.txt && git add app lib && git -c user.name=T -c user.email=t@e commit -qm tree", in: o.box.url)
+        // A tracked hooks folder at the top, which cone mode would leave out.
+        _ = try shell("""
+            mkdir -p app lib .githooks && echo a > app/a.txt && echo b > lib/b.txt && printf '#!/bin/sh\\nexit 0\\n' > .githooks/commit-msg && chmod +x .githooks/commit-msg &&
+            git add app lib .githooks && git -c user.name=T -c user.email=t@e commit -qm tree && git config core.hooksPath .githooks
+            """, in: o.box.url)
         let r = try await o.run()
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         for id in ["s-1", "s-2"] {
@@ -132,6 +136,7 @@ struct SparseRunTests {
             let worktree = try #require(try FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.worktrees").first { $0.hasPrefix(id + "-") })
             #expect(FileManager.default.fileExists(atPath: o.box.path + "/.worktrees/\(worktree)/lib/b.txt"))
             #expect(!FileManager.default.fileExists(atPath: o.box.path + "/.worktrees/\(worktree)/app"), "app/ is not in \(id)'s worktree")
+            #expect(FileManager.default.fileExists(atPath: o.box.path + "/.worktrees/\(worktree)/.githooks/commit-msg"), "the hooks folder is")
             #expect(try o.git("show main:\(id).txt").isEmpty == false, "\(id)'s work landed")
         }
         #expect(try o.git("show main:app/a.txt") == "a", "the rest of the tree is untouched on the base")
