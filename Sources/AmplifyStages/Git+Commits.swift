@@ -22,17 +22,20 @@ extension Git {
     /// whatever the user's checkout holds (git 2.39's merge-tree reads them from the work tree):
     /// a work tree at `scratch` holding those files alone, and an index of none.
     func readingAttributes(of commit: String, scratch: String) async throws(StageError) -> Git {
-        let r = await run(["ls-tree", "-r", "-z", "--full-tree", commit])
-        guard r.succeeded else { throw StageError("merge: \(r.failure(["git", "ls-tree", commit]))") }
+        // The attributes files only, found by git (a listing of the whole tree is megabytes on a
+        // large repository): the commit's tree against the empty tree, limited to them.
+        let emptyTree = commit.count == 64 ? "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321" : "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+        let args = ["diff-tree", "-r", "-z", "--no-commit-id", "--no-renames", "--abbrev=\(commit.count)", emptyTree, commit, "--", ".gitattributes", ":(glob)**/.gitattributes"]
+        let r = await run(args)
+        guard r.succeeded else { throw StageError("merge: \(r.failure(["git"] + args))") }
+        // -z: ":<mode> <mode> <object> <object> <status>\0<path>\0" for each file.
         var files: [(path: String, blob: String)] = []
-        for entry in r.stdout.split(separator: "\0") {
-            // "<mode> <type> <object>\t<path>"
-            guard let tab = entry.firstIndex(of: "\t") else { continue }
-            let path = String(entry[entry.index(after: tab)...])
-            guard path == ".gitattributes" || path.hasSuffix("/.gitattributes") else { continue }
-            let fields = entry[..<tab].split(separator: " ")
-            guard fields.count == 3, fields[1] == "blob" else { continue }
-            files.append((path, String(fields[2])))
+        let fields = r.stdout.split(separator: "\0", omittingEmptySubsequences: false)
+        var i = 0
+        while i + 1 < fields.count {
+            let meta = fields[i].split(separator: " ")
+            if meta.count == 5, meta[1] != "160000" { files.append((String(fields[i + 1]), String(meta[3]))) }
+            i += 2
         }
         _ = await CommandRunner.run(["rm", "-rf", "--", scratch], in: "/", environment: environment)
         do { try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true) } catch {

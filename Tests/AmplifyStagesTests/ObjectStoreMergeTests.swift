@@ -141,22 +141,23 @@ struct ObjectStoreMergeTests {
         #expect(try shell("git cat-file commit main", in: repo.box.url).contains("gpgsig -----BEGIN PGP SIGNATURE-----"), "signed")
     }
 
-    @Test("merge drivers come from the base's .gitattributes, whatever the user's checkout holds")
-    func attributesOfTheBase() async throws {
+    @Test("merge drivers come from the base's .gitattributes (at the top or in a folder), whatever the user's checkout holds", arguments: ["", "logs/"])
+    func attributesOfTheBase(folder: String) async throws {
         let repo = try Repo()
         // The base says log.txt merges by union; the branch and the base both append to it; the
         // user's checkout is elsewhere, without the attributes file (the base checked out nowhere).
         _ = try shell("""
             export GIT_AUTHOR_NAME=T GIT_AUTHOR_EMAIL=t@e GIT_COMMITTER_NAME=T GIT_COMMITTER_EMAIL=t@e &&
-            git checkout -q main && echo 'log.txt merge=union' > .gitattributes && echo start > log.txt && git add .gitattributes log.txt && git commit -qm attrs &&
-            git checkout -q -b amplify/m-2 && echo theirs >> log.txt && git commit -qam theirs &&
-            git checkout -q main && echo ours >> log.txt && git commit -qam ours &&
+            git checkout -q main && mkdir -p ./\(folder) && echo 'log.txt merge=union' > ./\(folder).gitattributes && echo start > ./\(folder)log.txt &&
+            git add . && git commit -qm attrs &&
+            git checkout -q -b amplify/m-2 && echo theirs >> ./\(folder)log.txt && git commit -qam theirs &&
+            git checkout -q main && echo ours >> ./\(folder)log.txt && git commit -qam ours &&
             git checkout -q --detach main~2
             """, in: repo.box.url)
-        #expect(!FileManager.default.fileExists(atPath: repo.box.path + "/.gitattributes"))
+        #expect(!FileManager.default.fileExists(atPath: repo.box.path + "/\(folder).gitattributes"))
         let r = try await repo.merge(item: "m-2")
         guard case .succeeded = r else { Issue.record("\(r)"); return }
-        let log = try repo.git("show main:log.txt")
+        let log = try repo.git("show main:\(folder)log.txt")
         #expect(log.split(separator: "\n") == ["start", "ours", "theirs"], "\(log)")
     }
 
