@@ -140,7 +140,7 @@ public struct MergeExecutor: StageExecutor {
         // Merges read the base's `.gitattributes` (merge drivers), never the user's checkout's.
         let merger = try await git.readingAttributes(of: old, scratch: merging + "/attributes")
         var planned: Planned
-        switch try await plan(strategy, git: merger, old: old, tip: tip, message: subject + "\n\n" + trailers, trailers: trailers,
+        switch try await plan(strategy, git: git, merger: merger, old: old, tip: tip, message: subject + "\n\n" + trailers, trailers: trailers,
                               messageFile: messageFile, sign: sign, hooks: hooks, base: base, processStarted: processStarted) {
         case .alreadyInBase:
             // Every commit of the branch was in the base already (cherry-picked there).
@@ -149,7 +149,7 @@ public struct MergeExecutor: StageExecutor {
             // Squashed, the branch changes nothing the base does not have: `git commit` would
             // refuse ("nothing to commit").
             if empty == "skip" { return .succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))])) }
-            throw StageError("merge: squashed, \(tip.prefix(8)) changes nothing on \(base) (its changes are there already); nothing landed (set `empty: skip` to skip such items)")
+            throw StageError("merge: squashed, the branch changes nothing on \(base) (its changes are there already); nothing landed (set `empty: skip` to skip such items)")
         case .commit(let p):
             planned = p
         }
@@ -232,11 +232,12 @@ public struct MergeExecutor: StageExecutor {
 
     /// What `strategy` makes of the branch's `tip` on the base's `old`, computed without a
     /// checkout. A conflict ends the item listing its paths.
-    private func plan(_ strategy: String, git: Git, old: String, tip: String, message: String, trailers: String, messageFile: String, sign: Bool,
+    /// `merger` computes merges (it reads the base's attributes); `git` does the rest.
+    private func plan(_ strategy: String, git: Git, merger: Git, old: String, tip: String, message: String, trailers: String, messageFile: String, sign: Bool,
                       hooks: CommitHooks, base: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> PlanOutcome {
         guard strategy == "rebase" else {
             let tree: String
-            switch try await git.mergeTree(old, tip) {
+            switch try await merger.mergeTree(old, tip) {
             case .conflicts(let paths): throw MergeExecutor.conflict(paths, base: base)
             case .clean(let merged): tree = merged
             }
@@ -264,7 +265,7 @@ public struct MergeExecutor: StageExecutor {
                 kept = commit
                 continue
             }
-            switch try await git.replay(commit, sha: sha, onto: headTree) {
+            switch try await merger.replay(commit, sha: sha, onto: headTree) {
             case .conflicts(let paths):
                 throw MergeExecutor.conflict(paths, base: base)
             case .becameEmpty:
