@@ -141,13 +141,21 @@ struct Git: Sendable {
         return (await run(args), ["git"] + args)
     }
 
-    /// The worktree's own git directory (`<common>/worktrees/<name>`), from its `.git` file.
+    /// The git directory a `.git` file at the top of `path` names (`gitdir: <dir>`): a linked
+    /// worktree's own (`<common>/worktrees/<name>`), or a submodule's. nil where `.git` is a
+    /// directory (the main checkout) or missing.
     static func worktreeGitDirectory(_ path: String) -> String? {
-        guard let bytes = try? WorkflowFile.read(path + "/.git", limit: 4096) else { return nil }
-        let text = String(decoding: bytes, as: UTF8.self)
-        guard text.hasPrefix("gitdir:") else { return nil }
-        let dir = String(text.dropFirst("gitdir:".count)).trimming(" \t\r\n")
-        return dir.hasPrefix("/") ? dir : path + "/" + dir
+        guard let text = smallFile((path == "/" ? "" : path) + "/.git"), text.hasPrefix("gitdir:") else { return nil }
+        return resolve(String(text.dropFirst("gitdir:".count)).trimming(" \t\r\n"), against: path)
+    }
+
+    private static func resolve(_ path: String, against directory: String) -> String {
+        path.hasPrefix("/") ? path : (directory == "/" ? "" : directory) + "/" + path
+    }
+
+    private static func smallFile(_ path: String) -> String? {
+        guard let bytes = try? WorkflowFile.read(path, limit: 4096) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Whether the worktree at `path` has its files: git writes its index last, when a checkout
@@ -310,13 +318,6 @@ struct Git: Sendable {
     /// `gitdir: <dir>` (a linked worktree or a submodule) — and that directory's `commondir`
     /// when it has one. Canonical (symlinks resolved): one spelling per directory.
     static func commonDirectory(containing directory: String) -> String? {
-        func resolve(_ path: String, against directory: String) -> String {
-            path.hasPrefix("/") ? path : (directory == "/" ? "" : directory) + "/" + path
-        }
-        func smallFile(_ path: String) -> String? {
-            guard let bytes = try? WorkflowFile.read(path, limit: 4096) else { return nil }
-            return String(decoding: bytes, as: UTF8.self)
-        }
         var candidate = directory
         while true {
             let dotGit = (candidate == "/" ? "" : candidate) + "/.git"
@@ -325,8 +326,8 @@ struct Git: Sendable {
                 var gitDir: String?
                 if st.st_mode & S_IFMT == S_IFDIR {
                     gitDir = dotGit
-                } else if st.st_mode & S_IFMT == S_IFREG, let text = smallFile(dotGit), text.hasPrefix("gitdir:") {
-                    gitDir = resolve(String(text.dropFirst("gitdir:".count)).trimming(" \t\r\n"), against: candidate)
+                } else if st.st_mode & S_IFMT == S_IFREG {
+                    gitDir = worktreeGitDirectory(candidate)
                 }
                 guard let gitDir else { return nil }
                 var common = gitDir
