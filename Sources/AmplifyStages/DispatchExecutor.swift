@@ -102,9 +102,11 @@ public struct DispatchExecutor: StageExecutor {
         // relative, like `.husky`): cone mode leaves out folders at the top, and the agent's own
         // commits would silently run no hook.
         var sparse = job.settings.sparse
-        let hooksPath = (await git.run(["config", "--get", "core.hooksPath"])).stdout.trimming(" \t\r\n/")
-        if !sparse.isEmpty, !hooksPath.isEmpty, !hooksPath.hasPrefix("/"), !hooksPath.split(separator: "/").contains("..") {
-            sparse.append(hooksPath.hasPrefix("./") ? String(hooksPath.dropFirst(2)) : hooksPath)
+        if !sparse.isEmpty {
+            let hooksPath = (await git.run(["config", "--get", "core.hooksPath"])).stdout.trimming(" \t\r\n/")
+            if !hooksPath.isEmpty, !hooksPath.hasPrefix("/"), !hooksPath.split(separator: "/").contains("..") {
+                sparse.append(hooksPath.hasPrefix("./") ? String(hooksPath.dropFirst(2)) : hooksPath)
+            }
         }
 
         // The branch and the worktree, reusing what an interrupted attempt of this run left.

@@ -37,7 +37,8 @@ extension Git {
             if meta.count == 5, meta[1] != "160000" { files.append((String(fields[i + 1]), String(meta[3]))) }
             i += 2
         }
-        _ = await CommandRunner.run(["rm", "-rf", "--", scratch], in: "/", environment: environment)
+        // A few small files of the runner's own: removed in-process, not by a spawned rm.
+        try? FileManager.default.removeItem(atPath: scratch)
         do { try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true) } catch {
             throw StageError("merge: cannot create \(scratch): \(error)")
         }
