@@ -8,6 +8,13 @@ public struct Workflow: Sendable {
     public var vars: OrderedObject
     /// The stages in file order.
     public var stages: [Stage]
+    /// Agent profiles the workflow declares (`agents:`), beside the built-in ones.
+    public var agents: [String: AgentProfile] = [:]
+
+    /// The profile named `name`: the workflow's own, else a built-in one.
+    public func agentProfile(_ name: String) -> AgentProfile? {
+        agents[name] ?? AgentProfile.builtIn[name]
+    }
 
     public func stage(_ id: String) -> Stage? {
         stages.first { $0.id == id }

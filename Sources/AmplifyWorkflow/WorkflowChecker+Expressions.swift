@@ -109,9 +109,11 @@ extension WorkflowChecker {
             guard let (n, o) = name(0) else { return }
             if !WorkflowLanguage.runFields.contains(n) { error(at(o), "`run` has only `id`\(DidYouMean.hint(n, WorkflowLanguage.runFields))") }
         case "session":
-            let hasSession = stage.map { s in
+            // An agent profile's argv (top level, `agents:`) is rendered in a dispatch or a resume.
+            let inProfile = stage == nil && (site.scope.field == .agent || site.scope.field == .resume)
+            let hasSession = inProfile || (stage.map { s in
                 s.kind == .dispatch || upstream.contains { workflow.stage($0)?.kind == .dispatch && workflow.stage($0)?.itemSource == s.itemSource }
-            } ?? false
+            } ?? false)
             if !hasSession || site.scope.field == .forEach {
                 error(at(offset), "`session` exists only in dispatch stages and the per-item stages after them")
             } else if let (n, o) = name(0), !WorkflowLanguage.sessionFields.contains(n) {

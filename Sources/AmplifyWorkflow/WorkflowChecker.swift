@@ -140,6 +140,7 @@ public struct WorkflowChecker {
             previous = pair.key
         }
         var workflow = Workflow(version: version, name: name, description: description, settings: settings, vars: vars, stages: stages)
+        workflow.agents = root["agents"].map { checkAgents($0) } ?? [:]
         let unresolved = checkGraph(&workflow, marks: marks)
         checkExpressions(workflow, unresolved: unresolved)
         return workflow

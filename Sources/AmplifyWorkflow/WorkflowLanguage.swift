@@ -142,6 +142,27 @@ public enum WorkflowLanguage {
         KeySpec("settings", .any, "Run-wide settings; every key is optional."),
         KeySpec("vars", .any, "Variables for `${{ vars.<name> }}`, overridable with `--var NAME=VALUE`."),
         KeySpec("stages", .any, required: true, "The stages, in order: each stage needs the one above it unless `needs` says otherwise."),
+        KeySpec("agents", .any, "Agent profiles the workflow declares (name → {command, resume, output, session-id, cost, tokens, turns, error}), beside the built-in claude, codex, gemini and opencode."),
+    ]
+
+    public static let agentProfileKeys: [KeySpec] = [
+        KeySpec("command", .argv, required: true, "The argv that starts a session; may use `${{ prompt }}` and `${{ session.agent-session }}`."),
+        KeySpec("resume", .argv, "The argv that resumes a session with `${{ answer }}`; `${{ session.agent-session }}` is the session's id."),
+        KeySpec("output", .choice(["jsonl", "text"]), default: .string("jsonl"), "What the agent prints: JSON lines, or text."),
+        KeySpec("session-id", .any, "The rule that reads the agent's session id."),
+        KeySpec("cost", .any, "The rule that reads what the agent spent, in dollars."),
+        KeySpec("tokens", .any, "The rule that reads the tokens the agent used."),
+        KeySpec("turns", .any, "The rule that reads the agent's turns."),
+        KeySpec("error", .any, "The rule that reads the agent's own error message."),
+        KeySpec("environment", .stringMap, "Environment the agent needs to run unattended."),
+    ]
+
+    public static let outputRuleKeys: [KeySpec] = [
+        KeySpec("type", .string, required: true, "The JSON lines whose `type` is this."),
+        KeySpec("field", .stringOrList, required: true, "A dotted path, or a list of them: the first present and non-empty is read."),
+        KeySpec("when", .string, "Only lines whose field of this name is true."),
+        KeySpec("sum", .boolean, default: .bool(false), "Add up the lines' values within one start of the agent (else the last counts)."),
+        KeySpec("total", .boolean, default: .bool(false), "The agent reports a running total for the session: the last start's figure is the session's."),
     ]
 
     public static let settingsKeys: [KeySpec] = [
