@@ -154,6 +154,8 @@ protocol AgentOutputFormat: Sendable {
 public struct AgentReport: Sendable, Equatable {
     public var cost: Double?
     public var turns: Int?
+    /// Tokens, for agents that report no cost (codex, gemini).
+    public var tokens: Int?
     public var agentSession: String?
     public var isError: Bool?
     /// The agent's error in its own words: the `result` (or `errors`) of a result line with
@@ -193,6 +195,46 @@ struct ClaudeStreamJSON: AgentOutputFormat {
             }
         }
         if report.errorMessage == nil, report.isError != false, let assistantError { report.errorMessage = assistantError }
+        return report
+    }
+}
+
+/// What an agent said, read by its profile's rules (SPEC §11) — any CLI that prints JSON lines.
+/// WORK IN PROGRESS: not yet chosen by dispatch; `ClaudeStreamJSON` still reads every agent.
+struct ProfileOutput: AgentOutputFormat {
+    var profile: AgentProfile
+
+    func report(_ logEnd: ArraySlice<UInt8>) -> AgentReport {
+        var report = AgentReport()
+        var sums: [String: Double] = [:]
+        func number(_ v: Value) -> Double? {
+            switch v {
+            case .double(let d): return d
+            case .int(let i): return Double(i)
+            default: return nil
+            }
+        }
+        func figure(_ rule: OutputRule?, _ name: String, _ line: Value) -> Double? {
+            guard let rule, let v = rule.read(line), let n = number(v) else { return nil }
+            if rule.sum { sums[name, default: 0] += n; return sums[name] }
+            return n
+        }
+        for line in logEnd.split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
+            guard let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
+            if case .string(let sid)? = profile.sessionId?.read(v), !sid.isEmpty { report.agentSession = sid }
+            if let c = figure(profile.cost, "cost", v) { report.cost = c }
+            if let t = figure(profile.tokens, "tokens", v) { report.tokens = Int(t) }
+            if let t = figure(profile.turns, "turns", v) { report.turns = Int(t) }
+            if let e = profile.error?.read(v) {
+                let words: [String]
+                if case .list(let items) = e { words = items.map(\.renderedText) } else { words = [e.renderedText] }
+                let said = words.map { $0.trimming(" \t\r\n") }.filter { !$0.isEmpty }.joined(separator: "; ")
+                if !said.isEmpty {
+                    report.errorMessage = String(said.prefix(500))
+                    report.isError = true
+                }
+            }
+        }
         return report
     }
 }
