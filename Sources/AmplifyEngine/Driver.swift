@@ -150,6 +150,7 @@ struct Driver {
                            itemName: key.item.map { RunStateMachine.itemName(item, index: $0) }, environment: context.request.environment,
                            upstreamQuery: machine.nearestAncestor(of: key.stage, kind: .queryReady))
         job.settings = machine.workflow.settings
+        job.agents = machine.workflow.agents
         job.notes = machine.notes[key] ?? []
         job.slot = machine.slots[key]
         job.runCancelled = machine.cancelRequested

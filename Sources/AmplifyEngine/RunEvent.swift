@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AmplifyWorkflow
 
 /// One instance of a stage: the stage, and for per-item stages the item's index in its list.
@@ -39,9 +42,17 @@ public enum FailureKind: String, Sendable, Hashable {
     /// The branch did not merge cleanly.
     case conflict
     case timedOut = "timed-out"
+    /// The agent passed the item's budget (cost or turns).
+    case overBudget = "over-budget"
 
-    /// As a person says it: `failed`, `rejected`, `conflict`, `timed out`.
-    public var word: String { self == .timedOut ? "timed out" : rawValue }
+    /// As a person says it: `failed`, `rejected`, `conflict`, `timed out`, `over budget`.
+    public var word: String {
+        switch self {
+        case .timedOut: return "timed out"
+        case .overBudget: return "over budget"
+        default: return rawValue
+        }
+    }
 }
 
 /// An event of a run, one line of `journal.jsonl`. The run's state is the fold of its events.
@@ -228,6 +239,17 @@ public enum RunEvent: Sendable, Equatable {
 
 /// UTC timestamps without Foundation (the journal writes one per event).
 public enum Timestamp {
+    /// `14:05` on this machine's clock, with the date (`Dec 2 14:05`) when not within the next 24 hours.
+    public static func localClock(milliseconds: Int64, now: Int64) -> String {
+        var t = time_t(milliseconds / 1000)
+        var tm = tm()
+        localtime_r(&t, &tm)
+        let clock = pad(Int(tm.tm_hour), 2) + ":" + pad(Int(tm.tm_min), 2)
+        guard milliseconds - now >= 86_400_000 else { return clock }
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        return "\(months[Int(tm.tm_mon)]) \(tm.tm_mday) " + clock
+    }
+
     /// `2026-11-24T18:05:12.345Z`
     public static func iso8601(milliseconds: Int64) -> String {
         let (secs, ms) = (milliseconds / 1000, milliseconds % 1000)

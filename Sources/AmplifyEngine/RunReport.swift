@@ -29,7 +29,21 @@ public struct RunReport: Sendable {
         public var stage: String?
         public var duration: Int64?
         public var cost: Double?
+        /// Output tokens and turns, when the agent reported them (codex and gemini report no cost).
+        public var tokens: Int?
+        public var turns: Int?
+        /// The agent profile its dispatch used (nil for an argv agent).
+        public var profile: String?
         public var detail: String?
+
+        /// What the agent reported spending, in a few words: `$0.84 · 7 turns`, `1,234 tokens`; nil when nothing.
+        public var usageText: String? {
+            var parts: [String] = []
+            if let cost { parts.append(RunReport.dollars(cost)) }
+            if let tokens { parts.append("\(RunReport.grouped(tokens)) tokens") }
+            if let turns { parts.append("\(turns) turn\(turns == 1 ? "" : "s")") }
+            return parts.isEmpty ? nil : parts.joined(separator: " · ")
+        }
     }
 
     /// What only a session's directory knows: the questions answered there, and whether the agent
@@ -53,6 +67,9 @@ public struct RunReport: Sendable {
     public var items: [ItemRow] = []
     public var outcome: RunOutcome?
     public var problems: [String]
+    /// The run's known cost and its budget (`settings.budget.cost`), when either is known.
+    public var spent: Double?
+    public var budget: Double?
 
     /// `sessions` lets `status` say "waiting for you" of a session whose agent exited and waits
     /// for a decision, and not say it of a question answered while the agent ran; without it a
@@ -79,12 +96,13 @@ public struct RunReport: Sendable {
             }
             let end = inst.endedAt ?? (inst.status.isEnded ? nil : now)
             let duration = inst.startedAt.flatMap { s in end.map { $0 - s } }
-            var cost = RunReport.number(inst.outputs["cost"])
-            if cost == nil, case .failed = inst.status {
-                // A failed or rejected session has no outputs: what its agent spent is in a `usage` note.
-                cost = (machine.notes[key] ?? []).last { $0.kind == "usage" }.flatMap { RunReport.number($0.fields["cost"]) }
-            }
-            facts.append(Facts(key: key, instance: inst, stage: machine.stage(of: key), start: inst.startedAt, end: end, cost: cost))
+            // A failed or rejected session has no outputs: what its agent spent is in a `usage` note.
+            var spent = inst.outputs
+            if case .failed = inst.status, let usage = (machine.notes[key] ?? []).last(where: { $0.kind == "usage" }) { spent = usage.fields }
+            var f = Facts(key: key, instance: inst, stage: machine.stage(of: key), start: inst.startedAt, end: end, cost: RunReport.number(spent["cost"]))
+            if case .int(let t)? = spent["tokens"] { f.tokens = t }
+            if case .int(let t)? = spent["turns"] { f.turns = t }
+            facts.append(f)
             return Row(key: key, item: item, title: title, status: inst.status, attempts: inst.attempts, duration: duration, detail: detail)
         }
         items = RunReport.groups(rows.map(\.key), names: rows.map(\.item)).map { ns in
@@ -92,7 +110,12 @@ public struct RunReport: Sendable {
             var row = ItemRow(item: first.item ?? "-", title: first.title, outcome: "pending")
             if let a = ns.compactMap({ facts[$0].start }).min(), let b = ns.compactMap({ facts[$0].end }).max() { row.duration = b - a }
             row.cost = ns.compactMap { facts[$0].cost }.last
-            let judged = RunReport.judge(ns.map { facts[$0] }, machine: machine, sessions: sessions)
+            row.tokens = ns.compactMap { facts[$0].tokens }.last
+            row.turns = ns.compactMap { facts[$0].turns }.last
+            row.profile = ns.lazy.compactMap { i -> String? in
+                if case .string(let p)? = facts[i].instance.outputs["agent-profile"] { return p } else { return nil }
+            }.first
+            let judged = RunReport.judge(ns.map { facts[$0] }, machine: machine, sessions: sessions, now: now)
             row.outcome = judged.outcome
             if let at = judged.at {
                 row.stage = rows[ns[at]].key.stage
@@ -100,6 +123,9 @@ public struct RunReport: Sendable {
             }
             return row
         }
+        budget = machine.workflow.settings.budget?.cost
+        let known = facts.contains { $0.cost != nil }
+        spent = budget != nil || known ? machine.spent : nil
         problems = machine.sources.compactMap { s, source in
             if case .failed(let reason) = source.state { return "\(machine.workflow.stages[s].id): \(reason)" }
             return nil
@@ -119,6 +145,8 @@ public struct RunReport: Sendable {
         var start: Int64? = nil
         var end: Int64? = nil
         var cost: Double? = nil
+        var tokens: Int? = nil
+        var turns: Int? = nil
     }
 
     /// Indices of the instances of each item, items in order of appearance. Instances come item
@@ -138,7 +166,7 @@ public struct RunReport: Sendable {
     /// An item's outcome from its instances: the first failure decides (a `continue-on-error`
     /// stage's does not), then a cancellation, then what is still going on, then merged, skipped,
     /// done. `at` is the instance the outcome is about.
-    static func judge(_ facts: [Facts], machine: RunStateMachine, sessions: SessionLookup?) -> (outcome: String, at: Int?, detail: String?) {
+    static func judge(_ facts: [Facts], machine: RunStateMachine, sessions: SessionLookup?, now: Int64? = nil) -> (outcome: String, at: Int?, detail: String?) {
         if let i = facts.firstIndex(where: { if case .failed = $0.instance.status { return $0.stage?.continueOnError != true } else { return false } }) {
             return (ItemOutcome.word(for: facts[i].instance.failureKind), i, nil)
         }
@@ -146,6 +174,8 @@ public struct RunReport: Sendable {
             return (ItemOutcome.cancelled, i, nil)
         }
         if let i = facts.firstIndex(where: { !$0.instance.status.isEnded && $0.instance.status != .pending }) {
+            // Paused by a usage limit: the agent exited, but the runner starts it again by itself.
+            if let now, let paused = pausedUntil(facts[i], machine: machine, now: now) { return (ItemOutcome.running, i, paused) }
             if let why = waitingForYou(facts[i], machine: machine, sessions: sessions) { return (ItemOutcome.waitingForYou, i, why) }
             return (ItemOutcome.running, i, nil)
         }
@@ -182,6 +212,28 @@ public struct RunReport: Sendable {
             return "the agent exited; approve or reject: amplify-run approve \(session) / amplify-run reject \(session)"
         }
         return nil
+    }
+
+    /// "paused until 14:05 — usage limit" for a running instance whose agent's provider stopped it
+    /// (a `paused` note not yet followed by `continued`, its deadline still ahead).
+    static func pausedUntil(_ f: Facts, machine: RunStateMachine, now: Int64) -> String? {
+        guard f.instance.status.isRunning, let notes = machine.notes[f.key],
+              let last = notes.lastIndex(where: { $0.kind == "paused" }),
+              !notes[last...].contains(where: { $0.kind == "continued" }),
+              case .int(let until)? = notes[last].fields["until"], Int64(until) > now else { return nil }
+        let profile = notes[last].fields["profile"]?.renderedText
+        return "paused until \(Timestamp.localClock(milliseconds: Int64(until), now: now)) — usage limit" + (profile.map { " (\($0))" } ?? "")
+    }
+
+    /// 12345 → "12,345".
+    public static func grouped(_ n: Int) -> String {
+        let digits = String(n.magnitude)
+        var out = ""
+        for (i, c) in digits.enumerated() {
+            if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return (n < 0 ? "-" : "") + out
     }
 
     /// Items by outcome, in `ItemOutcome.words`' order (nonzero counts only).
@@ -267,7 +319,7 @@ public enum ItemOutcome {
 
     /// Every word, in the order counts are shown; failure kinds other engineers add come after
     /// `timed out`, in their own words.
-    public static let words = [merged, done, "rejected", "conflict", "failed", "timed out", cancelled, skipped, running, waitingForYou, pending]
+    public static let words = [merged, done, "rejected", "conflict", "failed", "timed out", "over budget", cancelled, skipped, running, waitingForYou, pending]
 
     /// `rejected`, `conflict`, `failed`, `timed out` (a kind's raw value with its hyphens as spaces).
     public static func word(for kind: FailureKind) -> String {

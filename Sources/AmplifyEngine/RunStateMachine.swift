@@ -131,6 +131,17 @@ public struct RunStateMachine: Sendable {
     public private(set) var eventCount = 0
     /// What instances reported while they ran (questions, warnings), in journal order.
     public private(set) var notes: [InstanceKey: [(kind: String, fields: OrderedObject)]] = [:]
+    /// What each instance's agent reported spending (a `cost` output, or a `usage` note of a
+    /// failed or rejected one): the run's known cost is their sum (`settings.budget`).
+    private var spentBy: [InstanceKey: Double] = [:]
+    /// The run's known cost, in dollars.
+    public var spent: Double { spentBy.values.reduce(0, +) }
+    /// The run's budget is used up: nothing new is dispatched.
+    public var overBudget: Bool { workflow.settings.budget?.cost.map { spent >= $0 } ?? false }
+    /// Items were skipped for the run's budget: the run fails (exit 1).
+    private var skippedForBudget = false
+    static let budgetReason = "budget"
+
     /// Items of each dispatch stage holding a live agent session: at most `settings.concurrency`.
     public private(set) var liveSessions = Set<InstanceKey>()
     /// `AMPLIFY_SLOT` of each live session: 0 … concurrency−1, freed slots reused.
@@ -609,6 +620,7 @@ public struct RunStateMachine: Sendable {
             update(key) { $0.process = (pid, startTime) }
         case .instanceSucceeded(let key, let outputs):
             end(key, .succeeded, at: at) { $0.outputs = outputs }
+            if let cost = RunReport.number(outputs["cost"]) { spentBy[key] = cost }
             if key.item == nil, let s = index[key.stage], var r = refills[s] {
                 // The first query: refills count from its start.
                 r.lastStart = once[s]?.startedAt ?? at
@@ -627,6 +639,7 @@ public struct RunStateMachine: Sendable {
             }
         case .instanceSkipped(let key, let reason, let afterFailure):
             end(key, .skipped(reason: reason, afterFailure: afterFailure), at: at) { _ in }
+            if reason.hasPrefix(RunStateMachine.budgetReason) { skippedForBudget = true }
         case .instanceCancelled(let key, let reason):
             end(key, .cancelled(reason: reason), at: at) { _ in }
         case .cancelRequested:
@@ -634,6 +647,7 @@ public struct RunStateMachine: Sendable {
             markAllPendingDirty()
         case .note(let key, let kind, let fields):
             notes[key, default: []].append((kind, fields))
+            if kind == "usage", let cost = RunReport.number(fields["cost"]) { spentBy[key] = cost }
         case .refillStarted(let stageId):
             guard let s = index[stageId], var r = refills[s] else { return }
             r.inFlight = true
@@ -839,6 +853,13 @@ public struct RunStateMachine: Sendable {
                     events.append(e); apply(e, at: now)
                     continue
                 }
+                if info.stage.kind == .dispatch, overBudget, let limit = workflow.settings.budget?.cost {
+                    // The run's budget is spent: agents already working finish; nothing new starts.
+                    pop()
+                    let e = RunEvent.instanceSkipped(key, reason: "\(RunStateMachine.budgetReason): the run's known cost \(RunReport.dollars(spent)) reached settings.budget.cost \(RunReport.dollars(limit))", afterFailure: true)
+                    events.append(e); apply(e, at: now)
+                    continue
+                }
                 if let limit = info.stage.effectiveConcurrency, runningPerStage[s, default: 0] >= limit { break }
                 if info.stage.kind == .run, runningProcesses >= maxProcesses { break }
                 if info.stage.kind == .dispatch, !liveSessions.contains(key), liveSessions.count >= workflow.settings.concurrency { break }
@@ -861,6 +882,7 @@ public struct RunStateMachine: Sendable {
     /// How the run ended, from the instances' states.
     public var finalOutcome: RunOutcome {
         if cancelRequested { return .cancelled }
+        if skippedForBudget { return .failed }
         for (s, inst) in once { if case .failed = inst.status, !stages[s].stage.continueOnError { return .failed } }
         for (s, list) in perItem where !stages[s].stage.continueOnError {
             if list.contains(where: { if case .failed = $0.status { return true } else { return false } }) { return .failed }

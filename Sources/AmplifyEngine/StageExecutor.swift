@@ -18,6 +18,8 @@ public struct StageJob: Sendable {
     public var upstreamQuery: Stage?
     /// Workflow settings (base branch, worktrees, state directory, poll).
     public var settings = Settings()
+    /// The agent profiles the workflow declares (`agents:`); the built-in ones are `AgentProfile.builtIn`.
+    public var agents: [String: AgentProfile] = [:]
     /// The outputs of the item's dispatch (its session, worktree, branch, agent), for the stages after it.
     public var session: OrderedObject?
     /// The run is being cancelled (cleanup then keeps worktrees and branches).
@@ -26,6 +28,8 @@ public struct StageJob: Sendable {
     public var slot: Int?
     /// Ids of the items this run has seen already (for a refilling query).
     public var seenItemIds: Set<String> = []
+    /// The profile named `name`: the workflow's own, else a built-in one.
+    public func agentProfile(_ name: String) -> AgentProfile? { agents[name] ?? AgentProfile.builtIn[name] }
     /// Notes this instance journaled already (kind, fields), e.g. questions asked before a restart.
     public var notes: [(kind: String, fields: OrderedObject)] = []
     /// Journals a note (a question, a warning) for this instance.

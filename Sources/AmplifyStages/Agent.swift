@@ -9,22 +9,20 @@ import Synchronization
 /// found again after the runner died (`find`, by the environment it was given), asked how it
 /// ended (`termination`), and read for what it said (`report`, `failureReason`).
 ///
-/// Two seams are where what comes next plugs in, each with one implementation today:
-/// `SessionLauncher` is where and how the process runs (this machine; a bubblewrap sandbox would
-/// wrap the argv, a Slurm launcher would submit a batch job and find it by its job id), and
-/// `AgentOutputFormat` is how its output is read (Claude's stream-json; codex, gemini or opencode
-/// print their own JSON). An agent's argv, and its resume argv, come from the workflow (`agent:`,
-/// `resume:`), so a per-CLI profile is a pair of argvs plus its output format.
+/// Two seams are where what comes next plugs in: `SessionLauncher` is where and how the process
+/// runs (this machine; a bubblewrap sandbox would wrap the argv, a Slurm launcher would submit a
+/// batch job and find it by its job id), and the session's `AgentProfile` is how it is started,
+/// resumed and read (AgentOutput.swift).
 enum Agent {
     /// Where agents run.
     static let launcher: any SessionLauncher = LocalProcessLauncher()
-    /// How agents' output is read.
-    static let outputFormat: any AgentOutputFormat = ClaudeStreamJSON()
 
     /// The agent's environment: the runner's (less git's redirections), the stage's `env`, and AMPLIFY_*.
-    static func environment(_ job: StageJob, session: SessionFiles, worktree: String, branch: String, slot: Int?, evaluator: ExpressionEvaluator) throws(StageError) -> [String: String] {
+    static func environment(_ job: StageJob, session: SessionFiles, worktree: String, branch: String, slot: Int?, profile: AgentProfile?, evaluator: ExpressionEvaluator) throws(StageError) -> [String: String] {
         var env = job.environment
         for name in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"] { env[name] = nil }
+        // What the CLI needs to run unattended; the runner's environment and the stage's `env` win.
+        for (k, v) in profile?.environment ?? [:] where env[k] == nil { env[k] = v }
         for entry in job.stage.env {
             do { env[entry.key] = try entry.value.render(evaluator).renderedText } catch { throw StageError("env \(entry.key): \(error.message)") }
         }
@@ -40,14 +38,37 @@ enum Agent {
         return env
     }
 
+    /// A profile's argv (its `command` or `resume`) rendered for one start, with the CLI's own
+    /// limits for `budget` (`cost-limit`, `turns-limit`) placed before the argv's `--`, else at its end.
+    static func argv(_ template: TemplateValue, limits profile: AgentProfile, budget: Budget?, context: ExpressionContext, what: String) throws(StageError) -> [String] {
+        var context = context
+        context.roots["budget"] = budget?.value ?? .object(OrderedObject())
+        let evaluator = ExpressionEvaluator(context: context)
+        func render(_ t: TemplateValue) throws(StageError) -> [String] {
+            let v: Value
+            do { v = try t.render(evaluator) } catch { throw StageError("\(what): \(error.message)") }
+            guard case .list(let items) = v else { throw StageError("\(what) must be an argv, not \(v.kindDescription)") }
+            return items.map(\.renderedText)
+        }
+        var argv = try render(template)
+        var limits: [String] = []
+        if budget?.cost != nil, let c = profile.costLimit { limits += try render(c) }
+        if budget?.turns != nil, let t = profile.turnsLimit { limits += try render(t) }
+        if let dashes = argv.firstIndex(of: "--") { argv.insert(contentsOf: limits, at: dashes) } else { argv += limits }
+        return argv
+    }
+
     /// Starts an agent in its own session and process group, output appended to output.log, and
-    /// records its identity beside the session directory before returning.
+    /// records its identity beside the session directory before returning. Where this start's
+    /// output begins is recorded too: a session's figures add up over its starts.
     static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record) throws(StageError) -> (Int32, UInt64) {
         let log = session.path("output.log")
         // Never through a symlink planted in the session directory.
         let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw StageError("cannot open \(log): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) == 0 { record.starts.append(Int(st.st_size)) }
         let (pid, start) = try launcher.launch(argv, environment: environment, directory: worktree, output: fd)
         record.pid = pid
         record.startTime = start
@@ -79,13 +100,49 @@ enum Agent {
         await launcher.termination(pid)
     }
 
-    /// What an agent reported spending, as outputs (`cost`, `turns`, `agent-session`); only what it said.
+    /// What an agent reported spending, as outputs (`cost`, `tokens`, `turns`, `agent-session`);
+    /// only what it said: a figure it never gave stays absent, never zero.
     static func usage(_ report: AgentReport, chosen: String?) -> OrderedObject {
         var o = OrderedObject()
         if let cost = report.cost { o["cost"] = .double(cost) }
+        if let tokens = report.tokens { o["tokens"] = .int(tokens) }
         if let turns = report.turns { o["turns"] = .int(turns) }
         if let s = report.agentSession ?? chosen { o["agent-session"] = .string(s) }
         return o
+    }
+}
+
+// MARK: - A provider's usage limit
+
+/// A profile's pause after its provider's usage limit, shared by the sessions of every run in the
+/// state directory (the limit is the account's): a file `<state>/paused/<profile>` holding the
+/// moment it ends, in ms since the epoch. Dispatch starts nothing of that profile until then.
+enum UsagePause {
+    static func path(_ stateDirectory: String, profile: String?) -> String {
+        stateDirectory + "/paused/" + (profile ?? "argv-agent")
+    }
+
+    static func until(_ stateDirectory: String, profile: String?) -> Int64? {
+        Int64(CommandRunner.readCapped(path(stateDirectory, profile: profile), limit: 64).trimming(" \n"))
+    }
+
+    static func set(_ stateDirectory: String, profile: String?, until: Int64) {
+        let dir = stateDirectory + "/paused"
+        mkdir(dir, 0o700)
+        if let current = UsagePause.until(stateDirectory, profile: profile), current >= until { return }
+        try? RunStore.writeAtomically(Array("\(until)\n".utf8), to: path(stateDirectory, profile: profile))
+    }
+
+    /// Waits out a pause of `profile`, journaling it once so `status` shows "paused until …".
+    static func wait(_ job: StageJob, profile: String?) async {
+        guard let until = until(job.stateDirectory, profile: profile), until > Processes.now() else { return }
+        let already = job.notes.contains { $0.kind == "paused" && $0.fields["until"] == .int(Int(until)) }
+        if !already {
+            job.note("paused", OrderedObject([("until", .int(Int(until))), ("profile", .string(profile ?? "argv agent")), ("reason", .string("usage limit"))]))
+        }
+        while !job.ended.hasHappened, Processes.now() < until {
+            try? await Task.sleep(for: .milliseconds(min(1000, max(1, until - Processes.now()))))
+        }
     }
 }
 
@@ -140,109 +197,14 @@ struct LocalProcessLauncher: SessionLauncher {
     }
 }
 
-// MARK: - What an agent said
-
-/// How an agent CLI's output is read for what it reported at its end. One implementation today,
-/// `ClaudeStreamJSON`; codex, gemini and opencode print JSON of their own.
-protocol AgentOutputFormat: Sendable {
-    /// What the end of the agent's output (its last bytes, whole lines or not) says.
-    func report(_ logEnd: ArraySlice<UInt8>) -> AgentReport
-}
-
-/// What an agent said at its end: cost, turns, its session id, and its own words when it ended
-/// in error.
-public struct AgentReport: Sendable, Equatable {
-    public var cost: Double?
-    public var turns: Int?
-    /// Tokens, for agents that report no cost (codex, gemini).
-    public var tokens: Int?
-    public var agentSession: String?
-    public var isError: Bool?
-    /// The agent's error in its own words: the `result` (or `errors`) of a result line with
-    /// `is_error`, else the `error` of its last assistant message (`authentication_failed`).
-    public var errorMessage: String?
-
-    public init() {}
-}
-
-
-/// Claude Code's `--output-format stream-json`: one JSON object a line, the last `result` line
-/// with the cost and the turns, `session_id` on every line.
-struct ClaudeStreamJSON: AgentOutputFormat {
-    func report(_ logEnd: ArraySlice<UInt8>) -> AgentReport {
-        var report = AgentReport()
-        var assistantError: String?
-        for line in logEnd.split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
-            guard let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
-            if case .string(let sid)? = v["session_id"], !sid.isEmpty { report.agentSession = sid }
-            if v["type"] == .string("assistant"), case .string(let e)? = v["error"], !e.isEmpty { assistantError = e }
-            guard v["type"] == .string("result") else { continue }
-            switch v["total_cost_usd"] {
-            case .double(let d)?: report.cost = d
-            case .int(let i)?: report.cost = Double(i)
-            default: break
-            }
-            if case .int(let t)? = v["num_turns"] { report.turns = t }
-            if case .bool(let e)? = v["is_error"] { report.isError = e }
-            report.errorMessage = nil
-            if report.isError == true {
-                var words: [String] = []
-                if case .string(let r)? = v["result"] { words.append(r) }
-                if case .list(let errors)? = v["errors"] { words += errors.map(\.renderedText) }
-                words = words.map { $0.trimming(" \t\r\n") }.filter { !$0.isEmpty }
-                if words.isEmpty, case .string(let subtype)? = v["subtype"] { words.append(subtype) }
-                report.errorMessage = words.isEmpty ? nil : String(words.joined(separator: "; ").prefix(500))
-            }
-        }
-        if report.errorMessage == nil, report.isError != false, let assistantError { report.errorMessage = assistantError }
-        return report
-    }
-}
-
-/// What an agent said, read by its profile's rules (SPEC §11) — any CLI that prints JSON lines.
-/// WORK IN PROGRESS: not yet chosen by dispatch; `ClaudeStreamJSON` still reads every agent.
-struct ProfileOutput: AgentOutputFormat {
-    var profile: AgentProfile
-
-    func report(_ logEnd: ArraySlice<UInt8>) -> AgentReport {
-        var report = AgentReport()
-        var sums: [String: Double] = [:]
-        func number(_ v: Value) -> Double? {
-            switch v {
-            case .double(let d): return d
-            case .int(let i): return Double(i)
-            default: return nil
-            }
-        }
-        func figure(_ rule: OutputRule?, _ name: String, _ line: Value) -> Double? {
-            guard let rule, let v = rule.read(line), let n = number(v) else { return nil }
-            if rule.sum { sums[name, default: 0] += n; return sums[name] }
-            return n
-        }
-        for line in logEnd.split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
-            guard let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
-            if case .string(let sid)? = profile.sessionId?.read(v), !sid.isEmpty { report.agentSession = sid }
-            if let c = figure(profile.cost, "cost", v) { report.cost = c }
-            if let t = figure(profile.tokens, "tokens", v) { report.tokens = Int(t) }
-            if let t = figure(profile.turns, "turns", v) { report.turns = Int(t) }
-            if let e = profile.error?.read(v) {
-                let words: [String]
-                if case .list(let items) = e { words = items.map(\.renderedText) } else { words = [e.renderedText] }
-                let said = words.map { $0.trimming(" \t\r\n") }.filter { !$0.isEmpty }.joined(separator: "; ")
-                if !said.isEmpty {
-                    report.errorMessage = String(said.prefix(500))
-                    report.isError = true
-                }
-            }
-        }
-        return report
-    }
-}
-
 extension SessionFiles {
-    /// What the agent said, from the last 1 MiB of `output.log`.
-    public func agentReport() -> AgentReport {
-        Agent.outputFormat.report(outputLogEnd(SessionFiles.fileLimit))
+    /// What the agent said over all its starts, read by its profile's rules (an argv agent is
+    /// read as Claude's stream-json, as it always was).
+    public func agentReport(agents: [String: AgentProfile] = [:]) -> AgentReport {
+        let record = readRecord()
+        let profile = record?.profile.flatMap { agents[$0] ?? AgentProfile.builtIn[$0] } ?? AgentProfile.builtIn["claude"]!
+        let tail = outputLogTail(AgentOutput.window)
+        return AgentOutput(profile: profile).report(tail.bytes, from: tail.offset, starts: record?.starts ?? [])
     }
 
     /// Why an agent that ended without a decision failed its item, in words a person reads: the

@@ -13,10 +13,18 @@ public enum DemoSandbox {
     public static let agentScript = #"""
 #!/bin/sh
 # amplify-run's demo agent: plays an AI coding agent for `amplify-run demo`.
-# Called as the default workflow calls claude:  agent -p PROMPT …   or   agent --resume ID -p ANSWER …
+# Called as the claude profile calls Claude Code:  claude -p … --session-id ID -- PROMPT
+# or, resumed with an answer:                       claude -p … --resume ID -- ANSWER
 set -eu
-answer=""
-if [ "${1:-}" = "--resume" ]; then answer="${4:-}"; fi
+answer="" resuming="" last=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --resume) resuming=1 ;;
+    --) shift; last="${1:-}"; break ;;
+  esac
+  shift
+done
+if [ -n "$resuming" ]; then answer="$last"; fi
 dir="$AMPLIFY_SESSION_DIR"
 prompt="$AMPLIFY_PROMPT_FILE"
 say() { printf '{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"%s"}]},"session_id":"demo-%s"}\n' "$1" "$AMPLIFY_ITEM_ID"; }

@@ -47,6 +47,8 @@ public struct DispatchExecutor: StageExecutor {
         o["base-commit"] = r.baseCommit.map(Value.string) ?? .null
         o["slot"] = job.slot.map(Value.int) ?? .null
         o["agent-session"] = r.agentSession.map(Value.string) ?? .null
+        if let profile = r.profile { o["agent-profile"] = .string(profile) }
+        if let budget = r.budget { o["budget"] = budget.value }
         return o
     }
 
@@ -75,6 +77,21 @@ public struct DispatchExecutor: StageExecutor {
 
         // What can be checked is checked before the item is claimed: a claim is a change in
         // the tracker that someone must undo.
+        // A profile's name is known now; an argv is rendered with the prompt, below.
+        var profile: AgentProfile?
+        if case .list? = job.stage.parameter(DispatchParameters.agent) {} else {
+            do { profile = try DispatchExecutor.profile(try job.stage.value(DispatchParameters.agent, evaluator), job: job) } catch let error as StageError {
+                throw error
+            } catch {
+                throw StageError("dispatch: `agent`: \(error)")
+            }
+        }
+        let budget: Budget?
+        do { budget = try job.stage.value(DispatchParameters.budget, evaluator) } catch {
+            throw StageError("dispatch: `budget`: \(error.message)")
+        }
+        // A usage limit met by another session of this profile: nothing new starts until it resets.
+        await UsagePause.wait(job, profile: profile?.name)
         let branch: String
         do { branch = try job.stage.value(DispatchParameters.branch, evaluator) } catch {
             throw StageError("dispatch: `branch`: \(error.message)")
@@ -166,8 +183,12 @@ public struct DispatchExecutor: StageExecutor {
         }
         context.roots["prompt"] = .string(prompt)
         let argv: [String]
-        do { argv = try job.stage.value(DispatchParameters.agent, ExpressionEvaluator(context: context)) } catch {
-            throw StageError("dispatch: `agent`: \(error)")
+        if let profile {
+            argv = try Agent.argv(profile.command, limits: profile, budget: budget, context: context, what: "dispatch: the \(profile.name) profile's `command`")
+        } else {
+            do { argv = try job.stage.value(DispatchParameters.agent, ExpressionEvaluator(context: context)).argv } catch {
+                throw StageError("dispatch: `agent`: \(error.message)")
+            }
         }
         guard !argv.isEmpty else { throw StageError("dispatch: `agent` must be a non-empty argv") }
         do {
@@ -179,10 +200,12 @@ public struct DispatchExecutor: StageExecutor {
         var record = SessionFiles.Record(run: job.runId, item: id, worktree: worktree, branch: branch)
         // Only an id the agent was given is its id.
         record.agentSession = argv.contains { $0.contains(agentSession) } ? agentSession : nil
+        record.profile = profile?.name
+        record.budget = budget
         // Where the branch leaves the base (a reused branch may have work already).
         record.baseCommit = (try? await git.output(["merge-base", baseCommit, "refs/heads/" + branch])) ?? baseCommit
         do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
-        let env = try Agent.environment(job, session: session, worktree: worktree, branch: branch, slot: job.slot, evaluator: evaluator)
+        let env = try Agent.environment(job, session: session, worktree: worktree, branch: branch, slot: job.slot, profile: profile, evaluator: evaluator)
         let (pid, start) = try Agent.start(argv, environment: env, worktree: worktree, session: session, record: &record)
         processStarted(pid, start)
         return outputs(record, job: job, session: session)
@@ -190,6 +213,15 @@ public struct DispatchExecutor: StageExecutor {
 }
 
 extension DispatchExecutor {
+    /// The profile `agent:` names (nil for an argv agent); an unknown name is an error that says
+    /// which names there are.
+    static func profile(_ choice: AgentChoice, job: StageJob) throws(StageError) -> AgentProfile? {
+        guard case .profile(let name) = choice else { return nil }
+        if let p = job.agentProfile(name) { return p }
+        let known = Array(job.agents.keys) + AgentProfile.builtIn.keys
+        throw StageError("dispatch: `agent`: unknown agent profile '\(name)'\(DidYouMean.hint(name, known)); profiles: \(known.sorted().joined(separator: ", ")) (declare your own under `agents:`, or give an argv)")
+    }
+
     /// The item's worktree on `branch`: the one git already has for the branch, else a new one
     /// at `path` (on the branch if it exists, else on a new branch from the base) — git's entry
     /// and `sparse`'s directories only: the files come after, outside the lock (`finishCheckout`).

@@ -52,3 +52,21 @@ extension Array {
         return kept
     }
 }
+
+extension Preflight {
+    /// Dispatch stages whose `agent` names a profile that does not exist, once `--var`s are
+    /// known (`agent: ${{ vars.agent }}` with `--var agent=codx`): said before anything is claimed.
+    public static func agentProblems(_ workflow: Workflow, overrides: [String: String]) -> [String] {
+        var vars = workflow.vars
+        for (k, v) in overrides where vars[k] != nil { vars[k] = .string(v) }
+        let evaluator = ExpressionEvaluator(context: ExpressionContext(roots: ["vars": .object(vars), "settings": workflow.settings.value]))
+        var problems: [String] = []
+        for stage in workflow.stages where stage.kind == .dispatch {
+            // Only what the variables decide; an `agent` that reads the item is checked per item.
+            guard case .profile(let name)? = try? stage.value(DispatchParameters.agent, evaluator), workflow.agentProfile(name) == nil else { continue }
+            let known = Array(workflow.agents.keys) + AgentProfile.builtIn.keys
+            problems.append("stage '\(stage.id)': unknown agent profile '\(name)'\(DidYouMean.hint(name, known)); profiles: \(known.sorted().joined(separator: ", ")) (declare your own under `agents:`); nothing was claimed")
+        }
+        return problems
+    }
+}

@@ -69,12 +69,21 @@ public struct SessionFiles: Sendable {
         /// The agent's own session id, chosen by the runner at dispatch (`${{ session.agent-session }}`,
         /// e.g. `claude --session-id`), so a resume never depends on scraping the agent's output.
         public var agentSession: String?
+        /// The agent's profile (`dispatch`'s `agent` by name); nil for an argv agent.
+        public var profile: String?
+        /// The item's budget (`dispatch`'s `budget`).
+        public var budget: Budget?
+        /// Where each start of the agent (dispatch, then each resume) began in output.log.
+        public var starts: [Int] = []
 
         var value: Value {
             var o = OrderedObject()
             o["run"] = .string(run); o["item"] = .string(item); o["worktree"] = .string(worktree); o["branch"] = .string(branch)
             if let baseCommit { o["base-commit"] = .string(baseCommit) }
             if let agentSession { o["agent-session"] = .string(agentSession) }
+            if let profile { o["profile"] = .string(profile) }
+            if let budget { o["budget"] = budget.value }
+            if !starts.isEmpty { o["starts"] = .list(starts.map(Value.int)) }
             if let pid { o["pid"] = .int(Int(pid)) }
             if let startTime { o["start-time"] = .int(Int(startTime)) }
             return .object(o)
@@ -90,6 +99,9 @@ public struct SessionFiles: Sendable {
             self.init(run: run, item: item, worktree: worktree, branch: branch)
             if case .string(let c)? = v["base-commit"] { baseCommit = c }
             if case .string(let a)? = v["agent-session"] { agentSession = a }
+            if case .string(let p)? = v["profile"] { profile = p }
+            if let b = v["budget"] { budget = Budget.read(b, as: .budget) }
+            if case .list(let l)? = v["starts"] { starts = l.compactMap { if case .int(let i) = $0 { i } else { nil } } }
             if case .int(let p)? = v["pid"] { pid = Int32(truncatingIfNeeded: p) }
             if case .int(let t)? = v["start-time"] { startTime = UInt64(max(0, t)) }
         }
@@ -279,14 +291,19 @@ public struct SessionFiles: Sendable {
 
     /// The last `limit` bytes of `output.log` (a regular file, never through a symlink).
     func outputLogEnd(_ limit: Int) -> ArraySlice<UInt8> {
+        outputLogTail(limit).bytes
+    }
+
+    /// The last `limit` bytes of `output.log`, and where in the file they begin.
+    func outputLogTail(_ limit: Int) -> (bytes: ArraySlice<UInt8>, offset: Int) {
         let fd = open(path("output.log"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return [] }
+        guard fd >= 0 else { return ([], 0) }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return [] }
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return ([], 0) }
         let size = Int(st.st_size), window = min(size, limit)
         var buffer = [UInt8](repeating: 0, count: window)
         let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, window, off_t(size - window)) }
-        return n > 0 ? buffer[..<n] : []
+        return (n > 0 ? buffer[..<n] : [], size - window)
     }
 }

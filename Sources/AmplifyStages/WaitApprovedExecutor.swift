@@ -88,10 +88,30 @@ public struct WaitApprovedExecutor: StageExecutor {
             }
             if alive && !asked.isEmpty { answeredWhileAlive.formUnion(session.answers().keys) }
 
+            if alive, let r = record, let over = overBudget(session.agentReport(agents: job.agents), record: r, job: job, enforcedByRunner: true) {
+                // Past a limit the CLI cannot enforce itself: the runner ends the agent.
+                await Agent.end(r, grace: grace)
+                return overBudgetResult(over + "; the runner ended the agent", session: session, job: job)
+            }
+
             if !alive {
                 // Said before it went? Look once more, then judge how it ended.
                 var ignored: [String] = []
                 if let d = session.decision(warnings: &ignored) { return decided(d, session: session, job: job) }
+                let report = session.agentReport(agents: job.agents)
+                if let limit = report.usageLimit, var r = record {
+                    // Stopped by its provider's usage limit: not a failure. Pause, then continue.
+                    if let d = try await pause(for: limit, record: r, session: session, watch: watch, job: job) { return decided(d, session: session, job: job) }
+                    let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
+                                                    slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, profile: profile(r, job), evaluator: evaluator)
+                    let argv = try resumeArgv(job, session: session, record: r, agentSession: report.agentSession ?? r.agentSession,
+                                              answer: "Continue where you left off: the usage limit that stopped you has reset.")
+                    guard !job.ended.hasHappened else { throw StageError("wait-approved: ended by the runner") }
+                    job.note("continued", OrderedObject([("start", .int(r.starts.count)), ("session", .string(sid))]))
+                    _ = try Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r)
+                    record = r
+                    continue
+                }
                 let questions = session.questions(warnings: &ignored).filter(\.blocking)
                 let answers = session.answers()
                 let answered = questions.filter { answers[$0.id] != nil && !resumedFor.contains($0.id) && !answeredWhileAlive.contains($0.id) }
@@ -100,10 +120,9 @@ public struct WaitApprovedExecutor: StageExecutor {
                     // Answered: start it again where it left off.
                     let answer = answered.map { answers[$0.id]! }.joined(separator: "\n\n")
                     // The id the agent printed last (a resume may fork a new one), else the one chosen at dispatch.
-                    let agentSession = session.agentReport().agentSession ?? r.agentSession
-                    let argv = try resumeArgv(job, session: session, agentSession: agentSession, answer: answer)
+                    let argv = try resumeArgv(job, session: session, record: r, agentSession: report.agentSession ?? r.agentSession, answer: answer)
                     let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
-                                                    slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, evaluator: evaluator)
+                                                    slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, profile: profile(r, job), evaluator: evaluator)
                     guard !job.ended.hasHappened else { throw StageError("wait-approved: ended by the runner") }
                     for q in answered {
                         resumedFor.insert(q.id)
@@ -115,6 +134,9 @@ public struct WaitApprovedExecutor: StageExecutor {
                 }
                 // "completed": done, and waiting for a human's approve or reject.
                 if open.isEmpty && session.status() != "completed" {
+                    if let r = record, let over = overBudget(report, record: r, job: job, enforcedByRunner: false) {
+                        return overBudgetResult(over, session: session, job: job)
+                    }
                     let how = await pid.asyncMap { await Agent.termination($0) }.flatMap { $0 }?.description ?? "exited"
                     switch onExit {
                     case "approve":
@@ -123,7 +145,6 @@ public struct WaitApprovedExecutor: StageExecutor {
                         break  // A human decides (approve/reject); keep waiting.
                     default:
                         // What it cost is known even though it failed: journaled for the views.
-                        let report = session.agentReport()
                         let usage = Agent.usage(report, chosen: record?.agentSession)
                         if !usage.isEmpty { job.note("usage", usage) }
                         throw StageError(session.failureReason(how, report: report))
@@ -131,22 +152,46 @@ public struct WaitApprovedExecutor: StageExecutor {
                 }
             }
             let pidfd = alive ? pid.map { amplify_pidfd_open($0) } ?? -1 : -1
-            await FileWatch.wait(watch: watch, pidfd: pidfd, timeout: pollEvery)
+            // A budget the runner enforces is checked each second while the agent works.
+            let watching = alive && record.map { runnerEnforcesBudget($0, job: job) } == true
+            await FileWatch.wait(watch: watch, pidfd: pidfd, timeout: watching ? .seconds(1) : pollEvery)
             if pidfd >= 0 { close(pidfd) }
             if record?.pid != pid || record == nil { record = session.readRecord() }
         }
     }
 
-    /// The `resume:` argv for an answer. An agent session id that neither the agent's output
-    /// nor dispatch gave is an error here, never an empty `--resume ""` (which Claude refuses).
-    private func resumeArgv(_ job: StageJob, session: SessionFiles, agentSession: String?, answer: String) throws(StageError) -> [String] {
+    /// The session's profile (nil for an argv agent).
+    private func profile(_ r: SessionFiles.Record, _ job: StageJob) -> AgentProfile? {
+        r.profile.flatMap(job.agentProfile)
+    }
+
+    /// The argv that starts the agent again with `answer`: the stage's `resume:`, else its
+    /// profile's. An agent session id that neither the agent's output nor dispatch gave is an
+    /// error here, never an empty `--resume ""` (which Claude refuses). The CLI's own limits get
+    /// what is left of the item's budget.
+    private func resumeArgv(_ job: StageJob, session: SessionFiles, record: SessionFiles.Record, agentSession: String?, answer: String) throws(StageError) -> [String] {
+        let profile = profile(record, job)
+        var left = record.budget
+        if let b = record.budget {
+            let spent = session.agentReport(agents: job.agents)
+            left?.cost = b.cost.map { max(0.01, $0 - (spent.cost ?? 0)) }
+            left?.turns = b.turns.map { max(1, $0 - (spent.turns ?? 0)) }
+        }
         func render(_ agentSession: Value) throws(StageError) -> [String] {
             var context = job.context
             context.roots["session"] = .object(OrderedObject([("id", .string(session.id)), ("dir", .string(session.directory)), ("agent-session", agentSession)]))
             context.roots["answer"] = .string(answer)
             let argv: [String]
-            do { argv = try job.stage.value(WaitApprovedParameters.resume, ExpressionEvaluator(context: context)) } catch {
-                throw StageError("wait-approved: `resume`: \(error)")
+            if job.stage.parameter(WaitApprovedParameters.resume) != nil {
+                do { argv = try job.stage.value(WaitApprovedParameters.resume, ExpressionEvaluator(context: context)) ?? [] } catch {
+                    throw StageError("wait-approved: `resume`: \(error)")
+                }
+            } else if let profile, let resume = profile.resume {
+                argv = try Agent.argv(resume, limits: profile, budget: left, context: context, what: "wait-approved: the \(profile.name) profile's `resume`")
+            } else if let profile {
+                throw StageError("wait-approved: cannot start the agent again: the \(profile.name) profile has no `resume`; give the stage a `resume:` argv; the answer is in \(session.path("answers.json")), approve or reject by hand")
+            } else {
+                throw StageError("wait-approved: cannot start the agent again: dispatch's `agent` is an argv, so the stage needs a `resume:` argv (or name a profile in `agent:`); the answer is in \(session.path("answers.json")), approve or reject by hand")
             }
             guard !argv.isEmpty else { throw StageError("wait-approved: `resume` must be a non-empty argv") }
             return argv
@@ -160,8 +205,66 @@ public struct WaitApprovedExecutor: StageExecutor {
         return try render(.null)
     }
 
+    // MARK: - Budgets and usage limits
+
+    /// Whether the runner must watch a figure of the item's budget: one the CLI has no flag for.
+    private func runnerEnforcesBudget(_ r: SessionFiles.Record, job: StageJob) -> Bool {
+        guard let b = r.budget else { return false }
+        let p = profile(r, job)
+        return (b.cost != nil && p?.costLimit == nil) || (b.turns != nil && p?.turnsLimit == nil)
+    }
+
+    /// Why the item is over its budget, if it is. While the agent runs (`enforcedByRunner`) only
+    /// the figures the CLI cannot enforce count, and only once past the limit; once it has ended
+    /// without a decision, reaching a limit is what stopped it.
+    private func overBudget(_ report: AgentReport, record r: SessionFiles.Record, job: StageJob, enforcedByRunner: Bool) -> String? {
+        guard let b = r.budget else { return nil }
+        let p = profile(r, job)
+        if let limit = b.cost, let cost = report.cost, enforcedByRunner ? (p?.costLimit == nil && cost > limit) : cost >= limit {
+            return "over budget: the agent reported \(RunReport.dollars(cost)), and the item's limit is \(RunReport.dollars(limit))" + (report.errorMessage.map { " (the agent said: \($0))" } ?? "")
+        }
+        if let limit = b.turns, let turns = report.turns, enforcedByRunner ? (p?.turnsLimit == nil && turns > limit) : turns >= limit {
+            return "over budget: the agent took \(turns) turns, and the item's limit is \(limit)" + (report.errorMessage.map { " (the agent said: \($0))" } ?? "")
+        }
+        return nil
+    }
+
+    private func overBudgetResult(_ why: String, session: SessionFiles, job: StageJob) -> StageResult {
+        let usage = Agent.usage(session.agentReport(agents: job.agents), chosen: session.readRecord()?.agentSession)
+        if !usage.isEmpty { job.note("usage", usage) }
+        return .failedAs(.overBudget, why + " (log: \(session.path("output.log")))")
+    }
+
+    /// Waits out a usage limit that stopped the agent's last start: until its reset (plus a
+    /// minute), or 30 minutes when the agent did not say when. The deadline is journaled (a
+    /// `paused` note for that start) before the wait, so a restarted runner waits for the same
+    /// moment; other dispatches of the profile wait too (`UsagePause`). A decision written
+    /// meanwhile ends the wait (returned).
+    private func pause(for limit: AgentReport.UsageLimit, record r: SessionFiles.Record, session: SessionFiles, watch: Int32, job: StageJob) async throws(StageError) -> SessionFiles.Decision? {
+        let start = r.starts.count
+        let until: Int64
+        if case .int(let journaled)? = job.notes.last(where: { $0.kind == "paused" && $0.fields["start"] == .int(start) })?.fields["until"] {
+            until = Int64(journaled)
+        } else {
+            let now = Processes.now()
+            // A minute past the reset: the provider's clock and ours differ. (Tests shorten it.)
+            let margin = job.environment["AMPLIFY_USAGE_LIMIT_MARGIN_MS"].flatMap { Int64($0) } ?? 60_000
+            until = max(limit.resetsAt ?? now + 30 * 60_000, now) + margin
+            UsagePause.set(job.stateDirectory, profile: r.profile, until: until)
+            job.note("paused", OrderedObject([("start", .int(start)), ("until", .int(Int(until))), ("profile", .string(r.profile ?? "argv agent")),
+                                              ("reason", .string("usage limit")), ("said", .string(limit.said))]))
+        }
+        while Processes.now() < until {
+            if job.ended.hasHappened { throw StageError("wait-approved: ended by the runner") }
+            var ignored: [String] = []
+            if let d = session.decision(warnings: &ignored) { return d }
+            await FileWatch.wait(watch: watch, pidfd: -1, timeout: .milliseconds(min(30_000, max(1, until - Processes.now()))))
+        }
+        return nil
+    }
+
     private func decided(_ d: SessionFiles.Decision, session: SessionFiles, job: StageJob) -> StageResult {
-        let usage = Agent.usage(session.agentReport(), chosen: session.readRecord()?.agentSession)
+        let usage = Agent.usage(session.agentReport(agents: job.agents), chosen: session.readRecord()?.agentSession)
         var o = OrderedObject()
         o["decision"] = .string(d.approved ? "approved" : "rejected")
         o["summary"] = .string(d.summary)

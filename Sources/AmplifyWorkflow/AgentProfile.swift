@@ -1,8 +1,5 @@
 // Agent profiles (SPEC §11): how an agent CLI is started and resumed, and how to read what it
 // prints — as data, so a workflow can declare its own under `agents:` without Swift.
-//
-// WORK IN PROGRESS (branch wip/agent-profiles): the model, the built-in profiles and the checker
-// of `agents:`; dispatch and wait-approved do not use them yet.
 
 /// One agent CLI: its argv to start a session and to resume one, and the rules that read its output.
 public struct AgentProfile: Sendable, Hashable {
@@ -21,48 +18,78 @@ public struct AgentProfile: Sendable, Hashable {
     public var tokens: OutputRule?
     public var turns: OutputRule?
     public var error: OutputRule?
+    /// A stop by the provider's usage limit; its value is the reset time (see `UsageLimit`).
+    public var usageLimit: OutputRule?
+    /// Arguments that pass the CLI its own limits (`${{ budget.cost }}`, `${{ budget.turns }}`),
+    /// placed before the argv's `--` (else at its end). nil: the runner enforces the limit.
+    public var costLimit: TemplateValue?
+    public var turnsLimit: TemplateValue?
     /// Environment the CLI needs to run unattended (gemini's workspace trust, opencode's permissions).
     public var environment: [String: String]
 
     public init(name: String, command: TemplateValue, resume: TemplateValue? = nil, output: OutputKind = .jsonl,
                 sessionId: OutputRule? = nil, cost: OutputRule? = nil, tokens: OutputRule? = nil, turns: OutputRule? = nil,
-                error: OutputRule? = nil, environment: [String: String] = [:]) {
+                error: OutputRule? = nil, usageLimit: OutputRule? = nil, costLimit: TemplateValue? = nil, turnsLimit: TemplateValue? = nil,
+                environment: [String: String] = [:]) {
         self.name = name; self.command = command; self.resume = resume; self.output = output
         self.sessionId = sessionId; self.cost = cost; self.tokens = tokens; self.turns = turns; self.error = error
+        self.usageLimit = usageLimit; self.costLimit = costLimit; self.turnsLimit = turnsLimit
         self.environment = environment
+    }
+
+    /// The rules by the figure they read (`cost`, `tokens`, `turns`).
+    public var figureRules: [(name: String, rule: OutputRule)] {
+        [("cost", cost), ("tokens", tokens), ("turns", turns)].compactMap { pair in pair.1.map { (pair.0, $0) } }
     }
 }
 
-/// Picks the JSON lines whose `type` is `type` (and, with `when`, whose named field is true) and
-/// reads `field`: the first of its dotted paths that is present and not empty. Within one start of
-/// the agent the last value counts, or their sum with `sum`; a session's starts add up, unless
-/// `total` (the agent reports a running total for the whole session).
+/// Picks the JSON lines whose `type` is `type` (and, with `when`, whose named field is true, or
+/// whose named fields equal the given values) and reads `field`: the first of its dotted paths that
+/// is present and not empty (and, with `contains`, whose text holds it). Within one start of the
+/// agent the last value counts, or their sum with `sum`; a session's starts add up, unless `total`
+/// (the agent reports a running total for the whole session).
 public struct OutputRule: Sendable, Hashable {
     public var type: String
     public var field: [[String]]
-    public var when: [String]?
+    /// Each path must hold the value (`true` for the plain `when: FIELD`).
+    public var when: [(path: [String], equals: Value)]
+    public var contains: String?
     public var sum: Bool
     public var total: Bool
 
-    public init(type: String, field: [String], when: String? = nil, sum: Bool = false, total: Bool = false) {
+    public init(type: String, field: [String], when: String? = nil, equals: [(String, Value)] = [], contains: String? = nil, sum: Bool = false, total: Bool = false) {
         self.type = type
         self.field = field.map { $0.split(separator: ".").map(String.init) }
-        self.when = when.map { $0.split(separator: ".").map(String.init) }
+        let conditions: [(String, Value)] = (when.map { [($0, Value.bool(true))] } ?? []) + equals
+        self.when = conditions.map { (path: $0.0.split(separator: ".").map(String.init), equals: $0.1) }
+        self.contains = contains
         self.sum = sum
         self.total = total
+    }
+
+    public static func == (a: OutputRule, b: OutputRule) -> Bool {
+        a.type == b.type && a.field == b.field && a.contains == b.contains && a.sum == b.sum && a.total == b.total
+            && a.when.map(\.path) == b.when.map(\.path) && a.when.map(\.equals) == b.when.map(\.equals)
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(type); h.combine(field); h.combine(contains); h.combine(sum); h.combine(total)
+        for w in when { h.combine(w.path) }
     }
 
     /// The value this rule reads from one parsed line, if the line is one it picks.
     public func read(_ line: Value) -> Value? {
         guard case .object(let o) = line, o["type"] == .string(type) else { return nil }
-        if let when, OutputRule.lookup(line, when) != .bool(true) { return nil }
+        for w in when where OutputRule.lookup(line, w.path) != w.equals { return nil }
         for path in field {
             guard let v = OutputRule.lookup(line, path) else { continue }
             switch v {
             case .null: continue
             case .string(let s) where s.isEmpty: continue
             case .list(let l) where l.isEmpty: continue
-            default: return v
+            default:
+                if let contains, !v.renderedText.contains(contains) { continue }
+                return v
             }
         }
         return nil
@@ -100,7 +127,10 @@ extension AgentProfile {
                 cost: OutputRule(type: "result", field: ["total_cost_usd"]),
                 tokens: OutputRule(type: "result", field: ["usage.output_tokens"]),
                 turns: OutputRule(type: "result", field: ["num_turns"]),
-                error: OutputRule(type: "result", field: ["result", "errors"], when: "is_error")),
+                error: OutputRule(type: "result", field: ["result", "errors"], when: "is_error"),
+                usageLimit: OutputRule(type: "rate_limit_event", field: ["rate_limit_info.resetsAt"], equals: [("rate_limit_info.status", .string("rejected"))]),
+                costLimit: argv(["--max-budget-usd", "${{ budget.cost }}"]),
+                turnsLimit: argv(["--max-turns", "${{ budget.turns }}"])),
             AgentProfile(
                 name: "codex",
                 command: argv(["codex", "exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "${{ prompt }}"]),
@@ -108,7 +138,8 @@ extension AgentProfile {
                               "resume", "${{ session.agent-session }}", "${{ answer }}"]),
                 sessionId: OutputRule(type: "thread.started", field: ["thread_id"]),
                 tokens: OutputRule(type: "turn.completed", field: ["usage.output_tokens"], total: true),
-                error: OutputRule(type: "turn.failed", field: ["error.message"])),
+                error: OutputRule(type: "turn.failed", field: ["error.message"]),
+                usageLimit: OutputRule(type: "turn.failed", field: ["error.message"], contains: "usage limit")),
             AgentProfile(
                 name: "gemini",
                 command: argv(["gemini", "-o", "stream-json", "--approval-mode", "yolo", "-p", "${{ prompt }}"]),

@@ -16,7 +16,7 @@ settings:
   poll: 2s              # fallback poll interval when file notifications are unavailable
 
 vars:
-  agent: claude         # ${{ vars.agent }}; overridable with --var agent=…
+  agent: claude         # the agent profile: claude, codex, gemini, opencode (--var agent=codex)
 
 stages:
   ready:
@@ -28,10 +28,9 @@ stages:
     uses: dispatch
     for-each: ${{ stages.ready.outputs.items }}
     with:
-      # --session-id: the runner chooses the agent's session id, so resume never guesses it.
-      # As root, Claude Code refuses --dangerously-skip-permissions unless IS_SANDBOX=1.
-      agent: ["${{ vars.agent }}", "-p", "${{ prompt }}", "--dangerously-skip-permissions",
-              "--output-format", "stream-json", "--verbose", "--session-id", "${{ session.agent-session }}"]
+      # A profile: how the CLI is started and resumed, and how its output is read (README,
+      # "Agent profiles"). As root, Claude Code needs IS_SANDBOX=1 in the environment.
+      agent: ${{ vars.agent }}
       prompt: |
         You are an engineer working on one item of this repository's issue tracker.
 
@@ -67,11 +66,7 @@ stages:
 
   approved:
     uses: wait-approved
-    timeout: 4h
-    with:
-      # An agent that stopped at a blocking question is started again with the answer.
-      resume: ["${{ vars.agent }}", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}",
-               "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"]
+    timeout: 4h           # an agent that stopped at a blocking question is resumed with the answer
 
   merge:
     uses: merge

@@ -36,12 +36,44 @@ public struct PlanRenderer: Sendable {
     private func details(of stage: Stage) -> [String] {
         var d: [String] = []
         if let c = stage.effectiveConcurrency { d.append("concurrency \(c)") }
-        if stage.kind == .dispatch { d.append("sessions ≤ \(workflow.settings.concurrency)") }
+        if stage.kind == .dispatch {
+            d.append("sessions ≤ \(workflow.settings.concurrency)")
+            switch agent(of: stage) {
+            case .profile(let name)?: d.append("agent \(name)" + (workflow.agents[name] != nil ? " (the workflow's profile)" : ""))
+            case .argv(let argv)?: d.append("agent argv \(argv.first ?? "")")
+            case nil: d.append("agent \(stage.parameter(DispatchParameters.agent)?.sourceValue.renderedText ?? "?")")
+            }
+        }
         if let t = stage.timeout { d.append("timeout \(t)") }
         if stage.retry.attempts > 1 { d.append("retry \(stage.retry.attempts)× backoff \(stage.retry.backoff)") }
         if stage.continueOnError { d.append("continue-on-error") }
         if let c = stage.condition?.expressionSource { d.append("if \(c)") }
         return d
+    }
+
+    /// A dispatch's agent as the workflow's variables decide it (`${{ vars.agent }}` → its default);
+    /// nil when it depends on the item.
+    func agent(of stage: Stage) -> AgentChoice? {
+        let evaluator = ExpressionEvaluator(context: ExpressionContext(roots: ["vars": .object(workflow.vars), "settings": workflow.settings.value]))
+        return try? stage.value(DispatchParameters.agent, evaluator)
+    }
+
+    /// A dispatch's agent for `plan --json`: the profile's name and argvs as written, or the argv.
+    func agentJSON(of stage: Stage) -> Value {
+        var o = OrderedObject()
+        switch agent(of: stage) {
+        case .profile(let name)?:
+            o["profile"] = .string(name)
+            if let p = workflow.agentProfile(name) {
+                o["command"] = p.command.sourceValue
+                o["resume"] = p.resume?.sourceValue ?? .null
+                o["cost-limit"] = p.costLimit?.sourceValue ?? .null
+                o["turns-limit"] = p.turnsLimit?.sourceValue ?? .null
+            }
+        case .argv?, nil:
+            o["argv"] = stage.parameter(DispatchParameters.agent)?.sourceValue ?? .null
+        }
+        return .object(o)
     }
 
     // MARK: text
@@ -147,6 +179,7 @@ public struct PlanRenderer: Sendable {
             o["retry"] = .int(s.retry.attempts)
             o["continue-on-error"] = .bool(s.continueOnError)
             o["if"] = s.condition?.expressionSource.map(Value.string) ?? .null
+            if s.kind == .dispatch { o["agent"] = agentJSON(of: s) }
             return .object(o)
         })
         root["edges"] = .list(stages.flatMap { s in s.needs.map { Value.list([.string($0), .string(s.id)]) } })

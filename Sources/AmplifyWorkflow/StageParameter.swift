@@ -67,6 +67,66 @@ extension Array: ParameterReading where Element == String {
     }
 }
 
+/// `dispatch`'s `agent`: a profile's name, or an argv.
+public enum AgentChoice: Sendable, Hashable, ParameterReading {
+    case profile(String)
+    case argv([String])
+
+    public static func read(_ value: Value, as type: ValueType) -> AgentChoice? {
+        switch value {
+        case .string(let name): return .profile(name)
+        case .list(let items): return .argv(items.map(\.renderedText))
+        default: return nil
+        }
+    }
+
+    /// The argv, or a profile's name as an argv of one (how an argv agent is started).
+    public var argv: [String] {
+        switch self {
+        case .argv(let a): return a
+        case .profile(let name): return [name]
+        }
+    }
+}
+
+/// A budget (`budget:` of a dispatch, `settings.budget`): dollars and turns, each optional.
+public struct Budget: Sendable, Hashable, ParameterReading {
+    public var cost: Double?
+    public var turns: Int?
+
+    public init(cost: Double? = nil, turns: Int? = nil) {
+        self.cost = cost
+        self.turns = turns
+    }
+
+    public static func read(_ value: Value, as type: ValueType) -> Budget? {
+        guard case .object(let o) = value else { return nil }
+        var b = Budget()
+        switch o["cost"] {
+        case .double(let d)?: b.cost = d
+        case .int(let i)?: b.cost = Double(i)
+        case .string(let s)?: guard let d = Double(s) else { return nil }; b.cost = d
+        case nil, .null?: break
+        default: return nil
+        }
+        switch o["turns"] {
+        case .int(let i)?: b.turns = i
+        case .string(let s)?: guard let i = Int(s) else { return nil }; b.turns = i
+        case nil, .null?: break
+        default: return nil
+        }
+        return b
+    }
+
+    /// As expressions see it (`${{ budget.cost }}`), and as the journal and views show it.
+    public var value: Value {
+        var o = OrderedObject()
+        if let cost { o["cost"] = .double(cost) }
+        if let turns { o["turns"] = .int(turns) }
+        return .object(o)
+    }
+}
+
 extension Stage {
     /// A parameter's value as written, unrendered: the given one, else the catalogue's default.
     public func parameter<R, P>(_ p: StageParameter<R, P>) -> TemplateValue? {

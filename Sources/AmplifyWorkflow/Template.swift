@@ -38,6 +38,16 @@ public struct Template: Sendable, Hashable {
         return nil
     }
 
+    /// The template as written: its text, with each expression back in `${{ }}`.
+    public var sourceText: String {
+        parts.map { part in
+            switch part {
+            case .text(let t): return t
+            case .expression(_, let source, _): return "${{ " + source.trimming(" ") + " }}"
+            }
+        }.joined()
+    }
+
     /// A syntax error at an offset (in Unicode scalars) from the template's start.
     public struct ParseError: Error, Sendable, Hashable {
         public var offset: Int

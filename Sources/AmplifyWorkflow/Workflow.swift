@@ -42,6 +42,8 @@ public struct Settings: Sendable, Hashable {
     /// Cone-mode sparse checkout of item worktrees: these directories (and the files at the
     /// top) only. Empty = everything.
     public var sparse: [String] = []
+    /// The run's budget (`settings.budget`): only `cost` counts for a run.
+    public var budget: Budget?
 
     public init() {}
 
@@ -55,6 +57,7 @@ public struct Settings: Sendable, Hashable {
         o["poll"] = .string(poll.description)
         o["max-processes"] = maxProcesses.map(Value.int) ?? .null
         o["sparse"] = .list(sparse.map(Value.string))
+        o["budget"] = budget?.value ?? .null
         return .object(o)
     }
 }
@@ -96,6 +99,16 @@ public indirect enum TemplateValue: Sendable, Hashable {
     case template(Template)
     case list([TemplateValue])
     case object([TemplateEntry])
+
+    /// The value as written, each template as its text (`plan --json` shows argvs so).
+    public var sourceValue: Value {
+        switch self {
+        case .literal(let v): return v
+        case .template(let t): return .string(t.sourceText)
+        case .list(let items): return .list(items.map(\.sourceValue))
+        case .object(let entries): return .object(OrderedObject(entries.map { ($0.key, $0.value.sourceValue) }))
+        }
+    }
 
     /// The value with every expression evaluated.
     public func render(_ evaluator: ExpressionEvaluator) throws(EvaluationError) -> Value {

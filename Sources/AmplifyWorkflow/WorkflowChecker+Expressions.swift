@@ -129,6 +129,12 @@ extension WorkflowChecker {
             if site.scope.field != .resume {
                 error(at(offset), "`answer` is usable only in a wait-approved stage's `resume`")
             }
+        case "budget":
+            if site.scope.field != .limit {
+                error(at(offset), "`budget` is usable only in an agent profile's `cost-limit` and `turns-limit`")
+            } else if let (n, o) = name(0), !["cost", "turns"].contains(n) {
+                error(at(o), "`budget` has cost and turns\(DidYouMean.hint(n, ["cost", "turns"]))")
+            }
         default:
             var hint = DidYouMean.hint(root, WorkflowLanguage.expressionRoots)
             if root == "needs" || root == "steps" || root == "jobs" { hint = "; did you mean 'stages'? (stages.<id>.outputs.<key>)" }

@@ -61,6 +61,8 @@ extension WorkflowChecker {
                 if let d = duration(v, key: "settings.poll") { settings.poll = d }
             case "sparse":
                 settings.sparse = sparseDirectories(v)
+            case "budget":
+                settings.budget = budget(v, key: "settings.budget", turnsAllowed: false)
             default: break
             }
         }

@@ -102,6 +102,10 @@ extension WorkflowChecker {
                 return nil
             }
             return stringList(node, key: key, allowEmpty: false, in: scope)
+        case .agent:
+            return agentChoice(node, key: key, in: scope)
+        case .budget:
+            return budget(node, key: key).map { .literal($0.value) }
         case .command:
             return command(node, key: key, in: scope).map(WorkflowChecker.commandValue)
         case .commands:

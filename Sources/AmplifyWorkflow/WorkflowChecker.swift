@@ -26,7 +26,7 @@ public struct WorkflowChecker {
     /// the field of the stage, passed down with each value checked.
     struct Scope: Equatable {
         enum Field: Equatable {
-            case general, condition, forEach, prompt, agent, resume
+            case general, condition, forEach, prompt, agent, resume, limit
         }
         var stage: String?
         var field: Field = .general
@@ -48,6 +48,8 @@ public struct WorkflowChecker {
     var diagnostics: [Diagnostic] = []
     /// Every template with expressions (and every shell command), for the expression pass.
     var sites: [Site] = []
+    /// The profiles the workflow declares (`agents:`), read before the stages that name them.
+    var declaredAgents: Set<String> = []
 
     private init(source: [UInt8]) {
         self.source = SourceLines(source)
@@ -117,6 +119,9 @@ public struct WorkflowChecker {
         let settings = root["settings"].map { checkSettings($0) } ?? Settings()
         let vars = root["vars"].map { checkVars($0) } ?? OrderedObject()
 
+        let agents = root["agents"].map { checkAgents($0) } ?? [:]
+        declaredAgents = Set(agents.keys)
+
         guard let stagesNode = root["stages"] else { return nil }
         guard let stagePairs = stagesNode.mapping else {
             error(stagesNode.location, "`stages` must be a mapping of stage ids to stages, not \(stagesNode.kindDescription)")
@@ -140,7 +145,7 @@ public struct WorkflowChecker {
             previous = pair.key
         }
         var workflow = Workflow(version: version, name: name, description: description, settings: settings, vars: vars, stages: stages)
-        workflow.agents = root["agents"].map { checkAgents($0) } ?? [:]
+        workflow.agents = agents
         let unresolved = checkGraph(&workflow, marks: marks)
         checkExpressions(workflow, unresolved: unresolved)
         return workflow

@@ -24,6 +24,10 @@ public indirect enum ValueType: Sendable, Hashable {
     case retry
     /// A list of names (`outputs`, `copy`).
     case names
+    /// The name of an agent profile, or an argv (`dispatch`'s `agent`).
+    case agent
+    /// `{cost, turns}`: dollars and turns (`budget`).
+    case budget
     /// Any value.
     case any
 
@@ -44,6 +48,8 @@ public indirect enum ValueType: Sendable, Hashable {
         case .condition: return "an expression or true/false"
         case .retry: return "a number of attempts or {attempts, backoff, max-backoff}"
         case .names: return "a list of names"
+        case .agent: return "the name of an agent profile (claude, codex, gemini, opencode or one under `agents:`) or a list of strings (an argv)"
+        case .budget: return "{cost: dollars, turns: a whole number}"
         case .any: return "a value"
         }
     }
@@ -121,8 +127,8 @@ public enum StageKind: String, CaseIterable, Sendable, Hashable {
     public var outputs: [(name: String, description: String)] {
         switch self {
         case .queryReady: return [("items", "The ready items (objects as the tracker prints them)."), ("count", "How many items.")]
-        case .dispatch: return [("session", "The session id."), ("dir", "The session directory."), ("worktree", "The item's worktree."), ("branch", "The item's branch."), ("pid", "The agent's process id.")]
-        case .waitApproved: return [("decision", "approved or rejected."), ("summary", "The session's summary."), ("cost", "Cost in USD when the agent printed a Claude result line."), ("turns", "Turns when the agent printed a Claude result line.")]
+        case .dispatch: return [("session", "The session id."), ("dir", "The session directory."), ("worktree", "The item's worktree."), ("branch", "The item's branch."), ("pid", "The agent's process id."), ("agent-profile", "The agent's profile (claude, codex, …), absent for an argv agent.")]
+        case .waitApproved: return [("decision", "approved or rejected."), ("summary", "The session's summary."), ("cost", "Cost in USD, when the agent reports it."), ("tokens", "Output tokens, when the agent reports them."), ("turns", "Turns, when the agent reports them.")]
         case .merge: return [("commit", "The commit that landed on the base branch.")]
         case .close: return []
         case .cleanup: return []
@@ -154,13 +160,17 @@ public enum WorkflowLanguage {
         KeySpec("tokens", .any, "The rule that reads the tokens the agent used."),
         KeySpec("turns", .any, "The rule that reads the agent's turns."),
         KeySpec("error", .any, "The rule that reads the agent's own error message."),
+        KeySpec("usage-limit", .any, "The rule that reads a stop by the provider's usage limit: its field is the reset time (Unix seconds, or text such as \"try again at 3:28 PM\" or \"reset after 1h49m8s\")."),
+        KeySpec("cost-limit", .argv, "Arguments that give the CLI its own cost limit, with `${{ budget.cost }}` (claude: [--max-budget-usd, \"${{ budget.cost }}\"]); without them the runner ends the agent."),
+        KeySpec("turns-limit", .argv, "Arguments that give the CLI its own turn limit, with `${{ budget.turns }}` (claude: [--max-turns, \"${{ budget.turns }}\"])."),
         KeySpec("environment", .stringMap, "Environment the agent needs to run unattended."),
     ]
 
     public static let outputRuleKeys: [KeySpec] = [
         KeySpec("type", .string, required: true, "The JSON lines whose `type` is this."),
         KeySpec("field", .stringOrList, required: true, "A dotted path, or a list of them: the first present and non-empty is read."),
-        KeySpec("when", .string, "Only lines whose field of this name is true."),
+        KeySpec("when", .any, "Only lines whose field of this name is true, or (a mapping {FIELD: VALUE}) whose fields equal these values."),
+        KeySpec("contains", .string, "Only when the value read contains this text."),
         KeySpec("sum", .boolean, default: .bool(false), "Add up the lines' values within one start of the agent (else the last counts)."),
         KeySpec("total", .boolean, default: .bool(false), "The agent reports a running total for the session: the last start's figure is the session's."),
     ]
@@ -173,6 +183,7 @@ public enum WorkflowLanguage {
         KeySpec("poll", .duration, default: .string("2s"), "Fallback poll interval when file notifications are unavailable."),
         KeySpec("max-processes", .integer(minimum: 1), "Child processes of `run` stages at once (default: twice the number of cores)."),
         KeySpec("sparse", .stringOrList, "Directories item worktrees check out (git's cone-mode sparse checkout; the files at the top come too); default: everything."),
+        KeySpec("budget", .budget, "The run's budget: {cost: dollars}. When the known cost reaches it, nothing new is dispatched and the items not started are skipped (reason: budget)."),
     ]
 
     public static let stageKeys: [KeySpec] = [
@@ -199,7 +210,7 @@ public enum WorkflowLanguage {
     ]
 
     /// Names an expression may start with.
-    public static let expressionRoots = ["item", "stages", "vars", "env", "run", "session", "settings", "prompt", "answer"]
+    public static let expressionRoots = ["item", "stages", "vars", "env", "run", "session", "settings", "prompt", "answer", "budget"]
     public static let sessionFields = ["id", "dir", "agent-session"]
     public static let runFields = ["id"]
 }
@@ -227,19 +238,20 @@ public enum QueryReadyParameters {
 
 /// The `with` parameters of `dispatch` stages.
 public enum DispatchParameters {
-    public static let agent = StageParameter<[String], WithDefault>(KeySpec("agent", .argv, default: .list(["claude", "-p", "${{ prompt }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose", "--session-id", "${{ session.agent-session }}"].map(Value.string)), "The agent's argv, started in the item's worktree; `${{ prompt }}` is the rendered prompt (also in the file named by $AMPLIFY_PROMPT_FILE); `${{ session.agent-session }}` is a session id (a UUID) the runner chose for the agent, which `resume` uses."))
+    public static let agent = StageParameter<AgentChoice, WithDefault>(KeySpec("agent", .agent, default: .string("claude"), "The agent: the name of a profile (built-in claude, codex, gemini, opencode, or one under `agents:`), or an argv started in the item's worktree, where `${{ prompt }}` is the rendered prompt (also in the file named by $AMPLIFY_PROMPT_FILE) and `${{ session.agent-session }}` a session id (a UUID) the runner chose for the agent."))
+    public static let budget = StageParameter<Budget, WithoutDefault>(KeySpec("budget", .budget, "Per item: {cost: dollars, turns: N}. Passed to the CLI when its profile has `cost-limit`/`turns-limit`; else the runner ends the agent when its reported figures pass the limit. Either way the item ends `over-budget`."))
     public static let prompt = StageParameter<String, WithoutDefault>(KeySpec("prompt", .string, required: true, "The prompt for the agent; may use `${{ item.<field> }}`, `${{ session.dir }}` and the rest. Tracker text is untrusted: it is a prompt-injection surface."))
     public static let branch = StageParameter<String, WithDefault>(KeySpec("branch", .string, default: .string("amplify/${{ item.id }}"), "The item's branch name template."))
     public static let setup = StageParameter<[Command], WithoutDefault>(KeySpec("setup", .commands, "Commands run in the new worktree before the agent starts."))
     public static let copy = StageParameter<[String], WithoutDefault>(KeySpec("copy", .names, "Untracked files of the repository (such as `.env`) copied into the worktree."))
 
-    static let all: [KeySpec] = [agent.spec, prompt.spec, branch.spec, setup.spec, copy.spec]
+    static let all: [KeySpec] = [agent.spec, prompt.spec, branch.spec, setup.spec, copy.spec, budget.spec]
 }
 
 /// The `with` parameters of `wait-approved` stages.
 public enum WaitApprovedParameters {
     public static let onExit = StageParameter<String, WithDefault>(KeySpec("on-exit", .choice(["fail", "wait", "approve"]), default: .string("fail"), "When the agent exits without a decision: `fail` the item, `wait` for a human decision, or `approve`."))
-    public static let resume = StageParameter<[String], WithDefault>(KeySpec("resume", .argv, default: .list(["claude", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"].map(Value.string)), "The argv that restarts an agent that exited with a blocking question, once it is answered; `${{ answer }}` is the answer."))
+    public static let resume = StageParameter<[String], WithoutDefault>(KeySpec("resume", .argv, "The argv that restarts an agent that exited with a blocking question, once it is answered (`${{ answer }}`), or after a usage limit (`continue`); default: the agent profile's `resume`. Needed when dispatch's `agent` is an argv."))
 
     static let all: [KeySpec] = [onExit.spec, resume.spec]
 }

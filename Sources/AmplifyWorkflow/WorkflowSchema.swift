@@ -153,6 +153,11 @@ public enum WorkflowSchema {
         case .condition: body = obj([("type", .list([.string("string"), .string("boolean")]))])
         case .retry, .any: body = obj([])
         case .names: body = strings
+        case .agent: body = obj([("oneOf", .list([obj([("type", .string("string"))]), obj([("type", .string("array")), ("minItems", .int(1)), ("items", obj([("type", .list([.string("string"), .string("number"), .string("boolean")]))]))])]))])
+        case .budget: body = obj([("type", .string("object")), ("additionalProperties", .bool(false)), ("properties", obj([
+            ("cost", obj([("description", .string("Dollars; passed to the CLI or enforced by the runner.")), ("type", .string("number")), ("exclusiveMinimum", .int(0))])),
+            ("turns", obj([("description", .string("Turns of the agent (per item only).")), ("type", .string("integer")), ("minimum", .int(1))])),
+        ]))])
         }
         if case .object(let b) = body { for (k, v) in b { o[k] = v } }
         return .object(o)

@@ -39,9 +39,10 @@ struct DemoCommand: ContextualCommand {
             root = RepositoryLocator.realPath(String(cString: made)) ?? String(cString: made)
         }
         let repo = root + "/repo"
-        let agent = root + "/bin/demo-agent"
+        // The demo agent plays Claude Code: the default workflow's `claude` profile finds it first on PATH.
+        let agent = root + "/bin/claude"
         // An almost empty environment is enough: the sandbox sets its own git identity.
-        var env = ["PATH": "/usr/bin:/bin", "HOME": root, "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1"]
+        var env = ["PATH": root + "/bin:/usr/bin:/bin", "HOME": root, "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1"]
         if let term = context.environment["TERM"] { env["TERM"] = term }
         if let noColor = context.environment["NO_COLOR"] { env["NO_COLOR"] = noColor }
 
@@ -65,10 +66,10 @@ struct DemoCommand: ContextualCommand {
         }
         // The tracker's file is the tracker's, not the project's.
         try? "/.beads/\n".write(toFile: repo + "/.git/info/exclude", atomically: true, encoding: .utf8)
-        context.out.line("amplify-run demo: 5 items in .beads/issues.jsonl (demo-2 waits for demo-1; demo-3 will be rejected; demo-4 asks a question); the agent is \(agent)\n")
+        context.out.line("amplify-run demo: 5 items in .beads/issues.jsonl (demo-2 waits for demo-1; demo-3 will be rejected; demo-4 asks a question); the agent is \(agent), a script that plays Claude Code\n")
 
         let request = RunRequest(repository: repo, workflowPath: "workflows/default.yaml", workflowBytes: Array(DemoSandbox.workflow.utf8),
-                                 varOverrides: ["agent": agent], environment: env)
+                                 varOverrides: [:], environment: env)
         let inner = RunnerLauncher.observer(workflowPath: "workflows/default.yaml", in: context)
         let observer = DemoObserver(inner: inner, state: repo + "/.amplify", context: context)
         let code = try await RunnerLauncher.run(request, observer: observer, grace: .seconds(5), in: context)

@@ -104,8 +104,17 @@ struct LineObserver: RunObserver {
             // What the agent of a failed or rejected session reported spending.
             var spent: [String] = []
             if let cost = RunReport.number(fields["cost"]) { spent.append(RunReport.dollars(cost)) }
+            if case .int(let tokens)? = fields["tokens"] { spent.append("\(RunReport.grouped(tokens)) tokens") }
             if case .int(let turns)? = fields["turns"] { spent.append("\(turns) turn\(turns == 1 ? "" : "s")") }
             return "the agent reported " + (spent.isEmpty ? "no cost" : spent.joined(separator: ", "))
+        case "paused":
+            // A provider's usage limit: the agent is started again (or dispatched) after it resets.
+            guard case .int(let until)? = fields["until"] else { return "paused: usage limit" }
+            let who = fields["profile"]?.renderedText ?? "the agent"
+            let said = fields["said"].map { ": " + $0.renderedText } ?? ""
+            return "paused until \(Timestamp.localClock(milliseconds: Int64(until), now: Processes.now())) — \(who)'s usage limit\(said)"
+        case "continued":
+            return "the usage limit has reset; the agent continues"
         default:
             return "\(kind): \(text)"
         }
@@ -130,17 +139,22 @@ enum RunSummaryPrinter {
             if !report.items.isEmpty { out.line("") }
         }
         if !report.items.isEmpty {
-            var lines: [[String]] = [["ITEM", "OUTCOME", "STAGE", "TIME", "COST", "TITLE"]]
+            var lines: [[String]] = [["ITEM", "OUTCOME", "STAGE", "TIME", "SPENT", "TITLE"]]
             var details: [String?] = [nil]
             for r in report.items {
-                let cost = r.cost.map(RunReport.dollars) ?? "-"
-                lines.append([r.item.visible, r.outcome, r.stage ?? "-", r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", cost, (r.title ?? "").visible])
+                lines.append([r.item.visible, r.outcome, r.stage ?? "-", r.duration.map { RunReport.format(milliseconds: $0) } ?? "-", r.usageText ?? "-", (r.title ?? "").visible])
                 // The reason whole (a failing agent's message, a conflict's paths, a question), on its own line.
                 details.append(r.detail.map { "    " + $0.visible })
             }
             table(lines, details: details, to: out)
         }
         for p in report.problems { out.line("problem: \(p.visible)") }
+        if let limit = report.budget {
+            let spent = report.spent ?? 0
+            out.line("budget: \(RunReport.dollars(spent)) known spent of \(RunReport.dollars(limit))" + (spent >= limit ? " — used up: nothing new was dispatched" : ""))
+        } else if let spent = report.spent {
+            out.line("spent: \(RunReport.dollars(spent)) (what the agents reported)")
+        }
         out.line(lastLine(report, exitCode: exitCode, interrupted: interrupted, state: state, instances: instances))
     }
 

@@ -76,9 +76,14 @@ struct StatusCommand: ContextualCommand {
                 i["stage"] = r.stage.map(Value.string) ?? .null
                 i["duration-ms"] = r.duration.map { .int(Int($0)) } ?? .null
                 i["cost"] = r.cost.map(Value.double) ?? .null
+                i["tokens"] = r.tokens.map(Value.int) ?? .null
+                i["turns"] = r.turns.map(Value.int) ?? .null
+                i["agent-profile"] = r.profile.map(Value.string) ?? .null
                 i["detail"] = r.detail.map(Value.string) ?? .null
                 return .object(i)
             })
+            o["spent"] = report.spent.map(Value.double) ?? .null
+            o["budget"] = report.budget.map(Value.double) ?? .null
             o["sessions"] = .list(sessions.map { r in
                 var i = OrderedObject()
                 i["session"] = .string(r.id)

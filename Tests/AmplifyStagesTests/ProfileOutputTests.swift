@@ -4,14 +4,14 @@ import AmplifyWorkflow
 import Foundation
 import Testing
 
-/// What an agent said, read by its profile's rules. WORK IN PROGRESS (wip/agent-profiles).
+/// What an agent said, read by its profile's rules, over the starts of its session.
 @Suite("profile output rules")
 struct ProfileOutputTests {
     static let research = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("docs/research/fixtures")
 
-    static func report(_ profile: String, _ text: String) throws -> AgentReport {
-        ProfileOutput(profile: try #require(AgentProfile.builtIn[profile])).report(Array(text.utf8)[...])
+    static func report(_ profile: String, _ text: String, starts: [Int] = [], now: Int64 = 1_780_000_000_000) throws -> AgentReport {
+        AgentOutput(profile: try #require(AgentProfile.builtIn[profile])).report(Array(text.utf8)[...], from: 0, starts: starts, now: now)
     }
 
     @Test("codex: the thread id, the session's running token total, a failed turn's own words (codex 0.147.0's real output)")
@@ -25,16 +25,16 @@ struct ProfileOutputTests {
         #expect(ok.agentSession == "0199a213-81c0-7800-8aa1-bbab2a035a53" && ok.tokens == 122 && ok.cost == nil && ok.errorMessage == nil)
         let failed = try Self.report("codex", try String(contentsOf: Self.research.appendingPathComponent("codex-0.147.0-offline-turn-failed.jsonl"), encoding: .utf8))
         #expect(failed.agentSession == "01a22e89-dce0-7220-b2dc-6cfd86686dce")
-        #expect(failed.errorMessage?.contains("error sending request") == true || failed.errorMessage?.contains("stream disconnected") == true, "\(String(describing: failed.errorMessage))")
+        #expect(failed.errorMessage?.contains("error sending request") == true, "\(String(describing: failed.errorMessage))")
+        #expect(failed.usageLimit == nil)
     }
 
-    @Test("claude's rules read the same as the hand-written Claude reader from Claude 2.1.332's not-logged-in output")
-    func claudeAgrees() throws {
-        let bytes = Array(try Data(contentsOf: Self.research.appendingPathComponent("claude-2.1.332-session-id-not-logged-in.jsonl")))
-        let rules = ProfileOutput(profile: try #require(AgentProfile.builtIn["claude"])).report(bytes[...])
-        let native = ClaudeStreamJSON().report(bytes[...])
-        #expect(rules.agentSession == native.agentSession && rules.cost == native.cost && rules.turns == native.turns)
-        #expect(rules.errorMessage == native.errorMessage, "\(String(describing: rules.errorMessage)) vs \(String(describing: native.errorMessage))")
+    @Test("claude: Claude 2.1.332's real not-logged-in output gives its session id and its own words")
+    func claudeNotLoggedIn() throws {
+        let text = try String(contentsOf: Self.research.appendingPathComponent("claude-2.1.332-session-id-not-logged-in.jsonl"), encoding: .utf8)
+        let r = try Self.report("claude", text)
+        #expect(r.errorMessage?.contains("Not logged in") == true, "\(String(describing: r.errorMessage))")
+        #expect(r.agentSession != nil && r.isError == true)
     }
 
     @Test("opencode: cost and tokens are summed over the steps of one start")
@@ -46,5 +46,44 @@ struct ProfileOutputTests {
         """)
         #expect(r.agentSession == "ses_1" && r.tokens == 30)
         #expect(abs((r.cost ?? 0) - 0.03) < 1e-9)
+    }
+
+    @Test("a session's starts add up (claude's cost per start); a running total (codex's tokens) is the last start's")
+    func startsAddUp() throws {
+        let first = #"{"type":"result","subtype":"success","is_error":false,"num_turns":3,"total_cost_usd":0.25,"session_id":"s1"}"# + "\n"
+        let second = #"{"type":"result","subtype":"success","is_error":false,"num_turns":2,"total_cost_usd":0.5,"session_id":"s1"}"# + "\n"
+        let claude = try Self.report("claude", first + second, starts: [0, first.utf8.count])
+        #expect(claude.cost == 0.75 && claude.turns == 5)
+        // Without the start boundary the last result counts.
+        #expect(try Self.report("claude", first + second).cost == 0.5)
+        let c1 = #"{"type":"turn.completed","usage":{"output_tokens":100}}"# + "\n"
+        let c2 = #"{"type":"turn.completed","usage":{"output_tokens":160}}"# + "\n"
+        #expect(try Self.report("codex", c1 + c2, starts: [0, c1.utf8.count]).tokens == 160)
+    }
+
+    @Test("a usage limit: Claude's rejected rate_limit_event in Unix seconds, codex's \"try again at 3:28 PM\", Gemini's \"reset after 1h49m8s\"")
+    func usageLimits() throws {
+        // The rejected event as Claude Code prints it (PR paperclipai/paperclip#5776, docs/research §1.4).
+        let claude = try Self.report("claude", """
+        {"type":"rate_limit_event","rate_limit_info":{"status":"allowed","resetsAt":1778598000,"rateLimitType":"five_hour"}}
+        {"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1778565600,"rateLimitType":"five_hour","overageStatus":"rejected","overageDisabledReason":"org_level_disabled_until","isUsingOverage":false}}
+        {"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"Claude AI usage limit reached","session_id":"s1"}
+        """)
+        #expect(claude.usageLimit?.resetsAt == 1_778_565_600_000)
+        #expect(claude.usageLimit?.said.contains("usage limit") == true)
+        let allowed = try Self.report("claude", #"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed","resetsAt":1778598000}}"#)
+        #expect(allowed.usageLimit == nil)
+        // codex: error.rs's message (docs/research §2.6, 10): the next 15:28 on this machine's clock.
+        let now: Int64 = 1_780_000_000_000
+        let codex = try Self.report("codex", """
+        {"type":"turn.failed","error":{"message":"You've hit your usage limit. Visit https://chatgpt.com/codex/settings/usage to purchase more credits or try again at 3:28 PM."}}
+        """, now: now)
+        let at = try #require(codex.usageLimit?.resetsAt)
+        #expect(at > now && at <= now + 86_400_000)
+        var t = time_t(at / 1000), tm = tm()
+        localtime_r(&t, &tm)
+        #expect(tm.tm_hour == 15 && tm.tm_min == 28)
+        #expect(UsageLimitClock.fromText("Your quota will reset after 1h49m8s.", now: now) == now + 6_548_000)
+        #expect(UsageLimitClock.fromText("try again later", now: now) == nil)
     }
 }

@@ -28,7 +28,7 @@ struct WorktreeTests {
         #expect(!Git.isCheckedOut(path) && !FileManager.default.fileExists(atPath: path + "/top.txt"), "git's entry only")
         // A checkout killed half way: its lock stays, the index was never written.
         let gitDir = try #require(Git.worktreeGitDirectory(path))
-        FileManager.default.createFile(atPath: gitDir + "/index.lock", contents: Data())
+        _ = FileManager.default.createFile(atPath: gitDir + "/index.lock", contents: Data())
         try await git.finishCheckout(path) { _, _ in }
         #expect(Git.isCheckedOut(path))
         #expect(box.read(".worktrees/w-1/lib/deep/b.txt") == "b\n" && box.read(".worktrees/w-1/top.txt") == "top\n")

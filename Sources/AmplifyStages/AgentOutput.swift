@@ -1,0 +1,164 @@
+import AmplifyEngine
+import AmplifyWorkflow
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What an agent said: cost, tokens, turns, its session id, its own words when it ended in
+/// error, and whether its provider's usage limit stopped it — each only when it said so.
+public struct AgentReport: Sendable, Equatable {
+    public var cost: Double?
+    public var turns: Int?
+    /// Tokens, for agents that report no cost (codex, gemini).
+    public var tokens: Int?
+    public var agentSession: String?
+    public var isError: Bool?
+    /// The agent's error in its own words (the profile's `error` rule: Claude's `result` or
+    /// `errors` of a result line with `is_error`, codex's `turn.failed` message, …).
+    public var errorMessage: String?
+    /// The last start was stopped by the provider's usage limit: when it resets (ms since the
+    /// epoch), nil when the agent did not say.
+    public var usageLimit: UsageLimit?
+
+    public struct UsageLimit: Sendable, Equatable {
+        public var resetsAt: Int64?
+        /// What the agent said about it.
+        public var said: String
+    }
+
+    public init() {}
+}
+
+/// Reads an agent's output.log by its profile's rules (SPEC §11): one JSON object a line, each
+/// rule picking lines by `type`. Within one start of the agent a figure is the last value read
+/// (or their sum, `sum`); the starts of a session add up unless the rule is a running `total`.
+/// The session id, the error and the usage limit are the last start's.
+struct AgentOutput {
+    /// How much of the end of output.log is read: a session's figures come from its last 4 MiB.
+    static let window = 4 << 20
+
+    var profile: AgentProfile
+
+    /// `bytes` begin at `offset` in output.log; `starts` are where each start's output began.
+    func report(_ bytes: ArraySlice<UInt8>, from offset: Int, starts: [Int], now: Int64 = Processes.now()) -> AgentReport {
+        // The starts' pieces of the window (a log written before starts were recorded is one start).
+        var bounds = starts.filter { $0 > offset && $0 < offset + bytes.count }.map { $0 - offset }
+        bounds = [0] + bounds.sorted() + [bytes.count]
+        var report = AgentReport()
+        var figures: [String: Double] = [:]
+        for i in 0..<(bounds.count - 1) {
+            let lo = bytes.startIndex + bounds[i], hi = bytes.startIndex + bounds[i + 1]
+            let one = self.start(bytes[lo..<hi], now: now)
+            for (name, rule) in profile.figureRules {
+                guard let v = one.figures[name] else { continue }
+                figures[name] = rule.total ? v : (figures[name] ?? 0) + v
+            }
+            report.agentSession = one.report.agentSession ?? report.agentSession
+            // The last start's own words and stop.
+            report.errorMessage = one.report.errorMessage
+            report.isError = one.report.isError
+            report.usageLimit = one.report.usageLimit
+        }
+        report.cost = figures["cost"]
+        report.tokens = figures["tokens"].map { Int($0) }
+        report.turns = figures["turns"].map { Int($0) }
+        return report
+    }
+
+    /// One start's output.
+    private func start(_ bytes: ArraySlice<UInt8>, now: Int64) -> (report: AgentReport, figures: [String: Double]) {
+        var report = AgentReport()
+        var figures: [String: Double] = [:]
+        let rules = profile.figureRules
+        for line in bytes.split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
+            guard let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
+            if case .string(let sid)? = profile.sessionId?.read(v), !sid.isEmpty { report.agentSession = sid }
+            for (name, rule) in rules {
+                guard let read = rule.read(v), let n = AgentOutput.number(read) else { continue }
+                figures[name] = rule.sum ? (figures[name] ?? 0) + n : n
+            }
+            if let e = profile.error?.read(v) {
+                let words: [String]
+                if case .list(let items) = e { words = items.map(\.renderedText) } else { words = [e.renderedText] }
+                let said = words.map { $0.trimming(" \t\r\n") }.filter { !$0.isEmpty }.joined(separator: "; ")
+                if !said.isEmpty {
+                    report.errorMessage = String(said.prefix(500))
+                    report.isError = true
+                }
+            }
+            if let limit = profile.usageLimit?.read(v) {
+                report.usageLimit = AgentReport.UsageLimit(resetsAt: UsageLimitClock.resetTime(limit, now: now), said: String(limit.renderedText.prefix(300)))
+            }
+        }
+        // In the agent's words when it said more than a reset time (Claude's result after the event).
+        if let said = report.errorMessage, report.usageLimit != nil { report.usageLimit?.said = String(said.prefix(300)) }
+        return (report, figures)
+    }
+
+    static func number(_ v: Value) -> Double? {
+        switch v {
+        case .double(let d): return d
+        case .int(let i): return Double(i)
+        case .string(let s): return Double(s)
+        default: return nil
+        }
+    }
+}
+
+/// When a usage limit resets, from what the agent said: Unix seconds (Claude's `resetsAt`), or
+/// the text of a message — "try again at 3:28 PM" (codex: the next such local time), "reset
+/// after 1h49m8s" (Gemini CLI). nil when it cannot be told.
+enum UsageLimitClock {
+    static func resetTime(_ value: Value, now: Int64) -> Int64? {
+        switch value {
+        case .int(let s): return Int64(s) * 1000
+        case .double(let s): return Int64(s * 1000)
+        case .string(let text): return fromText(text, now: now)
+        default: return nil
+        }
+    }
+
+    static func fromText(_ text: String, now: Int64) -> Int64? {
+        let lower = text.lowercased()
+        if let r = lower.firstRange(of: "after ") ?? lower.firstRange(of: "in ") {
+            // 1h49m8s, 21h53m56s, 45m, 30s
+            var total: Int64 = 0, number: Int64 = 0, any = false
+            for c in lower[r.upperBound...] {
+                if let d = c.wholeNumberValue { number = number * 10 + Int64(d); continue }
+                switch c {
+                case "h": total += number * 3_600_000
+                case "m": total += number * 60_000
+                case "s": total += number * 1000
+                default: break
+                }
+                if "hms".contains(c) { any = true; number = 0; continue }
+                break
+            }
+            if any && total > 0 { return now + total }
+        }
+        if let r = lower.firstRange(of: "try again at ") {
+            // 3:28 pm, 15:28 — local time, the next one to come.
+            let rest = lower[r.upperBound...]
+            let digits = rest.prefix { $0.isNumber || $0 == ":" }
+            let parts = digits.split(separator: ":").compactMap { Int($0) }
+            guard parts.count == 2, parts[0] < 24, parts[1] < 60 else { return nil }
+            var hour = parts[0]
+            let after = rest.dropFirst(digits.count).trimmingPrefix(" ")
+            if after.hasPrefix("pm"), hour < 12 { hour += 12 }
+            if after.hasPrefix("am"), hour == 12 { hour = 0 }
+            return nextLocalTime(hour: hour, minute: parts[1], now: now)
+        }
+        return nil
+    }
+
+    /// The next moment, after `now`, when the local clock shows hour:minute.
+    static func nextLocalTime(hour: Int, minute: Int, now: Int64) -> Int64 {
+        var t = time_t(now / 1000)
+        var tm = tm()
+        localtime_r(&t, &tm)
+        tm.tm_hour = Int32(hour); tm.tm_min = Int32(minute); tm.tm_sec = 0
+        var at = Int64(mktime(&tm)) * 1000
+        if at <= now { at += 86_400_000 }
+        return at
+    }
+}
