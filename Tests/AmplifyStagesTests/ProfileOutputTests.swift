@@ -7,8 +7,12 @@ import Testing
 /// What an agent said, read by its profile's rules, over the starts of its session.
 @Suite("profile output rules")
 struct ProfileOutputTests {
-    static let research = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("docs/research/fixtures")
+    /// Each CLI's output shape, cited in Fixtures/agents/README.md.
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/agents")
+
+    static func fixture(_ name: String) throws -> String {
+        try String(contentsOf: fixtures.appendingPathComponent(name), encoding: .utf8)
+    }
 
     static func report(_ profile: String, _ text: String, starts: [Int] = [], now: Int64 = 1_780_000_000_000) throws -> AgentReport {
         AgentOutput(profile: try #require(AgentProfile.builtIn[profile])).report(Array(text.utf8)[...], from: 0, starts: starts, now: now)
@@ -17,13 +21,9 @@ struct ProfileOutputTests {
     @Test("codex: the thread id, the session's running token total, a failed turn's own words (codex 0.147.0's real output)")
     func codex() throws {
         // turn.completed lines as codex exec --json prints them (docs/research/agent-clis.md §2).
-        let ok = try Self.report("codex", """
-        {"type":"thread.started","thread_id":"0199a213-81c0-7800-8aa1-bbab2a035a53"}
-        {"type":"turn.started"}
-        {"type":"turn.completed","usage":{"input_tokens":24763,"cached_input_tokens":24448,"output_tokens":122}}
-        """)
+        let ok = try Self.report("codex", try Self.fixture("codex-exec-docs.jsonl"))
         #expect(ok.agentSession == "0199a213-81c0-7800-8aa1-bbab2a035a53" && ok.tokens == 122 && ok.cost == nil && ok.errorMessage == nil)
-        let failed = try Self.report("codex", try String(contentsOf: Self.research.appendingPathComponent("codex-0.147.0-offline-turn-failed.jsonl"), encoding: .utf8))
+        let failed = try Self.report("codex", try Self.fixture("codex-0.147.0-offline-turn-failed.jsonl"))
         #expect(failed.agentSession == "01a22e89-dce0-7220-b2dc-6cfd86686dce")
         #expect(failed.errorMessage?.contains("error sending request") == true, "\(String(describing: failed.errorMessage))")
         #expect(failed.usageLimit == nil)
@@ -31,21 +31,27 @@ struct ProfileOutputTests {
 
     @Test("claude: Claude 2.1.332's real not-logged-in output gives its session id and its own words")
     func claudeNotLoggedIn() throws {
-        let text = try String(contentsOf: Self.research.appendingPathComponent("claude-2.1.332-session-id-not-logged-in.jsonl"), encoding: .utf8)
+        let text = try Self.fixture("claude-2.1.332-not-logged-in.jsonl")
         let r = try Self.report("claude", text)
         #expect(r.errorMessage?.contains("Not logged in") == true, "\(String(describing: r.errorMessage))")
         #expect(r.agentSession != nil && r.isError == true)
     }
 
-    @Test("opencode: cost and tokens are summed over the steps of one start")
-    func opencodeSums() throws {
-        let r = try Self.report("opencode", """
-        {"type":"step_start","sessionID":"ses_1","part":{"type":"step-start"}}
-        {"type":"step_finish","sessionID":"ses_1","part":{"type":"step-finish","tokens":{"output":21},"cost":0.01}}
-        {"type":"step_finish","sessionID":"ses_1","part":{"type":"step-finish","tokens":{"output":9},"cost":0.02}}
-        """)
-        #expect(r.agentSession == "ses_1" && r.tokens == 30)
-        #expect(abs((r.cost ?? 0) - 0.03) < 1e-9)
+    @Test("opencode: cost and tokens are summed over the steps of one start; its error's own words")
+    func opencode() throws {
+        let r = try Self.report("opencode", try Self.fixture("opencode-1.14.25-run.jsonl"))
+        #expect(r.agentSession == "ses_236c713fcffel8QozOz4ca0AYK" && r.tokens == 78)
+        #expect(abs((r.cost ?? 0) - 0.000363204) < 1e-12)
+        let e = try Self.report("opencode", try Self.fixture("opencode-1.14.25-error.jsonl"))
+        #expect(e.errorMessage == "Model not found: nonexistent/nonexistent." && e.cost == nil)
+    }
+
+    @Test("gemini: the session id and the tokens of its result; an error result's own words")
+    func gemini() throws {
+        let r = try Self.report("gemini", try Self.fixture("gemini-stream-json.jsonl"))
+        #expect(r.agentSession == "test-session-123" && r.tokens == 50 && r.cost == nil && r.errorMessage == nil)
+        let e = try Self.report("gemini", try Self.fixture("gemini-0.50.0-api-key-invalid.jsonl"))
+        #expect(e.errorMessage == "[API Error: … API_KEY_INVALID …]" && e.tokens == 0)
     }
 
     @Test("a session's starts add up (claude's cost per start); a running total (codex's tokens) is the last start's")
@@ -64,9 +70,7 @@ struct ProfileOutputTests {
     @Test("a usage limit: Claude's rejected rate_limit_event in Unix seconds, codex's \"try again at 3:28 PM\", Gemini's \"reset after 1h49m8s\"")
     func usageLimits() throws {
         // The rejected event as Claude Code prints it (PR paperclipai/paperclip#5776, docs/research §1.4).
-        let claude = try Self.report("claude", """
-        {"type":"rate_limit_event","rate_limit_info":{"status":"allowed","resetsAt":1778598000,"rateLimitType":"five_hour"}}
-        {"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1778565600,"rateLimitType":"five_hour","overageStatus":"rejected","overageDisabledReason":"org_level_disabled_until","isUsingOverage":false}}
+        let claude = try Self.report("claude", try Self.fixture("claude-rate-limit-rejected.jsonl") + """
         {"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"Claude AI usage limit reached","session_id":"s1"}
         """)
         #expect(claude.usageLimit?.resetsAt == 1_778_565_600_000)
@@ -75,9 +79,7 @@ struct ProfileOutputTests {
         #expect(allowed.usageLimit == nil)
         // codex: error.rs's message (docs/research §2.6, 10): the next 15:28 on this machine's clock.
         let now: Int64 = 1_780_000_000_000
-        let codex = try Self.report("codex", """
-        {"type":"turn.failed","error":{"message":"You've hit your usage limit. Visit https://chatgpt.com/codex/settings/usage to purchase more credits or try again at 3:28 PM."}}
-        """, now: now)
+        let codex = try Self.report("codex", try Self.fixture("codex-usage-limit.jsonl"), now: now)
         let at = try #require(codex.usageLimit?.resetsAt)
         #expect(at > now && at <= now + 86_400_000)
         var t = time_t(at / 1000), tm = tm()
