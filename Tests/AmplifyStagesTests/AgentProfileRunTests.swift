@@ -228,4 +228,57 @@ import Testing
         let journal = try String(contentsOfFile: runs + "/" + journalPath, encoding: .utf8)
         #expect(journal.components(separatedBy: "\"paused\"").count - 1 == 1, "one pause journaled, the restarted runner kept its deadline")
     }
+
+    @Test("the claude profile, not logged in (Claude Code 2.1.332's real output): the item fails in Claude's words, with what it reported")
+    func claudeNotLoggedIn() async throws {
+        let transcript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/agents/claude-2.1.332-not-logged-in.jsonl").path
+        let repo = try RealRepo(items: ["n-1"], agent: "exit 9\n", workflow: Self.workflow())
+        try Self.script(repo, "claude", "cat '\(transcript)'\nexit 1\n")
+        let r = try await repo.run()
+        #expect(r.status == 1)
+        let item = try #require(Self.items(try await Self.statusJSON(repo))["n-1"])
+        let detail = item["detail"] as? String ?? ""
+        #expect(detail.contains("Not logged in · Please run /login") && detail.contains("output.log") && !detail.contains("{\""), "\(detail)")
+        #expect(item["turns"] as? Int == 1 && item["agent-profile"] as? String == "claude", "\(item)")
+    }
+
+    @Test("codex asks, is answered, and is resumed as `codex exec … resume THREAD ANSWER`; one that never printed its thread id is an error at the resume, never an empty id")
+    func codexResume() async throws {
+        for printsThread in [true, false] {
+            let repo = try RealRepo(items: ["q-1"], agent: "exit 9\n", workflow: Self.workflow())
+            try Self.script(repo, "codex", """
+                \(printsThread ? "echo '{\"type\":\"thread.started\",\"thread_id\":\"0199a213-81c0-7800-8aa1-bbab2a035a53\"}'" : ":")
+                if [ "$(grep -c "^$AMPLIFY_ITEM_ID " "$AGENT_LOG")" = 1 ]; then
+                  echo '[{"id":"q1","question":"Which colour?","blocking":true}]' > "$AMPLIFY_SESSION_DIR/q.tmp" && mv "$AMPLIFY_SESSION_DIR/q.tmp" "$AMPLIFY_SESSION_DIR/questions.json"
+                  echo '{"type":"turn.completed","usage":{"output_tokens":10}}'
+                  exit 0
+                fi
+                \(Self.work)
+                echo '{"type":"turn.completed","usage":{"output_tokens":25}}'
+                """)
+            let runner = try startAmplify(["wf.yaml", "--var", "agent=codex"], in: repo.box, environment: repo.environment)
+            for _ in 0..<200 {
+                try await Task.sleep(for: .milliseconds(100))
+                let st = try await repo.run(["status"])
+                if let line = st.stdout.split(separator: "\n").first(where: { $0.contains("amplify-run answer") }) {
+                    let words = line.split(separator: " ")
+                    if let i = words.lastIndex(of: "answer") { _ = try await repo.run(["answer", String(words[i + 1]), "q1", "red"]) }
+                    break
+                }
+            }
+            runner.waitUntilExit()
+            let starts = repo.agentStarts()
+            if printsThread {
+                #expect(runner.terminationStatus == 0)
+                #expect(starts.count == 2 && starts.last?.hasSuffix("--dangerously-bypass-approvals-and-sandbox resume 0199a213-81c0-7800-8aa1-bbab2a035a53 red") == true, "\(starts)")
+                // A running total: the session's tokens are the last start's.
+                #expect(Self.items(try await Self.statusJSON(repo))["q-1"]?["tokens"] as? Int == 25)
+            } else {
+                #expect(runner.terminationStatus == 1)
+                #expect(starts.count == 1, "never `resume \"\"`: \(starts)")
+                let st = try await repo.run(["status"])
+                #expect(st.stdout.contains("cannot resume the agent"), "\(st.stdout)")
+            }
+        }
+    }
 }
