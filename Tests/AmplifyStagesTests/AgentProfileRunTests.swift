@@ -257,15 +257,7 @@ import Testing
                 echo '{"type":"turn.completed","usage":{"output_tokens":25}}'
                 """)
             let runner = try startAmplify(["wf.yaml", "--var", "agent=codex"], in: repo.box, environment: repo.environment)
-            for _ in 0..<200 {
-                try await Task.sleep(for: .milliseconds(100))
-                let st = try await repo.run(["status"])
-                if let line = st.stdout.split(separator: "\n").first(where: { $0.contains("amplify-run answer") }) {
-                    let words = line.split(separator: " ")
-                    if let i = words.lastIndex(of: "answer") { _ = try await repo.run(["answer", String(words[i + 1]), "q1", "red"]) }
-                    break
-                }
-            }
+            #expect(try await repo.answerWhenAsked("q1", "red"))
             runner.waitUntilExit()
             let starts = repo.agentStarts()
             if printsThread {

@@ -73,6 +73,21 @@ final class RealRepo: @unchecked Sendable {  // read-only after init
     }
 
     func agentStarts() -> [String] { box.read("agent-starts").split(separator: "\n").map(String.init) }
+
+    /// Waits (up to 20 s) until `status` names a question to answer, and answers `questionId` of
+    /// that session with `answer`. Returns whether it did.
+    func answerWhenAsked(_ questionId: String, _ answer: String) async throws -> Bool {
+        for _ in 0..<200 {
+            try await Task.sleep(for: .milliseconds(100))
+            let st = try await run(["status"])
+            guard let line = st.stdout.split(separator: "\n").first(where: { $0.contains("amplify-run answer") }) else { continue }
+            let words = line.split(separator: " ")
+            guard let i = words.lastIndex(of: "answer"), i + 1 < words.count else { continue }
+            let a = try await run(["answer", String(words[i + 1]), questionId, answer])
+            return a.status == 0
+        }
+        return false
+    }
 }
 
 /// An agent that commits its item's file and approves (the honest one).
@@ -128,20 +143,7 @@ let approvingAgent = """
         let repo = try RealRepo(items: ["q-1"], agent: asker)
         let runner = try startAmplify(["wf.yaml"], in: repo.box, environment: repo.environment)
         // Answer once the question is on record.
-        var answered = false
-        for _ in 0..<200 where !answered {
-            try await Task.sleep(for: .milliseconds(100))
-            let st = try await repo.run(["status"])
-            if let line = st.stdout.split(separator: "\n").first(where: { $0.contains("amplify-run answer") }) {
-                let words = line.split(separator: " ")
-                if let i = words.lastIndex(of: "answer"), i + 2 < words.count {
-                    let a = try await repo.run(["answer", String(words[i + 1]), "q1", "red"])
-                    #expect(a.status == 0, "\(a.stderr)")
-                    answered = true
-                }
-            }
-        }
-        #expect(answered)
+        #expect(try await repo.answerWhenAsked("q1", "red"))
         runner.waitUntilExit()
         #expect(runner.terminationStatus == 0)
         let starts = repo.agentStarts()
@@ -159,15 +161,7 @@ let approvingAgent = """
             """
         let repo = try RealRepo(items: ["u-1"], agent: asker, workflow: RealRepo.workflow(agentArgs: ""))
         let runner = try startAmplify(["wf.yaml"], in: repo.box, environment: repo.environment)
-        for _ in 0..<200 {
-            try await Task.sleep(for: .milliseconds(100))
-            let st = try await repo.run(["status"])
-            if let line = st.stdout.split(separator: "\n").first(where: { $0.contains("amplify-run answer") }) {
-                let words = line.split(separator: " ")
-                if let i = words.lastIndex(of: "answer") { _ = try await repo.run(["answer", String(words[i + 1]), "q1", "red"]) }
-                break
-            }
-        }
+        #expect(try await repo.answerWhenAsked("q1", "red"))
         runner.waitUntilExit()
         #expect(runner.terminationStatus == 1)
         let st = try await repo.run(["status"])
