@@ -37,6 +37,9 @@ public struct AgentProfile: Sendable, Hashable {
         self.environment = environment
     }
 
+    /// The keys of a profile that hold an output rule.
+    public static let ruleKeys = ["session-id", "cost", "tokens", "turns", "error", "usage-limit"]
+
     /// The rules by the figure they read (`cost`, `tokens`, `turns`).
     public var figureRules: [(name: String, rule: OutputRule)] {
         [("cost", cost), ("tokens", tokens), ("turns", turns)].compactMap { pair in pair.1.map { (pair.0, $0) } }

@@ -26,6 +26,13 @@ public enum WorkflowSchema {
                     ("propertyNames", obj([("pattern", .string(namePattern))])),
                     ("additionalProperties", obj([("type", .list([.string("string"), .string("number"), .string("boolean")]))])),
                 ])))
+            case "agents":
+                properties.append((spec.name, obj([
+                    ("description", .string(spec.description)),
+                    ("type", .string("object")),
+                    ("propertyNames", obj([("pattern", .string(namePattern)), ("not", obj([("enum", .list(AgentProfile.builtIn.keys.sorted().map(Value.string)))]))])),
+                    ("additionalProperties", ref("agent-profile")),
+                ])))
             case "stages":
                 properties.append((spec.name, obj([
                     ("description", .string(spec.description)),
@@ -43,7 +50,18 @@ public enum WorkflowSchema {
         root["required"] = .list(WorkflowLanguage.topLevelKeys.filter(\.required).map { .string($0.name) })
         root["additionalProperties"] = .bool(false)
 
+        // A profile's rules are mappings of their own.
+        var profile = mapping(WorkflowLanguage.agentProfileKeys, description: "An agent profile: how a CLI is started and resumed, and how its JSON output is read (SPEC §11).", expressions: false)
+        if case .object(var p) = profile, case .object(var props)? = p["properties"] {
+            for rule in AgentProfile.ruleKeys {
+                if case .string(let d)? = props[rule]?["description"] { props[rule] = obj([("description", .string(d)), ("$ref", .string("#/definitions/output-rule"))]) }
+            }
+            p["properties"] = .object(props)
+            profile = .object(p)
+        }
         var definitions: [(String, Value)] = [
+            ("agent-profile", profile),
+            ("output-rule", mapping(WorkflowLanguage.outputRuleKeys, description: "Picks the JSON lines whose `type` is this and reads `field`.", expressions: false)),
             ("duration", obj([
                 ("description", .string("A duration: 500ms, 90s, 15m, 4h, 1h30m (units d, h, m, s, ms, largest first).")),
                 ("type", .string("string")),
