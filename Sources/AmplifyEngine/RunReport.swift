@@ -98,7 +98,8 @@ public struct RunReport: Sendable {
             let duration = inst.startedAt.flatMap { s in end.map { $0 - s } }
             // A failed or rejected session has no outputs: what its agent spent is in a `usage` note.
             var spent = inst.outputs
-            if case .failed = inst.status, let usage = (machine.notes[key] ?? []).last(where: { $0.kind == "usage" }) { spent = usage.fields }
+            // A timed-out one's is its last `spent` note.
+            if case .failed = inst.status, let usage = (machine.notes[key] ?? []).last(where: { $0.kind == "usage" || $0.kind == "spent" }) { spent = usage.fields }
             var f = Facts(key: key, instance: inst, stage: machine.stage(of: key), start: inst.startedAt, end: end, cost: RunReport.number(spent["cost"]))
             if case .int(let t)? = spent["tokens"] { f.tokens = t }
             if case .int(let t)? = spent["turns"] { f.turns = t }

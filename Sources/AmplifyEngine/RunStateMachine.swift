@@ -620,7 +620,7 @@ public struct RunStateMachine: Sendable {
             update(key) { $0.process = (pid, startTime) }
         case .instanceSucceeded(let key, let outputs):
             end(key, .succeeded, at: at) { $0.outputs = outputs }
-            if let cost = RunReport.number(outputs["cost"]) { spentBy[key] = cost }
+            if let cost = RunReport.number(outputs["cost"]), cost.isFinite, cost >= 0 { spentBy[key] = cost }
             if key.item == nil, let s = index[key.stage], var r = refills[s] {
                 // The first query: refills count from its start.
                 r.lastStart = once[s]?.startedAt ?? at
@@ -647,7 +647,16 @@ public struct RunStateMachine: Sendable {
             markAllPendingDirty()
         case .note(let key, let kind, let fields):
             notes[key, default: []].append((kind, fields))
-            if kind == "usage", let cost = RunReport.number(fields["cost"]) { spentBy[key] = cost }
+            // `usage`: what a failed or rejected agent reported; `spent`: a working agent's cost so far.
+            if kind == "usage" || kind == "spent", let cost = RunReport.number(fields["cost"]), cost.isFinite, cost >= 0 { spentBy[key] = cost }
+            // A usage-limit pause does not count against the stage's timeout: the deadline moves
+            // by the pause (journaled with the note, so a replay moves it the same).
+            if kind == "paused", case .int(let until)? = fields["until"], Int64(until) > at,
+               case .running(let attempt, let deadline?)? = instance(key)?.status {
+                let moved = deadline + (Int64(until) - at)
+                update(key) { $0.status = .running(attempt: attempt, deadline: moved) }
+                running[key] = moved
+            }
         case .refillStarted(let stageId):
             guard let s = index[stageId], var r = refills[s] else { return }
             r.inFlight = true

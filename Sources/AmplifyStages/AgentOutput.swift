@@ -60,8 +60,8 @@ struct AgentOutput {
             report.usageLimit = one.report.usageLimit
         }
         report.cost = figures["cost"]
-        report.tokens = figures["tokens"].map { Int($0) }
-        report.turns = figures["turns"].map { Int($0) }
+        report.tokens = figures["tokens"].map(AgentOutput.count)
+        report.turns = figures["turns"].map(AgentOutput.count)
         return report
     }
 
@@ -69,6 +69,7 @@ struct AgentOutput {
     private func start(_ bytes: ArraySlice<UInt8>, now: Int64) -> (report: AgentReport, figures: [String: Double]) {
         var report = AgentReport()
         var figures: [String: Double] = [:]
+        guard profile.output == .jsonl else { return (report, figures) }
         let rules = profile.figureRules
         for line in bytes.split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
             guard let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
@@ -95,27 +96,41 @@ struct AgentOutput {
         return (report, figures)
     }
 
+    /// A figure the agent printed: a finite number ≥ 0 (its output is untrusted: a NaN, a
+    /// negative cost or 1e300 tokens must neither crash the runner nor defeat a budget).
     static func number(_ v: Value) -> Double? {
+        let d: Double?
         switch v {
-        case .double(let d): return d
-        case .int(let i): return Double(i)
-        case .string(let s): return Double(s)
-        default: return nil
+        case .double(let x): d = x
+        case .int(let i): d = Double(i)
+        case .string(let s): d = Double(s)
+        default: d = nil
         }
+        guard let d, d.isFinite, d >= 0 else { return nil }
+        return min(d, 1e15)
     }
+
+    /// A count (tokens, turns), clamped to what an Int holds.
+    static func count(_ d: Double) -> Int { Int(min(d, 1e15).rounded(.down)) }
 }
 
 /// When a usage limit resets, from what the agent said: Unix seconds (Claude's `resetsAt`), or
 /// the text of a message — "try again at 3:28 PM" (codex: the next such local time), "reset
 /// after 1h49m8s" (Gemini CLI). nil when it cannot be told.
 enum UsageLimitClock {
+    /// The longest pause believed: a reset further ahead (a mistake, or hostile output) is
+    /// treated as this far ahead, so nothing is blocked for ever.
+    static let longest: Int64 = 8 * 86_400_000
+
     static func resetTime(_ value: Value, now: Int64) -> Int64? {
+        let at: Int64?
         switch value {
-        case .int(let s): return Int64(s) * 1000
-        case .double(let s): return Int64(s * 1000)
-        case .string(let text): return fromText(text, now: now)
-        default: return nil
+        case .int(let s): at = s > Int(Int64.max / 1000) || s < 0 ? now + longest : Int64(s) * 1000
+        case .double(let s): at = s.isFinite && s >= 0 ? (s >= Double(Int64.max / 1000) ? now + longest : Int64(s * 1000)) : nil
+        case .string(let text): at = fromText(text, now: now)
+        default: at = nil
         }
+        return at.map { min($0, now + longest) }
     }
 
     static func fromText(_ text: String, now: Int64) -> Int64? {
@@ -124,7 +139,7 @@ enum UsageLimitClock {
             // 1h49m8s, 21h53m56s, 45m, 30s
             var total: Int64 = 0, number: Int64 = 0, any = false
             for c in lower[r.upperBound...] {
-                if let d = c.wholeNumberValue { number = number * 10 + Int64(d); continue }
+                if let d = c.wholeNumberValue, d < 10 { number = min(number * 10 + Int64(d), 1_000_000); continue }
                 switch c {
                 case "h": total += number * 3_600_000
                 case "m": total += number * 60_000
@@ -137,8 +152,18 @@ enum UsageLimitClock {
             if any && total > 0 { return now + total }
         }
         if let r = lower.firstRange(of: "try again at ") {
-            // 3:28 pm, 15:28 — local time, the next one to come.
-            let rest = lower[r.upperBound...]
+            // "3:28 pm", "15:28" (the next such local time), or, when it is another day,
+            // "nov 5th, 2025 3:28 pm" (codex-rs error.rs formats it so).
+            var rest = lower[r.upperBound...]
+            var date: (year: Int, month: Int, day: Int)?
+            if let month = months.firstIndex(where: { rest.hasPrefix($0) }) {
+                let fields = rest.split(separator: " ", maxSplits: 3)
+                let day = Int(fields.count > 1 ? fields[1].prefix { $0.isNumber } : "")
+                let year = Int(fields.count > 2 ? fields[2].prefix { $0.isNumber } : "")
+                guard fields.count == 4, let day, let year, (1...31).contains(day), (1970...9999).contains(year) else { return nil }
+                date = (year, month + 1, day)
+                rest = fields[3]
+            }
             let digits = rest.prefix { $0.isNumber || $0 == ":" }
             let parts = digits.split(separator: ":").compactMap { Int($0) }
             guard parts.count == 2, parts[0] < 24, parts[1] < 60 else { return nil }
@@ -146,19 +171,23 @@ enum UsageLimitClock {
             let after = rest.dropFirst(digits.count).trimmingPrefix(" ")
             if after.hasPrefix("pm"), hour < 12 { hour += 12 }
             if after.hasPrefix("am"), hour == 12 { hour = 0 }
-            return nextLocalTime(hour: hour, minute: parts[1], now: now)
+            return localTime(hour: hour, minute: parts[1], date: date, now: now)
         }
         return nil
     }
 
-    /// The next moment, after `now`, when the local clock shows hour:minute.
-    static func nextLocalTime(hour: Int, minute: Int, now: Int64) -> Int64 {
+    static let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+
+    /// The local time hour:minute on `date`, or (no date) the next moment after `now` when the
+    /// local clock shows it.
+    static func localTime(hour: Int, minute: Int, date: (year: Int, month: Int, day: Int)?, now: Int64) -> Int64 {
         var t = time_t(now / 1000)
         var tm = tm()
         localtime_r(&t, &tm)
-        tm.tm_hour = Int32(hour); tm.tm_min = Int32(minute); tm.tm_sec = 0
+        if let date { tm.tm_year = Int32(date.year - 1900); tm.tm_mon = Int32(date.month - 1); tm.tm_mday = Int32(date.day) }
+        tm.tm_hour = Int32(hour); tm.tm_min = Int32(minute); tm.tm_sec = 0; tm.tm_isdst = -1
         var at = Int64(mktime(&tm)) * 1000
-        if at <= now { at += 86_400_000 }
+        if date == nil, at <= now { at += 86_400_000 }
         return at
     }
 }

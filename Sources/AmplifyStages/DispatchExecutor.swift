@@ -92,6 +92,7 @@ public struct DispatchExecutor: StageExecutor {
         }
         // A usage limit met by another session of this profile: nothing new starts until it resets.
         await UsagePause.wait(job, profile: profile?.name)
+        guard !job.ended.hasHappened else { throw StageError("dispatch: ended by the runner while the \(profile?.name ?? "agent")'s usage limit paused it") }
         let branch: String
         do { branch = try job.stage.value(DispatchParameters.branch, evaluator) } catch {
             throw StageError("dispatch: `branch`: \(error.message)")
@@ -206,6 +207,7 @@ public struct DispatchExecutor: StageExecutor {
         record.baseCommit = (try? await git.output(["merge-base", baseCommit, "refs/heads/" + branch])) ?? baseCommit
         do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
         let env = try Agent.environment(job, session: session, worktree: worktree, branch: branch, slot: job.slot, profile: profile, evaluator: evaluator)
+        guard !job.ended.hasHappened else { throw StageError("dispatch: ended by the runner before the agent started") }
         let (pid, start) = try Agent.start(argv, environment: env, worktree: worktree, session: session, record: &record)
         processStarted(pid, start)
         return outputs(record, job: job, session: session)

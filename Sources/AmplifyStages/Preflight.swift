@@ -63,7 +63,13 @@ extension Preflight {
         var problems: [String] = []
         for stage in workflow.stages where stage.kind == .dispatch {
             // Only what the variables decide; an `agent` that reads the item is checked per item.
-            guard case .profile(let name)? = try? stage.value(DispatchParameters.agent, evaluator), workflow.agentProfile(name) == nil else { continue }
+            guard case .profile(let name)? = try? stage.value(DispatchParameters.agent, evaluator) else { continue }
+            if let profile = workflow.agentProfile(name) {
+                if let budget = try? stage.value(DispatchParameters.budget, evaluator), let why = WorkflowChecker.unkeptBudget(budget, profile: profile) {
+                    problems.append("stage '\(stage.id)': `budget`: \(why); nothing was claimed")
+                }
+                continue
+            }
             let known = Array(workflow.agents.keys) + AgentProfile.builtIn.keys
             problems.append("stage '\(stage.id)': unknown agent profile '\(name)'\(DidYouMean.hint(name, known)); profiles: \(known.sorted().joined(separator: ", ")) (declare your own under `agents:`); nothing was claimed")
         }

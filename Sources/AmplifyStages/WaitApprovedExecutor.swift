@@ -39,6 +39,18 @@ public struct WaitApprovedExecutor: StageExecutor {
         var warned = Set(job.notes.filter { $0.kind == "warning" }.compactMap { $0.fields["message"]?.renderedText })
         var resumedFor = Set(job.notes.filter { $0.kind == "resumed" }.compactMap { $0.fields["question"]?.renderedText })
         var record = session.readRecord()
+        // What a working agent has reported spending, journaled as it grows (the run's budget
+        // counts it, and a timed-out item still shows it).
+        var journaledCost = job.notes.last { $0.kind == "spent" || $0.kind == "usage" }.flatMap { RunReport.number($0.fields["cost"]) }
+        // A restart between starting the agent again and recording it: that agent is found by its
+        // environment and waited on, never started a second time.
+        if var r = record, !Agent.isAlive(r), let found = Agent.find(session: session, run: job.runId) {
+            r.pid = found.pid
+            r.startTime = found.startTime
+            r.starts.append(session.outputLogTail(0).offset)
+            try? session.writeRecord(r)
+            record = r
+        }
         var reported: Int32?
         // Answers the agent could read while it ran: no reason to start it again for them.
         var answeredWhileAlive = Set<String>()
@@ -88,10 +100,17 @@ public struct WaitApprovedExecutor: StageExecutor {
             }
             if alive && !asked.isEmpty { answeredWhileAlive.formUnion(session.answers().keys) }
 
-            if alive, let r = record, let over = overBudget(session.agentReport(agents: job.agents), record: r, job: job, enforcedByRunner: true) {
-                // Past a limit the CLI cannot enforce itself: the runner ends the agent.
-                await Agent.end(r, grace: grace)
-                return overBudgetResult(over + "; the runner ended the agent", session: session, job: job)
+            if alive, let r = record, watchesSpending(r, job: job) {
+                let report = session.agentReport(agents: job.agents)
+                if let cost = report.cost, cost != journaledCost {
+                    job.note("spent", OrderedObject([("cost", .double(cost))]))
+                    journaledCost = cost
+                }
+                if let over = overBudget(report, record: r, job: job, enforcedByRunner: true) {
+                    // Past a limit the CLI cannot enforce itself: the runner ends the agent.
+                    await Agent.end(r, grace: grace)
+                    return overBudgetResult(over + "; the runner ended the agent", session: session, job: job)
+                }
             }
 
             if !alive {
@@ -99,8 +118,17 @@ public struct WaitApprovedExecutor: StageExecutor {
                 var ignored: [String] = []
                 if let d = session.decision(warnings: &ignored) { return decided(d, session: session, job: job) }
                 let report = session.agentReport(agents: job.agents)
-                if let limit = report.usageLimit, var r = record {
+                // An agent that stopped at its budget is neither started again nor failed for
+                // something else; one done and waiting for a person (`completed`) still waits.
+                if let r = record, session.status() != "completed", let over = overBudget(report, record: r, job: job, enforcedByRunner: false) {
+                    return overBudgetResult(over, session: session, job: job)
+                }
+                if let limit = report.usageLimit, var r = record, stoppedByUsageLimit(report, record: r, session: session, job: job) {
                     // Stopped by its provider's usage limit: not a failure. Pause, then continue.
+                    let pauses = job.notes.filter { $0.kind == "paused" && $0.fields["start"] != nil }.count
+                    guard pauses < WaitApprovedExecutor.mostPauses || job.notes.contains(where: { $0.kind == "paused" && $0.fields["start"] == .int(r.starts.count) }) else {
+                        throw StageError("wait-approved: the agent met its provider's usage limit \(pauses) times and was continued each time; giving up: \(limit.said) (log: \(session.path("output.log")))")
+                    }
                     if let d = try await pause(for: limit, record: r, session: session, watch: watch, job: job) { return decided(d, session: session, job: job) }
                     let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
                                                     slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, profile: profile(r, job), evaluator: evaluator)
@@ -117,7 +145,9 @@ public struct WaitApprovedExecutor: StageExecutor {
                 let answered = questions.filter { answers[$0.id] != nil && !resumedFor.contains($0.id) && !answeredWhileAlive.contains($0.id) }
                 let open = questions.filter { answers[$0.id] == nil }
                 if !answered.isEmpty && open.isEmpty, var r = record {
-                    // Answered: start it again where it left off.
+                    // Answered: start it again where it left off — once its profile's usage limit
+                    // (met by another session) has reset.
+                    await UsagePause.wait(job, profile: r.profile)
                     let answer = answered.map { answers[$0.id]! }.joined(separator: "\n\n")
                     // The id the agent printed last (a resume may fork a new one), else the one chosen at dispatch.
                     let argv = try resumeArgv(job, session: session, record: r, agentSession: report.agentSession ?? r.agentSession, answer: answer)
@@ -134,9 +164,6 @@ public struct WaitApprovedExecutor: StageExecutor {
                 }
                 // "completed": done, and waiting for a human's approve or reject.
                 if open.isEmpty && session.status() != "completed" {
-                    if let r = record, let over = overBudget(report, record: r, job: job, enforcedByRunner: false) {
-                        return overBudgetResult(over, session: session, job: job)
-                    }
                     let how = await pid.asyncMap { await Agent.termination($0) }.flatMap { $0 }?.description ?? "exited"
                     switch onExit {
                     case "approve":
@@ -153,7 +180,7 @@ public struct WaitApprovedExecutor: StageExecutor {
             }
             let pidfd = alive ? pid.map { amplify_pidfd_open($0) } ?? -1 : -1
             // A budget the runner enforces is checked each second while the agent works.
-            let watching = alive && record.map { runnerEnforcesBudget($0, job: job) } == true
+            let watching = alive && record.map { watchesSpending($0, job: job) } == true
             await FileWatch.wait(watch: watch, pidfd: pidfd, timeout: watching ? .seconds(1) : pollEvery)
             if pidfd >= 0 { close(pidfd) }
             if record?.pid != pid || record == nil { record = session.readRecord() }
@@ -212,6 +239,24 @@ public struct WaitApprovedExecutor: StageExecutor {
         guard let b = r.budget else { return false }
         let p = profile(r, job)
         return (b.cost != nil && p?.costLimit == nil) || (b.turns != nil && p?.turnsLimit == nil)
+    }
+
+    /// Whether the agent's output is read each second while it works: for a budget the runner
+    /// enforces, or the run's budget (which counts what working agents have spent).
+    private func watchesSpending(_ r: SessionFiles.Record, job: StageJob) -> Bool {
+        runnerEnforcesBudget(r, job: job) || job.settings.budget?.cost != nil
+    }
+
+    /// The most times one session is paused for a usage limit and continued.
+    static let mostPauses = 10
+
+    /// Whether the last start ended because of the usage limit it reported: it ended in error
+    /// (the profile's `error` rule, when it has one), and the session is not done (`completed`).
+    private func stoppedByUsageLimit(_ report: AgentReport, record r: SessionFiles.Record, session: SessionFiles, job: StageJob) -> Bool {
+        guard session.status() != "completed" else { return false }
+        // An argv agent is read with claude's rules, which have an `error` rule.
+        let hasErrorRule = r.profile == nil || profile(r, job)?.error != nil
+        return hasErrorRule ? report.isError == true : true
     }
 
     /// Why the item is over its budget, if it is. While the agent runs (`enforcedByRunner`) only

@@ -8,10 +8,12 @@ public struct AgentProfile: Sendable, Hashable {
     }
 
     public var name: String
-    /// argv; may use `${{ prompt }}`, `${{ session.* }}`, `${{ item.* }}`, `${{ vars.* }}`.
+    /// argv; may use `${{ prompt }}`, `${{ session.* }}`, `${{ vars.* }}`, `${{ env.* }}`.
     public var command: TemplateValue
     /// argv; may use `${{ answer }}` and `${{ session.agent-session }}` too. nil: no resume.
     public var resume: TemplateValue?
+    /// `text`: nothing is read from its output (no cost, session id or error; a failure shows
+    /// the end of its output).
     public var output: OutputKind
     public var sessionId: OutputRule?
     public var cost: OutputRule?

@@ -111,13 +111,24 @@ extension WorkflowChecker {
             return nil
         }
         if s.text.contains("${{") { return value(node, .string, key: key, in: scope) }
-        let known = Array(declaredAgents) + AgentProfile.builtIn.keys
+        let known = Array(declaredAgents.keys) + AgentProfile.builtIn.keys
         guard known.contains(s.text) else {
             let argvHint = s.text.contains(" ") ? "; write an argv as a list, such as [\(s.text.split(separator: " ").map { "\"\($0)\"" }.joined(separator: ", "))]" : ""
             error(node.location, "`\(key)`: unknown agent profile '\(s.text)'\(DidYouMean.hint(s.text, known)); profiles: \(known.sorted().joined(separator: ", ")) (declare your own under `agents:`, or give an argv)\(argvHint)")
             return nil
         }
         return .literal(.string(s.text))
+    }
+
+    /// A budget the profile can keep: one it passes to the CLI, or one whose figure it reads.
+    /// nil when it can; else why not, in words.
+    public static func unkeptBudget(_ budget: Budget, profile: AgentProfile) -> String? {
+        var missing: [String] = []
+        if budget.cost != nil && profile.costLimit == nil && profile.cost == nil { missing.append("cost") }
+        if budget.turns != nil && profile.turnsLimit == nil && profile.turns == nil { missing.append("turns") }
+        guard !missing.isEmpty else { return nil }
+        let what = missing.joined(separator: " and ")
+        return "the \(profile.name) profile cannot keep a budget of \(what): the CLI reports no \(what) and has no flag for \(missing.count == 1 ? "it" : "them"), so the runner could never tell it was spent"
     }
 
     /// `{cost, turns}`: a positive number of dollars, a whole number of turns ≥ 1. `turnsAllowed`

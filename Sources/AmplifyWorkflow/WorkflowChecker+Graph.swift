@@ -71,8 +71,13 @@ extension WorkflowChecker {
         let stages = workflow.stages
         for (i, stage) in stages.enumerated() where stage.kind.needsSession && stage.itemSource != nil && !unresolved.contains(stage.id) {
             let source = itemSources[i]
-            if !graph.nodes[i].ancestors.contains(where: { stages[$0].kind == .dispatch && itemSources[$0] == source }) {
+            guard let d = graph.nodes[i].ancestors.first(where: { stages[$0].kind == .dispatch && itemSources[$0] == source }) else {
                 error(marks[stage.id]?.kind ?? stage.location, "\(stage.kind.rawValue) acts on an item's session: stage '\(stage.id)' needs a dispatch stage upstream")
+                continue
+            }
+            // An argv agent has no profile to resume it by.
+            if stage.kind == .waitApproved, stage.parameter(WaitApprovedParameters.resume) == nil, case .list? = stages[d].parameter(DispatchParameters.agent) {
+                error(marks[stage.id]?.kind ?? stage.location, "wait-approved stage '\(stage.id)' needs a `resume:` argv: dispatch '\(stages[d].id)' gives `agent` as an argv, which has no profile to resume it by (or name a profile: agent: claude)")
             }
         }
 

@@ -73,6 +73,12 @@ extension WorkflowChecker {
                     if kind == .waitApproved && p.key == "resume" { field = .resume }
                     if let v = value(p.value, spec.type, key: "with.\(p.key)", in: Scope(stage: id, field: field)) { stage.with[p.key] = v }
                 }
+                // A budget the named profile cannot keep is said here (a name from `--var`: when the run starts).
+                if kind == .dispatch, let budgetPair = withPairs.first(where: { $0.key == "budget" }),
+                   case .profile(let name)? = stage.literal(DispatchParameters.agent), let profile = declaredAgents[name] ?? AgentProfile.builtIn[name],
+                   let budget = stage.literal(DispatchParameters.budget), let why = WorkflowChecker.unkeptBudget(budget, profile: profile) {
+                    error(budgetPair.value.location, "`with.budget`: \(why)")
+                }
             } else {
                 error(withNode.location, "`with` must be a mapping of parameters, not \(describe(withNode))")
             }

@@ -49,7 +49,7 @@ public struct WorkflowChecker {
     /// Every template with expressions (and every shell command), for the expression pass.
     var sites: [Site] = []
     /// The profiles the workflow declares (`agents:`), read before the stages that name them.
-    var declaredAgents: Set<String> = []
+    var declaredAgents: [String: AgentProfile] = [:]
 
     private init(source: [UInt8]) {
         self.source = SourceLines(source)
@@ -120,7 +120,7 @@ public struct WorkflowChecker {
         let vars = root["vars"].map { checkVars($0) } ?? OrderedObject()
 
         let agents = root["agents"].map { checkAgents($0) } ?? [:]
-        declaredAgents = Set(agents.keys)
+        declaredAgents = agents
 
         guard let stagesNode = root["stages"] else { return nil }
         guard let stagePairs = stagesNode.mapping else {

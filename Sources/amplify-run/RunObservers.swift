@@ -62,7 +62,7 @@ struct LineObserver: RunObserver {
             }
             return "\(name(key, state)) \(kind.word): \(reason)"
         case .note(let key, let kind, let fields):
-            return "\(name(key, state)) \(noteText(kind, fields))"
+            return noteText(kind, fields).map { "\(name(key, state)) \($0)" }
         case .refilled(let stage, let items, let error):
             if let error { return "\(stage) asked again: \(error)" }
             return items.isEmpty ? nil : "\(stage) asked again: \(items.count) new item\(items.count == 1 ? "" : "s")"
@@ -91,9 +91,12 @@ struct LineObserver: RunObserver {
     }
 
     /// A note as one line: a question with its id and how to answer it, or a warning.
-    static func noteText(_ kind: String, _ fields: OrderedObject) -> String {
+    /// nil for a note the views do not show as a line (`spent`: a working agent's cost so far).
+    static func noteText(_ kind: String, _ fields: OrderedObject) -> String? {
         let text = fields["question"]?.renderedText ?? fields["message"]?.renderedText ?? ""
         switch kind {
+        case "spent":
+            return nil
         case "question":
             let session = fields["session"]?.renderedText ?? "SESSION"
             let id = fields["id"]?.renderedText ?? "ID"

@@ -57,7 +57,9 @@ final class TerminalObserver: RunObserver {
         case .instanceStarted(let k, let attempt, _): key = k; text = attempt > 1 ? "attempt \(attempt)" : "started"
         case .instanceSucceeded(let k, _): key = k; text = "succeeded"
         case .instanceFailed(let k, _, let reason, let retryAt, let kind): key = k; text = (retryAt == nil ? kind.word + ": " : "will retry: ") + reason
-        case .note(let k, let kind, let fields): key = k; text = LineObserver.noteText(kind, fields)
+        case .note(let k, let kind, let fields):
+            guard let t = LineObserver.noteText(kind, fields) else { return }
+            key = k; text = t
         case .instanceSkipped(let k, let reason, _): key = k; text = "skipped: " + reason
         case .instanceCancelled(let k, _): key = k; text = "cancelled"
         default: return

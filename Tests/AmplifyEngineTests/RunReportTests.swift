@@ -26,7 +26,7 @@ struct RunReportTests {
     stages:
       ready: {uses: query-ready, with: {source: command, command: [x]}}
       dispatch: {uses: dispatch, for-each: "${{ stages.ready.outputs.items }}", with: {agent: [a], prompt: p}}
-      approved: {uses: wait-approved}
+      approved: {uses: wait-approved, with: {resume: [a, "${{ answer }}"]}}
       merge: {uses: merge}
       close: {uses: close}
       cleanup: {uses: cleanup, if: "${{ always() }}"}

@@ -8,7 +8,7 @@ import Testing
 /// each CLI's source and holds output captured from claude 2.1.332 and codex 0.147.0).
 @Suite(.serialized) struct AgentProfileRunTests {
     /// The default workflow's shape (`agent: ${{ vars.agent }}`, no `resume:`), reading the issues file.
-    static func workflow(settings: String = "", with: String = "", agents: String = "") -> String {
+    static func workflow(settings: String = "", with: String = "", agents: String = "", dispatch: String = "", approved: String = "timeout: 60s") -> String {
         """
         version: 1
         settings: {base: main, poll: 200ms\(settings)}
@@ -20,7 +20,8 @@ import Testing
             uses: dispatch
             for-each: ${{ stages.ready.outputs.items }}
             with: {agent: "${{ vars.agent }}", prompt: "Item ${{ item.id }}: ${{ item.title }}"\(with)}
-          approved: {uses: wait-approved, timeout: 60s}
+            \(dispatch)
+          approved: {uses: wait-approved, \(approved)}
           merge: {uses: merge}
           close: {uses: close}
           cleanup: {uses: cleanup, if: "${{ always() }}"}
@@ -176,9 +177,10 @@ import Testing
         #expect(r.stdout.contains("budget: $1.20 known spent of $1.00"), "\(r.stdout)")
     }
 
-    @Test("a usage limit pauses the item and later resumes its agent with \"continue\", across a kill -9 of the runner during the pause")
+    @Test("a usage limit pauses the item and later resumes its agent with \"continue\", across a kill -9 of the runner during the pause; the pause does not count against the stage's timeout")
     func usageLimitPausesAndResumes() async throws {
-        let repo = try RealRepo(items: ["l-1"], agent: "exit 9\n", workflow: Self.workflow())
+        // A 3 s timeout, and a pause of about 4 s.
+        let repo = try RealRepo(items: ["l-1"], agent: "exit 9\n", workflow: Self.workflow(approved: "timeout: 3s"))
         // First start: Claude Code's rejected rate_limit_event (resetsAt in Unix seconds; PR
         // paperclipai/paperclip#5776), then its error result; the second start works.
         try Self.script(repo, "claude", """
@@ -272,5 +274,27 @@ import Testing
                 #expect(st.stdout.contains("cannot resume the agent"), "\(st.stdout)")
             }
         }
+    }
+
+    @Test("a dispatch waiting out its profile's usage limit claims nothing and starts nothing; a cancel meanwhile ends it so")
+    func cancelDuringDispatchPause() async throws {
+        let repo = try RealRepo(items: ["p-1"], agent: "exit 9\n", workflow: Self.workflow())
+        try Self.script(repo, "claude", Self.work)
+        // Another session met claude's usage limit: paused for a minute.
+        try FileManager.default.createDirectory(atPath: repo.box.path + "/.amplify/paused", withIntermediateDirectories: true)
+        try "\(Int64(Date().timeIntervalSince1970 * 1000) + 60_000)\n".write(toFile: repo.box.path + "/.amplify/paused/claude", atomically: true, encoding: .utf8)
+        let runner = try startAmplify(["wf.yaml"], in: repo.box, environment: repo.environment)
+        var paused = ""
+        for _ in 0..<100 {
+            try await Task.sleep(for: .milliseconds(100))
+            let st = try await repo.run(["status"])
+            if st.stdout.contains("paused until") { paused = st.stdout; break }
+        }
+        #expect(paused.contains("usage limit (claude)"), "\(paused)")
+        #expect(try await repo.run(["cancel"]).status == 0)
+        runner.waitUntilExit()
+        #expect(runner.terminationStatus == 3)
+        #expect(repo.agentStarts().isEmpty)
+        #expect(repo.status(of: "p-1") == "open", "never claimed")
     }
 }

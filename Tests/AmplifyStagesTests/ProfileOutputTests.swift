@@ -88,4 +88,28 @@ struct ProfileOutputTests {
         #expect(UsageLimitClock.fromText("Your quota will reset after 1h49m8s.", now: now) == now + 6_548_000)
         #expect(UsageLimitClock.fromText("try again later", now: now) == nil)
     }
+
+    @Test("hostile figures neither crash the runner nor defeat a budget: NaN, negative and huge numbers, a reset years away")
+    func hostileFigures() throws {
+        let now: Int64 = 1_780_000_000_000
+        let r = try Self.report("claude", """
+        {"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":99999999999999999}}
+        {"type":"result","is_error":true,"num_turns":1e300,"total_cost_usd":"nan","usage":{"output_tokens":-5},"result":"limit"}
+        """, now: now)
+        #expect(r.cost == nil && r.tokens == nil && r.turns == 1_000_000_000_000_000)
+        #expect(r.usageLimit?.resetsAt == now + UsageLimitClock.longest)
+        let far = try Self.report("claude", #"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1e300}}"#, now: now)
+        #expect(far.usageLimit?.resetsAt == now + UsageLimitClock.longest)
+        #expect(UsageLimitClock.resetTime(.string("Your quota will reset after 99999999999999999999h."), now: now) == now + UsageLimitClock.longest)
+        #expect(try Self.report("opencode", #"{"type":"step_finish","part":{"cost":-1,"tokens":{"output":"inf"}}}"#).cost == nil)
+    }
+
+    @Test("codex's usage limit on another day: \"try again at Nov 5th, 2025 3:28 PM\" (codex-rs error.rs's dated form)")
+    func codexDatedReset() throws {
+        let now: Int64 = 1_700_000_000_000  // 2023-11-14
+        let at = try #require(UsageLimitClock.fromText("You've hit your usage limit. Upgrade to Pro or try again at Nov 5th, 2025 3:28 PM.", now: now))
+        var t = time_t(at / 1000), tm = tm()
+        localtime_r(&t, &tm)
+        #expect(tm.tm_year == 125 && tm.tm_mon == 10 && tm.tm_mday == 5 && tm.tm_hour == 15 && tm.tm_min == 28)
+    }
 }
