@@ -201,10 +201,16 @@ extension SessionFiles {
     /// What the agent said over all its starts, read by its profile's rules (an argv agent is
     /// read as Claude's stream-json, as it always was).
     public func agentReport(agents: [String: AgentProfile] = [:]) -> AgentReport {
+        var output = outputReader(agents: agents)
+        output.read(self)
+        return output.report
+    }
+
+    /// A reader of the session's output.log by its profile (`read` it, then ask its `report`).
+    func outputReader(agents: [String: AgentProfile]) -> AgentOutput {
         let record = readRecord()
         let profile = record?.profile.flatMap { agents[$0] ?? AgentProfile.builtIn[$0] } ?? AgentProfile.builtIn["claude"]!
-        let tail = outputLogTail(AgentOutput.window)
-        return AgentOutput(profile: profile).report(tail.bytes, from: tail.offset, starts: record?.starts ?? [])
+        return AgentOutput(profile: profile, starts: record?.starts ?? [])
     }
 
     /// Why an agent that ended without a decision failed its item, in words a person reads: the

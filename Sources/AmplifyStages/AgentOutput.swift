@@ -33,67 +33,156 @@ public struct AgentReport: Sendable, Equatable {
 /// rule picking lines by `type`. Within one start of the agent a figure is the last value read
 /// (or their sum, `sum`); the starts of a session add up unless the rule is a running `total`.
 /// The session id, the error and the usage limit are the last start's.
+///
+/// The whole log is read, once, as it grows (`read(_:)` goes on from where it stopped), so a
+/// figure summed over a long session is never cut by a window; a line longer than
+/// `longestLine` (a tool's output, not a report) is skipped.
 struct AgentOutput {
-    /// How much of the end of output.log is read: a session's figures come from its last 4 MiB.
-    static let window = 4 << 20
+    static let longestLine = 1 << 20
+    /// Bytes read at a time.
+    static let chunk = 1 << 20
 
     var profile: AgentProfile
+    /// Where each start of the agent began in the log (the session record's `starts`).
+    var starts: [Int] = []
+    /// The next byte of the log to read.
+    private(set) var offset = 0
+    /// The unfinished line at `offset` (its bytes so far), or nil while skipping a line too long.
+    private var pending: [UInt8]? = []
+    /// Where that line began.
+    private var lineStart = 0
+    /// The start being read, and what the starts before it added up to.
+    private var current = Start()
+    private var finished = Start.Totals()
+    private var now: Int64
 
-    /// `bytes` begin at `offset` in output.log; `starts` are where each start's output began.
-    func report(_ bytes: ArraySlice<UInt8>, from offset: Int, starts: [Int], now: Int64 = Processes.now()) -> AgentReport {
-        // The starts' pieces of the window (a log written before starts were recorded is one start).
-        var bounds = starts.filter { $0 > offset && $0 < offset + bytes.count }.map { $0 - offset }
-        bounds = [0] + bounds.sorted() + [bytes.count]
+    /// What one start of the agent said.
+    private struct Start {
         var report = AgentReport()
         var figures: [String: Double] = [:]
-        for i in 0..<(bounds.count - 1) {
-            let lo = bytes.startIndex + bounds[i], hi = bytes.startIndex + bounds[i + 1]
-            let one = self.start(bytes[lo..<hi], now: now)
-            for (name, rule) in profile.figureRules {
-                guard let v = one.figures[name] else { continue }
-                figures[name] = rule.total ? v : (figures[name] ?? 0) + v
-            }
-            report.agentSession = one.report.agentSession ?? report.agentSession
-            // The last start's own words and stop.
-            report.errorMessage = one.report.errorMessage
-            report.isError = one.report.isError
-            report.usageLimit = one.report.usageLimit
+
+        /// The figures of the finished starts, combined.
+        struct Totals {
+            var figures: [String: Double] = [:]
+            var agentSession: String?
         }
+    }
+
+    init(profile: AgentProfile, starts: [Int] = [], now: Int64 = Processes.now()) {
+        self.profile = profile
+        self.starts = starts.sorted()
+        self.now = now
+    }
+
+    /// What the agent said in `bytes`, which begin at `offset` of the log.
+    func report(_ bytes: ArraySlice<UInt8>, from offset: Int, starts: [Int], now: Int64 = Processes.now()) -> AgentReport {
+        var tally = AgentOutput(profile: profile, starts: starts, now: now)
+        tally.offset = offset
+        tally.lineStart = offset
+        tally.feed(bytes)
+        return tally.report
+    }
+
+    /// Reads what the session's output.log gained since the last read (never through a symlink).
+    mutating func read(_ session: SessionFiles) {
+        let fd = open(session.path("output.log"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return }
+        var buffer = [UInt8](repeating: 0, count: AgentOutput.chunk)
+        while offset < Int(st.st_size) {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, min(AgentOutput.chunk, Int(st.st_size) - offset), off_t(offset)) }
+            guard n > 0 else { break }
+            feed(buffer[..<n])
+        }
+    }
+
+    /// Takes the next bytes of the log.
+    mutating func feed(_ bytes: ArraySlice<UInt8>) {
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            let newline = bytes[i...].firstIndex(of: UInt8(ascii: "\n"))
+            let end = newline ?? bytes.endIndex
+            if pending != nil {
+                pending!.append(contentsOf: bytes[i..<end])
+                if pending!.count > AgentOutput.longestLine { pending = nil }
+            }
+            offset += end - i
+            guard newline != nil else { break }
+            offset += 1
+            if let line = pending { take(line[...], at: lineStart) }
+            pending = []
+            lineStart = offset
+            i = end + 1
+        }
+    }
+
+    /// What the log read so far says. A last line without its newline is read if it is whole
+    /// JSON (an agent that exited after printing it); half a line written so far is not.
+    var report: AgentReport {
+        if let line = pending, !line.isEmpty {
+            var whole = self
+            whole.pending = []
+            whole.take(line[...], at: lineStart)
+            return whole.reportOfLinesTaken
+        }
+        return reportOfLinesTaken
+    }
+
+    private var reportOfLinesTaken: AgentReport {
+        var figures = finished.figures
+        for (name, rule) in profile.figureRules {
+            guard let v = current.figures[name] else { continue }
+            figures[name] = rule.total ? v : (figures[name] ?? 0) + v
+        }
+        var report = current.report
+        report.agentSession = current.report.agentSession ?? finished.agentSession
         report.cost = figures["cost"]
         report.tokens = figures["tokens"].map(AgentOutput.count)
         report.turns = figures["turns"].map(AgentOutput.count)
         return report
     }
 
-    /// One start's output.
-    private func start(_ bytes: ArraySlice<UInt8>, now: Int64) -> (report: AgentReport, figures: [String: Double]) {
-        var report = AgentReport()
-        var figures: [String: Double] = [:]
-        guard profile.output == .jsonl else { return (report, figures) }
-        let rules = profile.figureRules
-        for line in bytes.split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "{") {
-            guard let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
-            if case .string(let sid)? = profile.sessionId?.read(v), !sid.isEmpty { report.agentSession = sid }
-            for (name, rule) in rules {
-                guard let read = rule.read(v), let n = AgentOutput.number(read) else { continue }
-                figures[name] = rule.sum ? (figures[name] ?? 0) + n : n
-            }
-            if let e = profile.error?.read(v) {
-                let words: [String]
-                if case .list(let items) = e { words = items.map(\.renderedText) } else { words = [e.renderedText] }
-                let said = words.map { $0.trimming(" \t\r\n") }.filter { !$0.isEmpty }.joined(separator: "; ")
-                if !said.isEmpty {
-                    report.errorMessage = String(said.prefix(500))
-                    report.isError = true
-                }
-            }
-            if let limit = profile.usageLimit?.read(v) {
-                report.usageLimit = AgentReport.UsageLimit(resetsAt: UsageLimitClock.resetTime(limit, now: now), said: String(limit.renderedText.prefix(300)))
+    /// One whole line, which began at `at`.
+    private mutating func take(_ line: ArraySlice<UInt8>, at: Int) {
+        // A line past the next start's offset belongs to that start: the one before it is finished.
+        while let next = starts.first(where: { $0 > 0 }), at >= next {
+            starts.removeFirst()
+            finish()
+        }
+        guard profile.output == .jsonl, line.first == UInt8(ascii: "{"),
+              let v = try? JSONParser.parse(String(decoding: line, as: UTF8.self)) else { return }
+        if case .string(let sid)? = profile.sessionId?.read(v), !sid.isEmpty { current.report.agentSession = sid }
+        for (name, rule) in profile.figureRules {
+            guard let read = rule.read(v), let n = AgentOutput.number(read) else { continue }
+            current.figures[name] = rule.sum ? min((current.figures[name] ?? 0) + n, 1e15) : n
+        }
+        if let e = profile.error?.read(v) {
+            let words: [String]
+            if case .list(let items) = e { words = items.map(\.renderedText) } else { words = [e.renderedText] }
+            let said = words.map { $0.trimming(" \t\r\n") }.filter { !$0.isEmpty }.joined(separator: "; ")
+            if !said.isEmpty {
+                current.report.errorMessage = String(said.prefix(500))
+                current.report.isError = true
+                // In the agent's words when it says more than a reset time (Claude's result after the event).
+                current.report.usageLimit?.said = current.report.errorMessage!
             }
         }
-        // In the agent's words when it said more than a reset time (Claude's result after the event).
-        if let said = report.errorMessage, report.usageLimit != nil { report.usageLimit?.said = String(said.prefix(300)) }
-        return (report, figures)
+        if let limit = profile.usageLimit?.read(v) {
+            current.report.usageLimit = AgentReport.UsageLimit(resetsAt: UsageLimitClock.resetTime(limit, now: now),
+                                                               said: current.report.errorMessage ?? String(limit.renderedText.prefix(300)))
+        }
+    }
+
+    /// The start being read has ended: its figures join the totals.
+    private mutating func finish() {
+        for (name, rule) in profile.figureRules {
+            guard let v = current.figures[name] else { continue }
+            finished.figures[name] = rule.total ? v : min((finished.figures[name] ?? 0) + v, 1e15)
+        }
+        finished.agentSession = current.report.agentSession ?? finished.agentSession
+        current = Start()
     }
 
     /// A figure the agent printed: a finite number ≥ 0 (its output is untrusted: a NaN, a

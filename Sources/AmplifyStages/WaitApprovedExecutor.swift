@@ -42,6 +42,7 @@ public struct WaitApprovedExecutor: StageExecutor {
         // What a working agent has reported spending, journaled as it grows (the run's budget
         // counts it, and a timed-out item still shows it).
         var journaledCost = job.notes.last { $0.kind == "spent" || $0.kind == "usage" }.flatMap { RunReport.number($0.fields["cost"]) }
+        var watched: AgentOutput?
         // A restart between starting the agent again and recording it: that agent is found by its
         // environment and waited on, never started a second time.
         if var r = record, !Agent.isAlive(r), let found = Agent.find(session: session, run: job.runId) {
@@ -101,7 +102,11 @@ public struct WaitApprovedExecutor: StageExecutor {
             if alive && !asked.isEmpty { answeredWhileAlive.formUnion(session.answers().keys) }
 
             if alive, let r = record, watchesSpending(r, job: job) {
-                let report = session.agentReport(agents: job.agents)
+                // Read on from where the last look stopped: each second costs only what was added.
+                if watched == nil { watched = session.outputReader(agents: job.agents) }
+                watched!.starts = r.starts.filter { $0 >= watched!.offset }
+                watched!.read(session)
+                let report = watched!.report
                 if let cost = report.cost, cost != journaledCost {
                     job.note("spent", OrderedObject([("cost", .double(cost))]))
                     journaledCost = cost

@@ -112,4 +112,27 @@ struct ProfileOutputTests {
         localtime_r(&t, &tm)
         #expect(tm.tm_year == 125 && tm.tm_mon == 10 && tm.tm_mday == 5 && tm.tm_hour == 15 && tm.tm_min == 28)
     }
+
+    @Test("a long session is read whole: $0.10 steps between 300 KB lines over 6 MB sum to $2.00, a 2 MB line is skipped, and reading as the log grows gives the same")
+    func longLogIsReadWhole() throws {
+        let profile = AgentProfile(name: "steps", command: .list([.literal(.string("x"))]), cost: OutputRule(type: "step", field: ["cost"], sum: true))
+        let filler = #"{"type":"tool","output":""# + String(repeating: "x", count: 300_000) + "\"}\n"
+        var log = ""
+        for i in 0..<20 {
+            log += filler + #"{"type":"step","cost":0.1}"# + "\n"
+            if i == 10 { log += String(repeating: "y", count: 2 << 20) + "\n" }
+        }
+        let bytes = Array(log.utf8)
+        let whole = AgentOutput(profile: profile).report(bytes[...], from: 0, starts: [])
+        #expect(abs((whole.cost ?? 0) - 2.0) < 1e-9, "\(String(describing: whole.cost))")
+        var growing = AgentOutput(profile: profile)
+        var at = 0, size = 1
+        while at < bytes.count {
+            let end = min(bytes.count, at + size)
+            growing.feed(bytes[at..<end])
+            at = end
+            size = size * 3 % 1_000_003 + 1
+        }
+        #expect(growing.report.cost == whole.cost)
+    }
 }
