@@ -43,6 +43,8 @@ public struct WaitApprovedExecutor: StageExecutor {
         // counts it, and a timed-out item still shows it).
         var journaledCost = job.notes.last { $0.kind == "spent" || $0.kind == "usage" }.flatMap { RunReport.number($0.fields["cost"]) }
         var watched: AgentOutput?
+        // Usage-limit pauses journaled by this attempt (`job.notes` holds those of earlier ones).
+        var pausedHere = 0
         // A restart between starting the agent again and recording it: that agent is found by its
         // environment and waited on, never started a second time.
         if var r = record, !Agent.isAlive(r), let found = Agent.find(session: session, run: job.runId) {
@@ -130,11 +132,12 @@ public struct WaitApprovedExecutor: StageExecutor {
                 }
                 if let limit = report.usageLimit, var r = record, stoppedByUsageLimit(report, record: r, session: session, job: job) {
                     // Stopped by its provider's usage limit: not a failure. Pause, then continue.
-                    let pauses = job.notes.filter { $0.kind == "paused" && $0.fields["start"] != nil }.count
+                    let pauses = job.notes.filter { $0.kind == "paused" && $0.fields["start"] != nil }.count + pausedHere
                     guard pauses < WaitApprovedExecutor.mostPauses || job.notes.contains(where: { $0.kind == "paused" && $0.fields["start"] == .int(r.starts.count) }) else {
                         throw StageError("wait-approved: the agent met its provider's usage limit \(pauses) times and was continued each time; giving up: \(limit.said) (log: \(session.path("output.log")))")
                     }
                     if let d = try await pause(for: limit, record: r, session: session, watch: watch, job: job) { return decided(d, session: session, job: job) }
+                    pausedHere += 1
                     let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
                                                     slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, profile: profile(r, job), evaluator: evaluator)
                     let argv = try resumeArgv(job, session: session, record: r, agentSession: report.agentSession ?? r.agentSession,
