@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        // `serve`: the dashboard's HTTP server.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // libyaml, the system library (Debian: libyaml-dev). Named CLibYAML, not CYaml (Yams has one).
@@ -55,6 +57,7 @@ let package = Package(
                 "AmplifyEngine",
                 "AmplifyStages",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             // SwiftPM links every executable against all of Foundation (and ICU); the runner uses
             // only FoundationEssentials. Not loading the rest takes a third off every start.

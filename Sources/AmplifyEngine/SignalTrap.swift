@@ -6,10 +6,10 @@ import Glibc
 /// Signal handlers as dispatch sources, made outside any actor (a handler made in main-actor
 /// code asserted on the wrong queue when the signal came). The default action is ignored
 /// while the trap is set; a second signal of the same kind exits at once.
-final class SignalTrap: @unchecked Sendable {  // dispatch sources are thread-safe
+public final class SignalTrap: @unchecked Sendable {  // dispatch sources are thread-safe
     private let sources: [DispatchSourceSignal]
 
-    nonisolated init(signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+    public nonisolated init(signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
         let queue = DispatchQueue(label: "amplify-run.signals")
         sources = signals.map { signalNumber in
             signal(signalNumber, SIG_IGN)
@@ -25,7 +25,7 @@ final class SignalTrap: @unchecked Sendable {  // dispatch sources are thread-sa
         }
     }
 
-    func cancel() {
+    public func cancel() {
         for s in sources { s.cancel() }
     }
 }

@@ -196,7 +196,7 @@ public struct CommandRunner: Sendable {
     // MARK: - Reading what it printed
 
     /// At most `limit` bytes of a file (never following a symlink), sized by the file, not the limit.
-    static func readCapped(_ path: String, limit: Int) -> String {
+    public static func readCapped(_ path: String, limit: Int) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return "" }
         defer { close(fd) }

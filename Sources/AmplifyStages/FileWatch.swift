@@ -6,10 +6,10 @@ import Glibc
 
 /// Waiting for a file in a directory to change or a process to end, on a thread of its own
 /// (never on the concurrency pool's few threads): inotify where it works, else a poll.
-enum FileWatch {
+public enum FileWatch {
     /// Returns when the directory watched by `watch` changes, `pidfd` becomes readable (the process
     /// ended), or `timeout` passes.
-    static func wait(watch: Int32, pidfd: Int32, timeout: Duration) async {
+    public static func wait(watch: Int32, pidfd: Int32, timeout: Duration) async {
         let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             detachThread {

@@ -111,6 +111,11 @@ public struct SessionFiles: Sendable {
         (try? SessionFiles.readJSON(recordPath)).flatMap(Record.init)
     }
 
+    /// The record of a session whose item has ended: archived beside its files.
+    public func readArchivedRecord() -> Record? {
+        (try? SessionFiles.readJSON(archived + ".run.json")).flatMap(Record.init)
+    }
+
     func writeRecord(_ r: Record) throws {
         try RunStore.writeAtomically(Array((r.value.json + "\n").utf8), to: recordPath)
     }

@@ -1,4 +1,5 @@
-/// Draws a `Plan`: a table for `amplify-run plan`, a Mermaid flowchart, a Graphviz graph, or JSON.
+/// Draws a `Plan`: a table for `amplify-run plan`, a Mermaid flowchart, a Graphviz graph, JSON, or
+/// an SVG picture (the dashboard's).
 /// It only reads the plan; the graph itself is the checker's.
 public struct PlanRenderer: Sendable {
     public let plan: Plan
@@ -9,7 +10,7 @@ public struct PlanRenderer: Sendable {
     }
 
     public enum Format: String, CaseIterable, Sendable {
-        case text, mermaid, dot, json
+        case text, mermaid, dot, json, svg
     }
 
     public func render(_ format: Format) -> String {
@@ -18,6 +19,7 @@ public struct PlanRenderer: Sendable {
         case .mermaid: return mermaid
         case .dot: return dot
         case .json: return json.prettyJSON + "\n"
+        case .svg: return svg
         }
     }
 
@@ -157,6 +159,55 @@ public struct PlanRenderer: Sendable {
 
     static func dotEscape(_ s: String) -> String {
         s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"")
+    }
+
+    // MARK: svg
+
+    /// The stages left to right in layers (a stage one layer past the deepest it needs), each a
+    /// box with its id and kind, per-item stages drawn double, edges as curves.
+    private var svg: String {
+        let ids = plan.order
+        var layer: [String: Int] = [:]
+        for id in ids {
+            let needs = workflow.stage(id)?.needs ?? []
+            layer[id] = (needs.compactMap { layer[$0] }.max() ?? -1) + 1
+        }
+        var rows: [Int: Int] = [:]
+        var place: [String: (x: Int, y: Int)] = [:]
+        let boxW = 128, boxH = 42, gapX = 26, gapY = 14, pad = 6
+        for id in ids {
+            let l = layer[id] ?? 0
+            let r = rows[l, default: 0]
+            rows[l] = r + 1
+            place[id] = (pad + l * (boxW + gapX), pad + r * (boxH + gapY))
+        }
+        let width = pad * 2 + ((layer.values.max() ?? 0) + 1) * (boxW + gapX) - gapX
+        let height = pad * 2 + (rows.values.max() ?? 1) * (boxH + gapY) - gapY
+        func x(_ s: String) -> String {
+            s.replacingAll("&", with: "&amp;").replacingAll("<", with: "&lt;").replacingAll(">", with: "&gt;").replacingAll("\"", with: "&quot;")
+        }
+        var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(width) \(height)\" width=\"\(width)\" height=\"\(height)\" role=\"img\" aria-label=\"the stages of \(x(workflow.name))\" font-family=\"system-ui, sans-serif\">\n"
+        out += "<defs><marker id=\"arrow\" viewBox=\"0 0 8 8\" refX=\"8\" refY=\"4\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L8,4 L0,8 z\" fill=\"#98a2b3\"/></marker></defs>\n"
+        for id in ids {
+            guard let to = place[id] else { continue }
+            for need in workflow.stage(id)?.needs ?? [] {
+                guard let from = place[need] else { continue }
+                let x1 = from.x + boxW, y1 = from.y + boxH / 2, x2 = to.x, y2 = to.y + boxH / 2, mid = (x1 + x2) / 2
+                out += "<path d=\"M\(x1),\(y1) C\(mid),\(y1) \(mid),\(y2) \(x2 - 1),\(y2)\" fill=\"none\" stroke=\"#98a2b3\" stroke-width=\"1.5\" marker-end=\"url(#arrow)\"/>\n"
+            }
+        }
+        for id in ids {
+            guard let p = place[id], let stage = workflow.stage(id) else { continue }
+            let fill = stage.kind == .dispatch || stage.kind == .waitApproved ? "#e8f0fe" : stage.kind == .merge ? "#e5f5ec" : "#f2f4f7"
+            if stage.isPerItem {
+                out += "<rect x=\"\(p.x + 4)\" y=\"\(p.y + 4)\" width=\"\(boxW)\" height=\"\(boxH)\" rx=\"8\" fill=\"#fff\" stroke=\"#c5cbd3\"/>\n"
+            }
+            out += "<g data-stage=\"\(x(id))\"><rect x=\"\(p.x)\" y=\"\(p.y)\" width=\"\(boxW)\" height=\"\(boxH)\" rx=\"8\" fill=\"\(fill)\" stroke=\"#98a2b3\"/>"
+            let name = id.count > 17 ? String(id.prefix(16)) + "…" : id
+            out += "<text x=\"\(p.x + boxW / 2)\" y=\"\(p.y + 19)\" text-anchor=\"middle\" font-size=\"13\" font-weight=\"600\" fill=\"#1c2330\">\(x(name))</text>"
+            out += "<text x=\"\(p.x + boxW / 2)\" y=\"\(p.y + 35)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#667085\">\(x(stage.kind.rawValue + (stage.isPerItem ? " · per item" : "")))</text></g>\n"
+        }
+        return out + "</svg>\n"
     }
 
     // MARK: json

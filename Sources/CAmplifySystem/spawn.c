@@ -103,6 +103,16 @@ int amplify_watch_directory(const char *path) {
     return fd;
 }
 
+int amplify_watch_file(const char *path) {
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return -1;
+    if (inotify_add_watch(fd, path, IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int amplify_wait_readable(const int *fds, int count, int timeout_ms, int drain_fd) {
     struct pollfd p[16];
     if (count > 16) count = 16;

@@ -10,7 +10,7 @@ struct AmplifyRun: AsyncParsableCommand {
         commandName: "amplify-run",
         abstract: "Run orchestration workflows of AI coding agents: a DAG of stages, checkpointed to disk, resumable after any interruption.",
         version: "0.1.0",
-        subcommands: [RunCommand.self, ValidateCommand.self, PlanCommand.self, StatusCommand.self, RunsCommand.self, LogsCommand.self, AnswerCommand.self, ApproveCommand.self, RejectCommand.self, CancelCommand.self, ReleaseCommand.self, SchemaCommand.self, DemoCommand.self],
+        subcommands: [RunCommand.self, ValidateCommand.self, PlanCommand.self, StatusCommand.self, RunsCommand.self, LogsCommand.self, AnswerCommand.self, ApproveCommand.self, RejectCommand.self, CancelCommand.self, ReleaseCommand.self, SchemaCommand.self, DemoCommand.self, ServeCommand.self],
         defaultSubcommand: RunCommand.self
     )
 

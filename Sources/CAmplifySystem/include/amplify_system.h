@@ -31,6 +31,9 @@ int amplify_memfd(const char *name);
 /// An inotify descriptor (non-blocking, close-on-exec) watching directory `path` for files
 /// written, renamed into it, or deleted; -1 with errno set when notifications are unavailable.
 int amplify_watch_directory(const char *path);
+/// An inotify descriptor watching file `path` for appends (IN_MODIFY), and for being replaced
+/// or removed: what follows a journal as it grows. -1 on failure.
+int amplify_watch_file(const char *path);
 
 /// Waits until one of `fds` is readable or `timeout_ms` passes (-1: forever); drains the
 /// inotify descriptor `drain_fd` (or -1). Returns poll(2)'s result.
