@@ -18,9 +18,10 @@ enum DashboardPage {
 body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; background:var(--bg); color:var(--ink); }
 header { display:flex; align-items:center; gap:12px; padding:10px 16px; background:var(--ink); color:#fff; }
 header h1 { font-size:16px; margin:0; font-weight:600; }
-header select { flex:1; max-width:520px; font:inherit; padding:4px 6px; border-radius:6px; border:0; }
+header select { flex:1; min-width:0; max-width:520px; font:inherit; padding:4px 6px; border-radius:6px; border:0; }
 header .live { font-size:12px; opacity:.8; }
 main { display:grid; grid-template-columns: minmax(0,1.25fr) minmax(0,1fr); gap:14px; padding:14px 16px; }
+main > div { min-width:0; }
 section { background:var(--panel); border:1px solid var(--line); border-radius:10px; padding:12px 14px; min-width:0; }
 h2 { font-size:13px; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); margin:0 0 8px; }
 #summary { display:flex; flex-wrap:wrap; gap:8px; align-items:center; margin-bottom:8px; }
@@ -62,7 +63,9 @@ pre .add { color:#7ee2a8; } pre .del { color:#ff9b91; } pre .hunk { color:#8fb8f
 @media (max-width: 820px) {
   main { grid-template-columns: 1fr; padding:10px; }
   header { flex-wrap:wrap; }
+  header select { flex-basis:100%; width:100%; }
   td.title, th.title { display:none; }
+  td, th { padding:5px 4px; }
 }
 </style>
 </head>

@@ -19,6 +19,9 @@ struct DemoCommand: ContextualCommand {
     @Option(help: ArgumentHelp("Make the sandbox in DIR (kept afterwards) instead of a temporary directory.", valueName: "DIR"))
     var keep: String?
 
+    @Flag(help: "Then serve the dashboard over the sandbox (the run in a browser) until Ctrl-C.")
+    var serve = false
+
     func run(_ context: CommandContext) async throws {
         let root: String
         if let keep {
@@ -82,9 +85,17 @@ struct DemoCommand: ContextualCommand {
             context.out.line("The run's exit code is 1 because demo-3 was rejected, as the demo intends; `amplify-run demo` itself succeeded.")
         }
         for s in surprises { context.err.line("amplify-run demo: \(s)") }
+        if serve {
+            context.out.line("\nThe dashboard shows the run (Ctrl-C stops it); the sandbox stays in \(root).")
+            var directory = context
+            directory.directory = repo
+            try await ServeCommand.parse(["--listen", "127.0.0.1:0"]).run(directory)
+            return
+        }
         if keep != nil {
-            context.out.line("The sandbox stays in \(root): try `amplify-run -C \(repo) status`.")
+            context.out.line("The sandbox stays in \(root): try `amplify-run -C \(repo) status`, or `amplify-run -C \(repo) serve` to see it in a browser.")
         } else {
+            context.out.line("To see the run in a browser: `amplify-run demo --serve`.")
             try? FileManager.default.removeItem(atPath: root)
         }
         if code != 0 && code != 1 { throw ExitCode(code) }

@@ -110,12 +110,20 @@ def wait_for(what, predicate, seconds=20.0):
         try:
             v = predicate()
             if v:
+                print("ok: " + what, flush=True)
                 return v
         except Exception:
             pass
         time.sleep(0.05)
     check(False, what + " (timed out)")
     return None
+
+def click(css, what):
+    """Clicks the element `css` names, found afresh each try: the page redraws as events come."""
+    def attempt():
+        driver.find_element(By.CSS_SELECTOR, css).click()
+        return True
+    return wait_for(what, attempt, 10)
 
 def outcome(item):
     rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-item="{item}"]')
@@ -132,25 +140,27 @@ try:
     form = wait_for("the question appears with an answer form", lambda: driver.find_element(By.CSS_SELECTOR, 'form[data-question$="/q1"]'))
     driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard-1280x800-question.png"))
     if form:
-        form.find_element(By.CSS_SELECTOR, 'button[data-answer="Blue"]').click()
+        click('form[data-question$="/q1"] button[data-answer="Blue"]', "the answer's option button can be clicked")
         wait_for("the agent is resumed with the page's answer", lambda: "ask --resume Blue" in open(env["AGENT_LOG"]).read(), 20)
         wait_for("the answered item is merged", lambda: outcome("ask") == "merged", 20)
     # Approve on the page.
     wait_for("the reviewed item waits for a person", lambda: outcome("review") == "waiting for you", 20)
-    driver.find_element(By.CSS_SELECTOR, 'tr[data-item="review"]').click()
+    click('tr[data-item="review"]', "the item's row opens its session")
     button = wait_for("its session shows an Approve button", lambda: driver.find_element(By.CSS_SELECTOR, '#session button[data-action="approve"]:not([disabled])'))
-    wait_for("its diff can be read", lambda: (driver.find_element(By.CSS_SELECTOR, '.tabs button[data-tab="diff"]').click() or True) and "+review: ready for review" in driver.find_element(By.ID, "view").text, 10)
+    click('.tabs button[data-tab="diff"]', "the Diff tab")
+    wait_for("its diff can be read", lambda: "+review: ready for review" in driver.find_element(By.ID, "view").text, 10)
     driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard-1280x800-session-diff.png"))
     if button:
-        driver.find_element(By.CSS_SELECTOR, '#session button[data-action="approve"]').click()
+        click('#session button[data-action="approve"]', "Approve")
         wait_for("approved on the page: merged", lambda: outcome("review") == "merged", 20)
     # Reject on the page.
     wait_for("the second reviewed item waits", lambda: outcome("reject") == "waiting for you", 20)
-    driver.find_element(By.CSS_SELECTOR, 'tr[data-item="reject"]').click()
+    click('tr[data-item="reject"]', "the second item's row")
     wait_for("its Reject button", lambda: driver.find_element(By.CSS_SELECTOR, '#session button[data-action="reject"]:not([disabled])'))
-    driver.find_element(By.ID, "decision-text").send_keys("Not this way")
-    driver.find_element(By.CSS_SELECTOR, '#session button[data-action="reject"]').click()
+    wait_for("a reason can be typed", lambda: driver.find_element(By.ID, "decision-text").send_keys("Not this way") or True, 10)
+    click('#session button[data-action="reject"]', "Reject")
     wait_for("rejected on the page", lambda: outcome("reject") == "rejected", 20)
+    check("Not this way" in driver.find_element(By.CSS_SELECTOR, 'tr[data-detail="reject"]').text, "the reason given on the page is the item's reason")
     # A decision in the terminal shows on the page within a second.
     wait_for("the terminal's item waits", lambda: outcome("terminal") == "waiting for you", 20)
     status = json.loads(amplify("status", "--json").stdout)
@@ -165,7 +175,9 @@ try:
     driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard-1280x800-finished.png"))
     driver.set_window_size(390, 844)
     time.sleep(0.3)
-    check(driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"), "at phone width nothing spills sideways")
+    wide = driver.execute_script("""const w = document.documentElement.clientWidth; return [...document.querySelectorAll('body *')]
+        .filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('#dag')).slice(0, 3).map(e => e.tagName + '#' + e.id + '.' + e.className)""")
+    check(driver.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1"), f"at phone width nothing spills sideways {wide}")
     driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard-390x844-phone.png"))
 finally:
     driver.quit()
