@@ -63,7 +63,16 @@ struct Dashboard: HTTPResponder {
     /// The token, when one is set: `Authorization: Bearer …`, the cookie, or `?token=…` (which
     /// sets the cookie, so the address works once and the token leaves the address bar).
     private func authorize(_ request: Request, setCookie: inout String?) throws {
-        guard let token else { return }
+        guard let token else {
+            // No token: loopback only. A page of another site whose name was made to point here
+            // (DNS rebinding) still names its own host: refused.
+            let host = request.head.authority ?? ""
+            let name = host.hasPrefix("[") ? String(host.prefix { $0 != "]" }.dropFirst()) : String(host.prefix { $0 != ":" })
+            guard ServeCommand.isLoopback(name) else {
+                throw Refusal(.forbidden, "this server answers to its loopback address only, not '\(host.prefix(100))'; set a token to serve other names")
+            }
+            return
+        }
         if let auth = request.headers[.authorization], auth.hasPrefix("Bearer "), Dashboard.same(String(auth.dropFirst(7)), token) { return }
         if let cookies = request.headers[.cookie] {
             for part in cookies.split(separator: ";") {
@@ -281,8 +290,12 @@ struct Dashboard: HTTPResponder {
         let store = try store(run)
         guard let summary = store.summary(of: run) else { throw Refusal(.notFound, "no run '\(run)'") }
         if let outcome = summary.outcome { throw Refusal(.conflict, "run \(run) has already finished (\(outcome.rawValue))") }
-        let dashboard = self
-        Task.detached { _ = try? await dashboard.cli(CancelCommand.self, [run]) }
+        // `amplify-run cancel RUN` itself, as a process of its own: with no live runner it
+        // settles the run, which is a runner's work, not the server's.
+        let (repository, environment) = (repository, context.environment)
+        Task.detached {
+            _ = await CommandRunner.run([Dashboard.executable, "-C", repository, "cancel", run], in: repository, environment: environment)
+        }
         // The request is written before the reply: a status read now shows the cancel coming.
         for _ in 0..<40 where !FileManager.default.fileExists(atPath: store.cancelRequest(of: run)) && store.summary(of: run)?.outcome == nil {
             try await Task.sleep(for: .milliseconds(25))
@@ -439,6 +452,13 @@ struct Dashboard: HTTPResponder {
     }
 
     // MARK: - Helpers
+
+    /// This program's own path, for the commands it runs as processes.
+    static let executable: String = {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    }()
 
     static func json(_ o: OrderedObject, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: Value.object(o).json + "\n")))

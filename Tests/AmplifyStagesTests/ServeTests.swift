@@ -145,6 +145,9 @@ import Testing
         #expect(try await server.json("/api/runs", method: "POST", body: "{}").status == 405)
         #expect(try await server.json("/api/runs/\(run)/cancel", method: "POST", body: "{}").status == 409)
         #expect(try await server.json("/api/sessions/\(sid)/log?from=-4").status == 400)
+        // A page of another site whose name was pointed here (DNS rebinding) is not answered.
+        let rebound = try await server.json("/api/runs", headers: ["Host": "evil.example:8787"])
+        #expect(rebound.status == 403 && error(rebound).contains("loopback"), "\(rebound)")
         // Still serving after all that; SIGTERM stops it, exit 0.
         #expect(try await server.json("/api/runs").status == 200)
         #expect(server.stop() == 0)
@@ -172,5 +175,23 @@ import Testing
         let r = try await runProcess(executable, ["serve", "--listen", "0.0.0.0:0"], in: repo)
         #expect(r.status == 2)
         #expect(r.stderr.contains("set a token"), "\(r.stderr)")
+    }
+
+    @Test("cancel from the API: 202 at once, and the live run ends cancelled as `cancel` ends it")
+    func cancelLiveRun() async throws {
+        let repo = try RealRepo(items: ["c-1"], agent: "sleep 30\n")
+        let runner = try startAmplify(["wf.yaml"], in: repo.box, environment: repo.environment)
+        for _ in 0..<100 where repo.agentStarts().isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+        let server = try Server(repo.box.url, environment: repo.environment)
+        defer { _ = server.stop() }
+        let runs = try await server.json("/api/runs")
+        let run = try #require((runs.value as? [[String: Any]])?.last?["run"] as? String)
+        let cancel = try await server.json("/api/runs/\(run)/cancel", method: "POST", body: "{}")
+        #expect(cancel.status == 202, "\(cancel)")
+        runner.waitUntilExit()
+        #expect(runner.terminationStatus == 3)
+        let status = try await server.json("/api/runs/\(run)")
+        #expect((status.value as? [String: Any])?["outcome"] as? String == "cancelled")
+        #expect(try await server.json("/api/runs/\(run)/cancel", method: "POST", body: "{}").status == 409)
     }
 }
