@@ -96,11 +96,21 @@ public enum Value: Sendable, Hashable {
     private static func newline(_ out: inout String, _ indent: String?, _ level: Int) {
         guard let indent else { return }
         out += "\n"
-        for _ in 0..<level { out += indent }
+        out += indent == "  " && level < spaces.count ? spaces[level] : String(repeating: indent, count: level)
     }
+
+    /// The usual indents, made once.
+    private static let spaces = (0..<32).map { String(repeating: "  ", count: $0) }
 
     static func writeJSONString(_ s: String, into out: inout String) {
         out += "\""
+        // Most strings need no escape: appended whole (a scalar at a time was most of the cost
+        // of writing a large status).
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out += s
+            out += "\""
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

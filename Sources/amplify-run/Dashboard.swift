@@ -314,6 +314,9 @@ struct Dashboard: HTTPResponder {
         var after = 0
         if let a = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap({ Int($0) }) ?? request.uri.queryParameters["after"].flatMap({ Int($0) }) {
             after = max(0, a)
+        } else if request.uri.queryParameters["after"] == "latest" {
+            // Only events journaled from now on (the page has just read the status).
+            after = JournalFollower.lastSeq(path)
         }
         let start = after
         let body = ResponseBody { writer in
@@ -484,6 +487,23 @@ struct JournalFollower {
     init(path: String, after: Int) {
         self.path = path
         self.after = after
+    }
+
+    /// The seq of the journal's last whole line (0 for none): read from its end only.
+    static func lastSeq(_ path: String) -> Int {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_size > 0 else { return 0 }
+        let n = min(Int(st.st_size), 1 << 20)
+        var bytes = [UInt8](repeating: 0, count: n)
+        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, n, off_t(Int(st.st_size) - n)) }
+        guard got > 0 else { return 0 }
+        for line in bytes[..<got].split(separator: UInt8(ascii: "\n")).reversed() {
+            if case .int(let seq)? = (try? JSONParser.parse(String(decoding: line, as: UTF8.self)))?["seq"] { return seq }
+        }
+        return 0
     }
 
     mutating func next() -> [(seq: Int, line: String)] {

@@ -128,11 +128,17 @@ function selectRun(run) {
   $("#dag").innerHTML = "";
   fetch(`/api/runs/${encodeURIComponent(run)}/dag.svg`).then(r => r.ok ? r.text() : "").then(svg => { if (state.run === run) $("#dag").innerHTML = svg; });
   refresh();
-  const es = new EventSource(`/api/runs/${encodeURIComponent(run)}/events`);
+  // Only what comes next: the status just fetched holds the rest (`after=latest`).
+  const es = new EventSource(`/api/runs/${encodeURIComponent(run)}/events?after=latest`);
   state.stream = es;
-  es.onopen = () => { $("#live").textContent = "live"; };
+  es.onopen = () => { $("#live").textContent = "live"; refresh(); };
   es.onerror = () => { $("#live").textContent = "reconnecting…"; };
-  es.onmessage = () => { clearTimeout(state.timer); state.timer = setTimeout(refresh, 120); };
+  // At most one refresh in flight and one waiting: a busy run is redrawn every 200 ms or so,
+  // never starved by a steady stream of events.
+  es.onmessage = () => {
+    if (state.timer) return;
+    state.timer = setTimeout(async () => { await refresh(); state.timer = null; }, 100);
+  };
 }
 
 async function refresh() {
