@@ -23,6 +23,8 @@ struct Dashboard: HTTPResponder {
     let repository: String
     let context: CommandContext
     let token: String?
+    /// The machines of the runs looked at, kept up to date from their journals.
+    let runs = RunMachines()
 
     static let bodyLimit = 64 << 10
     static let logChunk = 1 << 20
@@ -146,8 +148,7 @@ struct Dashboard: HTTPResponder {
             return try await cli(RunsCommand.self, ["--json"]).json()
         case ("runs"?, 2):
             try only(.get)
-            try Dashboard.checkRunId(rest[1])
-            return try await cli(StatusCommand.self, [rest[1], "--json"]).json(notFound: "no run")
+            return try status(rest[1])
         case ("runs"?, 3) where rest[2] == "plan":
             try only(.get)
             return try plan(rest[1], .json)
@@ -273,6 +274,23 @@ struct Dashboard: HTTPResponder {
             throw Refusal(.notFound, "no run '\(run)'")
         }
         return store
+    }
+
+    /// What `status RUN --json` prints, from the run's machine kept by `runs` and brought up to
+    /// date with the journal's new lines: a run of 10,000 items is not replayed for every look.
+    private func status(_ run: String) throws -> Response {
+        let store = try store(run)
+        let text: String
+        do {
+            text = try runs.withMachine(store: store, run: run) { machine in
+                let report = StatusCommand.report(machine, store: store, now: context.now())
+                let sessions = SessionRow.all(machine, stateDirectory: store.root)
+                return StatusCommand.json(machine, report: report, sessions: sessions, state: RunReader.stateWord(store, run: run, machine: machine)).prettyJSON + "\n"
+            }
+        } catch {
+            throw Refusal(.internalServerError, "\(error)")
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     private func plan(_ run: String, _ format: PlanRenderer.Format) throws -> Response {
@@ -484,9 +502,10 @@ struct JournalFollower {
     var after: Int
     private var offset = 0
 
-    init(path: String, after: Int) {
+    init(path: String, after: Int, offset: Int = 0) {
         self.path = path
         self.after = after
+        self.offset = offset
     }
 
     /// The seq of the journal's last whole line (0 for none): read from its end only.
@@ -527,5 +546,34 @@ struct JournalFollower {
         }
         offset += lineStart
         return out
+    }
+}
+
+/// The state machines of the runs the dashboard has shown, each replayed once and then brought up
+/// to date with the lines its journal gained (a torn last line waits for its end).
+final class RunMachines: Sendable {
+    private struct Kept {
+        var machine: RunStateMachine
+        var follower: JournalFollower
+    }
+    private let kept = Mutex<[String: Kept]>([:])
+
+    func withMachine<T>(store: RunStore, run: String, _ body: (RunStateMachine) throws -> T) throws -> T {
+        var entry: Kept
+        if let k = kept.withLock({ $0[run] }) {
+            entry = k
+        } else {
+            let (machine, read) = try RunReader.replayed(store, run: run)
+            // Lines after those replayed are read next, from where the replay stopped.
+            entry = Kept(machine: machine, follower: JournalFollower(path: store.journal(of: run), after: read.entries.last?.seq ?? 0, offset: read.validSize))
+        }
+        for (_, line) in entry.follower.next() {
+            guard let value = try? JSONParser.parse(line), let event = RunEvent(value),
+                  case .string(let at)? = value["at"], let time = Timestamp.parse(at) else { continue }
+            entry.machine.apply(event, at: time)
+        }
+        let kept = entry
+        self.kept.withLock { $0[run] = kept }
+        return try body(entry.machine)
     }
 }

@@ -6,6 +6,11 @@ import ArgumentParser
 enum RunReader {
     /// The run's state machine rebuilt from its journal, with the workflow copy it started with.
     static func replay(_ store: RunStore, run: String) throws -> RunStateMachine {
+        try replayed(store, run: run).machine
+    }
+
+    /// The machine, and the journal as read (its entries, and how many bytes were whole lines).
+    static func replayed(_ store: RunStore, run: String) throws -> (machine: RunStateMachine, read: (entries: [JournalEntry], validSize: Int, tornTail: Bool)) {
         let path = store.summary(of: run)?.workflow ?? store.workflowCopy(of: run)
         guard let bytes = try? WorkflowFile.read(store.workflowCopy(of: run)),
               let workflow = WorkflowChecker.check(bytes: bytes, file: path).workflow else {
@@ -16,7 +21,7 @@ enum RunReader {
         if case .runStarted(_, _, _, let v)? = read.entries.first?.event { vars = v }
         var machine = RunStateMachine(workflow: workflow, runId: run, vars: vars)
         for e in read.entries { machine.apply(e.event, at: e.at) }
-        return machine
+        return (machine, read)
     }
 
     /// How `status` says where a run is: finished, cancelled, running (pid) or interrupted.

@@ -38,62 +38,10 @@ struct StatusCommand: ContextualCommand {
             throw ExitCode(4)
         }
         let state = RunReader.stateWord(store, run: id, machine: machine)
-        // A session whose agent has exited while its wait goes on waits for a person's decision;
-        // questions answered in the session directory are not waiting any more.
-        let report = RunReport(machine, now: context.now()) { sid in
-            guard SessionFiles.isValidId(sid) else { return nil }
-            let files = SessionFiles(stateDirectory: store.root, id: sid)
-            var exited = false
-            if let record = files.readRecord(), let pid = record.pid, let start = record.startTime {
-                exited = !Processes.isAlive(pid: pid, startTime: start)
-            }
-            return RunReport.SessionState(answered: Set(files.answers().keys), agentExited: exited)
-        }
+        let report = StatusCommand.report(machine, store: store, now: context.now())
         let sessions = SessionRow.all(machine, stateDirectory: store.root)
         if json {
-            var o = OrderedObject()
-            o["run"] = .string(id)
-            o["workflow"] = .string(machine.workflow.name)
-            o["state"] = .string(state)
-            o["outcome"] = machine.outcome.map { .string($0.rawValue) } ?? .null
-            o["instances"] = .list(report.rows.map { r in
-                var i = OrderedObject()
-                i["stage"] = .string(r.key.stage)
-                i["item"] = r.item.map(Value.string) ?? .null
-                i["title"] = r.title.map(Value.string) ?? .null
-                i["status"] = .string(r.status.word)
-                i["attempts"] = .int(r.attempts)
-                i["duration-ms"] = r.duration.map { .int(Int($0)) } ?? .null
-                i["detail"] = r.detail.map(Value.string) ?? .null
-                return .object(i)
-            })
-            // One row per work item: how it ended or where it is, as the summary shows it.
-            o["items"] = .list(report.items.map { r in
-                var i = OrderedObject()
-                i["item"] = .string(r.item)
-                i["title"] = r.title.map(Value.string) ?? .null
-                i["outcome"] = .string(r.outcome)
-                i["stage"] = r.stage.map(Value.string) ?? .null
-                i["duration-ms"] = r.duration.map { .int(Int($0)) } ?? .null
-                i["cost"] = r.cost.map(Value.double) ?? .null
-                i["tokens"] = r.tokens.map(Value.int) ?? .null
-                i["turns"] = r.turns.map(Value.int) ?? .null
-                i["agent-profile"] = r.profile.map(Value.string) ?? .null
-                i["detail"] = r.detail.map(Value.string) ?? .null
-                return .object(i)
-            })
-            o["spent"] = report.spent.map(Value.double) ?? .null
-            o["budget"] = report.budget.map(Value.double) ?? .null
-            o["sessions"] = .list(sessions.map { r in
-                var i = OrderedObject()
-                i["session"] = .string(r.id)
-                i["item"] = .string(r.item)
-                i["agent"] = .string(r.agent)
-                i["cost"] = r.cost.map(Value.double) ?? .null
-                i["pending-questions"] = .list(r.pending.map { .object($0) })
-                return .object(i)
-            })
-            context.out.line(Value.object(o).prettyJSON)
+            context.out.line(StatusCommand.json(machine, report: report, sessions: sessions, state: state).prettyJSON)
             return
         }
         RunSummaryPrinter.print(report, exitCode: nil, interrupted: nil, state: state, instances: instances, to: context.out)
@@ -108,5 +56,67 @@ struct StatusCommand: ContextualCommand {
                 }
             }
         }
+    }
+
+    /// The run's report, with what only its session directories know: a session whose agent has
+    /// exited while its wait goes on waits for a person's decision; questions answered in the
+    /// session directory are not waiting any more.
+    static func report(_ machine: RunStateMachine, store: RunStore, now: Int64) -> RunReport {
+        RunReport(machine, now: now) { sid in
+            guard SessionFiles.isValidId(sid) else { return nil }
+            let files = SessionFiles(stateDirectory: store.root, id: sid)
+            var exited = false
+            if let record = files.readRecord(), let pid = record.pid, let start = record.startTime {
+                exited = !Processes.isAlive(pid: pid, startTime: start)
+            }
+            return RunReport.SessionState(answered: Set(files.answers().keys), agentExited: exited)
+        }
+    }
+
+    /// What `status --json` prints (and the dashboard's `GET /api/runs/RUN` replies).
+    static func json(_ machine: RunStateMachine, report: RunReport, sessions: [SessionRow], state: String) -> Value {
+        var o = OrderedObject()
+        o["run"] = .string(machine.runId)
+        o["workflow"] = .string(machine.workflow.name)
+        o["state"] = .string(state)
+        o["outcome"] = machine.outcome.map { .string($0.rawValue) } ?? .null
+        o["instances"] = .list(report.rows.map { r in
+            var i = OrderedObject()
+            i["stage"] = .string(r.key.stage)
+            i["item"] = r.item.map(Value.string) ?? .null
+            i["title"] = r.title.map(Value.string) ?? .null
+            i["status"] = .string(r.status.word)
+            i["attempts"] = .int(r.attempts)
+            i["duration-ms"] = r.duration.map { .int(Int($0)) } ?? .null
+            i["detail"] = r.detail.map(Value.string) ?? .null
+            return .object(i)
+        })
+        // One row per work item: how it ended or where it is, as the summary shows it.
+        o["items"] = .list(report.items.map { r in
+            var i = OrderedObject()
+            i["item"] = .string(r.item)
+            i["title"] = r.title.map(Value.string) ?? .null
+            i["outcome"] = .string(r.outcome)
+            i["stage"] = r.stage.map(Value.string) ?? .null
+            i["duration-ms"] = r.duration.map { .int(Int($0)) } ?? .null
+            i["cost"] = r.cost.map(Value.double) ?? .null
+            i["tokens"] = r.tokens.map(Value.int) ?? .null
+            i["turns"] = r.turns.map(Value.int) ?? .null
+            i["agent-profile"] = r.profile.map(Value.string) ?? .null
+            i["detail"] = r.detail.map(Value.string) ?? .null
+            return .object(i)
+        })
+        o["spent"] = report.spent.map(Value.double) ?? .null
+        o["budget"] = report.budget.map(Value.double) ?? .null
+        o["sessions"] = .list(sessions.map { r in
+            var i = OrderedObject()
+            i["session"] = .string(r.id)
+            i["item"] = .string(r.item)
+            i["agent"] = .string(r.agent)
+            i["cost"] = r.cost.map(Value.double) ?? .null
+            i["pending-questions"] = .list(r.pending.map { .object($0) })
+            return .object(i)
+        })
+        return .object(o)
     }
 }
