@@ -1,0 +1,144 @@
+import AmplifyWorkflow
+
+/// Which notifications are due, to which target, and when: the pure half of `settings.notify`.
+/// The driver performs the sends (`NotificationSender`) and reports each attempt back; nothing
+/// here does I/O or reads a clock.
+///
+/// It is built from the journal, as the machine is: every event the driver journals, and every
+/// event a resumed runner replays, is `observe`d. An event a target listens for becomes a
+/// delivery; the delivery's `notified` event ends it. So a resumed runner sends exactly what was
+/// journaled and not yet delivered, and only a send cut off by a kill goes twice (same `id`).
+///
+/// Each target gets one send at a time, in journal order, so a dead target delays only itself
+/// and never the run. A failed attempt is tried again after a backoff (1 s, then 2 s), three
+/// attempts in all; then its failure is journaled and the next goes.
+public struct NotificationLedger: Sendable {
+    /// One notification to one target (numbered from 1, as messages name it).
+    public struct Delivery: Sendable, Hashable {
+        public var id: String
+        public var target: Int
+    }
+
+    /// An attempt the driver is to make now.
+    public struct Send: Sendable, Equatable {
+        public var delivery: Delivery
+        public var attempt: Int
+        public var notification: Notification
+    }
+
+    public static let attempts = 3
+    /// The wait before the second attempt (ms); it doubles.
+    public static let backoff: Int64 = 1000
+
+    private struct Pending: Sendable {
+        var notification: Notification
+        /// Attempts made so far.
+        var attempts = 0
+        var notBefore: Int64 = 0
+    }
+
+    /// The events each target wants, in `settings.notify`'s order.
+    let targets: [Set<NotifyEvent>]
+    let workflowPath: String
+    /// Deliveries not ended, in journal order.
+    private var order: [Delivery] = []
+    private var pending: [Delivery: Pending] = [:]
+    /// The one send under way per target.
+    private var inFlight: [Int: Delivery] = [:]
+    /// `budget` is told once per run: at the first dispatch skipped for it.
+    private var budgetTold = false
+
+    public init(targets: [NotifyTarget], workflowPath: String) {
+        self.targets = targets.map(\.events)
+        self.workflowPath = workflowPath
+    }
+
+    /// Nothing left to send.
+    public var isIdle: Bool { order.isEmpty }
+
+    /// The deliveries not ended yet.
+    public var outstanding: [Delivery] { order }
+
+    /// A journaled event (live or replayed): the deliveries it makes, or the one it ends.
+    public mutating func observe(_ entry: JournalEntry, machine: RunStateMachine) {
+        if case .notified(let id, _, let target, _, _) = entry.event {
+            remove(Delivery(id: id, target: target))
+            return
+        }
+        guard !targets.isEmpty, let n = Notification.made(by: entry, in: machine, workflow: workflowPath) else { return }
+        if n.event == .budget {
+            guard !budgetTold else { return }
+            budgetTold = true
+        }
+        for (i, events) in targets.enumerated() where events.contains(n.event) {
+            let d = Delivery(id: n.id, target: i + 1)
+            guard pending[d] == nil else { continue }
+            order.append(d)
+            pending[d] = Pending(notification: n)
+        }
+    }
+
+    /// The sends to start now: for each target with none under way, its first delivery whose
+    /// backoff has passed.
+    public mutating func due(now: Int64) -> [Send] {
+        var sends: [Send] = []
+        for d in order where inFlight[d.target] == nil {
+            guard var p = pending[d], p.notBefore <= now else { continue }
+            p.attempts += 1
+            pending[d] = p
+            inFlight[d.target] = d
+            sends.append(Send(delivery: d, attempt: p.attempts, notification: p.notification))
+        }
+        return sends
+    }
+
+    /// When the next send is due, if none can start now (a backoff is running).
+    public var nextWake: Int64? {
+        order.lazy.filter { self.inFlight[$0.target] == nil }.compactMap { self.pending[$0]?.notBefore }.min()
+    }
+
+    /// An attempt ended (`error` nil: delivered). Returns the `notified` event to journal once the
+    /// delivery has ended — delivered, or failed on its last attempt; nil while another attempt
+    /// is to come.
+    public mutating func attempted(_ d: Delivery, attempt: Int, error: String?, now: Int64) -> RunEvent? {
+        guard inFlight[d.target] == d, var p = pending[d], p.attempts == attempt else { return nil }
+        inFlight[d.target] = nil
+        if error != nil, attempt < NotificationLedger.attempts {
+            p.notBefore = now + NotificationLedger.backoff << Int64(attempt - 1)
+            pending[d] = p
+            return nil
+        }
+        remove(d)
+        return .notified(id: d.id, event: p.notification.event.rawValue, target: d.target, attempts: attempt, error: error)
+    }
+
+    /// The runner leaves (the run ended, and the time to finish sending is up): every delivery
+    /// not ended is journaled as not delivered. One under way may still arrive.
+    public mutating func abandon() -> [RunEvent] {
+        let events = order.compactMap { d -> RunEvent? in
+            guard let p = pending[d] else { return nil }
+            let why = inFlight[d.target] == d
+                ? "cut off: the runner ended while attempt \(p.attempts) was under way (it may have arrived)"
+                : "not sent: the runner ended before attempt \(p.attempts + 1)"
+            return .notified(id: d.id, event: p.notification.event.rawValue, target: d.target, attempts: p.attempts, error: why)
+        }
+        order.removeAll()
+        pending.removeAll()
+        inFlight.removeAll()
+        return events
+    }
+
+    private mutating func remove(_ d: Delivery) {
+        guard pending.removeValue(forKey: d) != nil else { return }
+        order.removeAll { $0 == d }
+        if inFlight[d.target] == d { inFlight[d.target] = nil }
+    }
+}
+
+/// Sends one notification to one target, once: the I/O half of `settings.notify`, which the
+/// runner is given (AmplifyStages provides it: HTTP for webhooks, a process for commands).
+public protocol NotificationSender: Sendable {
+    /// One attempt; nil when delivered, else why not, in words that never hold a secret (the
+    /// target is named `webhook #1`, never by its URL).
+    func send(_ notification: Notification, to target: Int) async -> NotifyError?
+}
