@@ -122,6 +122,8 @@ struct LineObserver: RunObserver {
             return "paused until \(Timestamp.localClock(milliseconds: Int64(until), now: Processes.now())) — \(who)'s usage limit\(said)"
         case "continued":
             return "the usage limit has reset; the agent continues"
+        case "waiting":
+            return "waiting for you: \(fields["message"]?.renderedText ?? "")"
         default:
             return "\(kind): \(text)"
         }
