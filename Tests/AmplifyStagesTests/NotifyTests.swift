@@ -234,14 +234,7 @@ struct NotifyTests {
         var env = o.environment
         env["HOOK"] = receiver.url
         env["AGENT_DELAY"] = "1"
-        let runner = Process()
-        runner.executableURL = executable
-        runner.arguments = ["wf.yaml"]
-        runner.currentDirectoryURL = o.box.url
-        runner.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        runner.standardOutput = FileHandle.nullDevice
-        runner.standardError = FileHandle.nullDevice
-        try runner.run()
+        let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
         // Killed once the first delivery is in: more are journaled, in flight or to come.
         _ = await receiver.waitFor(seconds: 30) { _ in true }
         kill(runner.processIdentifier, SIGKILL)
