@@ -97,11 +97,12 @@ struct JournalView {
 
 @Suite("Notifications, end to end: a webhook receiver on loopback and command targets", .serialized)
 struct NotifyTests {
-    /// Orchestra's workflow with `settings.notify` holding `targets` (YAML list items, indented by 4).
-    static func workflow(_ targets: String, timeout: String = "20s", concurrency: Int = 3) -> String {
+    /// Orchestra's workflow with `settings.notify` holding `targets` (YAML list items, indented by
+    /// 4), and `settings` lines of its own (indented by 2).
+    static func workflow(_ targets: String, settings: String = "", timeout: String = "20s", concurrency: Int = 3) -> String {
         Orchestra.workflow(timeout: timeout, concurrency: concurrency).replacingOccurrences(
             of: "settings: {base: main, poll: 200ms, concurrency: \(concurrency)}",
-            with: "settings:\n  base: main\n  poll: 200ms\n  concurrency: \(concurrency)\n  notify:\n" + targets)
+            with: "settings:\n  base: main\n  poll: 200ms\n  concurrency: \(concurrency)\n" + settings + "  notify:\n" + targets)
     }
 
     static let allEvents = "[question, waiting, decision, failed, budget, paused, run-end]"
@@ -195,6 +196,24 @@ struct NotifyTests {
         }
         let notified = journal.notified(target: 1)
         #expect(notified.count == 2 && notified.allSatisfy { $0["ok"] == .bool(true) && $0["attempts"] == .int(3) }, "\(notified)")
+    }
+
+    @Test("the run's budget, used up, is told once, however many dispatches it skips")
+    func budgetOnce() async throws {
+        let o = try Orchestra([("b-1", "approve", nil), ("b-2", "approve", nil), ("b-3", "approve", nil)],
+                              workflow: Self.workflow("    - {on: \(Self.allEvents), webhook: \"${{ env.HOOK }}\"}\n", settings: "  budget: {cost: 0.2}\n", concurrency: 1))
+        let receiver = try await Receiver(in: o.box.path)
+        var env = o.environment
+        env["HOOK"] = receiver.url
+        let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
+        #expect(r.status == 1, "items skipped for the run's budget: \(r.stdout)\(r.stderr)")
+        let journal = try JournalView(try o.box.journals().last!)
+        #expect(journal.lines.filter { $0["type"] == .string("instance-skipped") && $0["reason"]?.renderedText.hasPrefix("budget") == true }.count == 2)
+        let events = receiver.delivered.compactMap { $0["body"]?["event"]?.renderedText }
+        #expect(events == ["decision", "budget", "run-end"], "\(events)")
+        let budget = try #require(receiver.delivered.first { $0["body"]?["event"] == .string("budget") }?["body"])
+        #expect(budget["item"] == .null && budget["session"] == .null)
+        #expect(budget["message"] == .string("The run's budget is used up (the run's known cost $0.25 reached settings.budget.cost $0.20): nothing new is dispatched."), "\(budget)")
     }
 
     @Test("dead webhooks (one that never answers, one that refuses) never hold up the run; their failures are journaled")
