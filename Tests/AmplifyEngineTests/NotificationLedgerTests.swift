@@ -129,6 +129,33 @@ struct NotificationLedgerTests {
         #expect(ledger.isIdle && ledger.nextWake == nil)
     }
 
+    @Test("a dead target's backlog of thousands: each delivery gets its three attempts and its one notified event; a step looks only at queue heads")
+    func deadTargetBacklog() {
+        let m = Self.machine()
+        var ledger = NotificationLedger(targets: [m.workflow.settings.notify[0]], workflowPath: "wf.yaml")
+        let n = 5000
+        for seq in 1...n { ledger.observe(Self.entry(seq, Self.question), machine: m) }
+        var now = Self.t0
+        var sends = 0
+        var ended: [RunEvent] = []
+        while !ledger.isIdle {
+            let due = ledger.due(now: now)
+            if due.isEmpty {
+                guard let wake = ledger.nextWake else { Issue.record("stuck with \(ledger.outstanding.count) left"); return }
+                now = max(now, wake)
+                continue
+            }
+            for send in due {
+                sends += 1
+                now += 1
+                if let e = ledger.attempted(send.delivery, attempt: send.attempt, error: "connection refused", now: now) { ended.append(e) }
+            }
+        }
+        #expect(sends == 3 * n)
+        #expect(ended.count == n && ended.allSatisfy { if case .notified(_, _, 1, 3, "connection refused") = $0 { true } else { false } })
+        #expect(Set(ended.map { if case .notified(let id, _, _, _, _) = $0 { id } else { "" } }).count == n)
+    }
+
     @Test("a resumed runner sends what was journaled and not delivered; budget is told once")
     func replay() {
         let m = Self.machine()
