@@ -31,7 +31,12 @@ final class Receiver: @unchecked Sendable {  // read-only after init
         self.port = try #require(port, "the receiver did not start")
     }
 
-    deinit { if process.isRunning { process.terminate() } }
+    deinit { stop() }
+
+    /// Ends the receiver (it would end by itself after two minutes).
+    func stop() {
+        if process.isRunning { process.terminate() }
+    }
 
     var url: String { "http://127.0.0.1:\(port)/hook" }
 
@@ -117,6 +122,7 @@ struct NotifyTests {
                                     command: [sh, -c, 'cat > "$NOTIFY_OUT/$AMPLIFY_NOTIFY_ID.json"']
                               """))
         let receiver = try await Receiver(in: o.box.path)
+        defer { receiver.stop() }
         try FileManager.default.createDirectory(atPath: o.box.path + "/told", withIntermediateDirectories: true)
         var env = o.environment
         env["HOOK"] = receiver.url
@@ -185,6 +191,7 @@ struct NotifyTests {
     func retried() async throws {
         let o = try Orchestra([("f-1", "approve", nil)], workflow: Self.workflow("    - {on: \(Self.allEvents), webhook: \"${{ env.HOOK }}\"}\n"))
         let receiver = try await Receiver(in: o.box.path, failFirst: 2)
+        defer { receiver.stop() }
         var env = o.environment
         env["HOOK"] = receiver.url
         let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
@@ -203,6 +210,7 @@ struct NotifyTests {
         let o = try Orchestra([("b-1", "approve", nil), ("b-2", "approve", nil), ("b-3", "approve", nil)],
                               workflow: Self.workflow("    - {on: \(Self.allEvents), webhook: \"${{ env.HOOK }}\"}\n", settings: "  budget: {cost: 0.2}\n", concurrency: 1))
         let receiver = try await Receiver(in: o.box.path)
+        defer { receiver.stop() }
         var env = o.environment
         env["HOOK"] = receiver.url
         let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
@@ -223,6 +231,7 @@ struct NotifyTests {
                 - {on: \(Self.allEvents), webhook: "http://127.0.0.1:1/refused"}
             """))
         let hanging = try await Receiver(in: o.box.path, hang: true)
+        defer { hanging.stop() }
         var env = o.environment
         env["HANG"] = hanging.url
         let started = Date()
@@ -250,6 +259,7 @@ struct NotifyTests {
         let o = try Orchestra([("k-1", "approve", nil), ("k-2", "reject", nil), ("k-3", "approve", "k-1"), ("k-4", "crash", nil)],
                               workflow: Self.workflow("    - {on: \(Self.allEvents), webhook: \"${{ env.HOOK }}\"}\n"))
         let receiver = try await Receiver(in: o.box.path)
+        defer { receiver.stop() }
         var env = o.environment
         env["HOOK"] = receiver.url
         env["AGENT_DELAY"] = "1"
