@@ -111,6 +111,15 @@ struct NotifyTests {
     }
 
     static let allEvents = "[question, waiting, decision, failed, budget, paused, run-end]"
+    /// One webhook target, told of every event, at `${{ env.HOOK }}`.
+    static let hookTarget = "    - {on: \(allEvents), webhook: \"${{ env.HOOK }}\"}\n"
+
+    /// Runs the workflow to its end with HOOK pointing at `receiver`.
+    static func run(_ o: Orchestra, telling receiver: Receiver) async throws -> (status: Int32, stdout: String, stderr: String) {
+        var env = o.environment
+        env["HOOK"] = receiver.url
+        return try await amplify(["wf.yaml"], in: o.box, environment: env)
+    }
 
     @Test("each event is delivered once, as it happens, with the body and Idempotency-Key; a command target gets the same JSON on stdin")
     func deliveredOnce() async throws {
@@ -189,12 +198,10 @@ struct NotifyTests {
 
     @Test("a webhook that answers 500 twice is tried a third time, and that delivery is journaled as one")
     func retried() async throws {
-        let o = try Orchestra([("f-1", "approve", nil)], workflow: Self.workflow("    - {on: \(Self.allEvents), webhook: \"${{ env.HOOK }}\"}\n"))
+        let o = try Orchestra([("f-1", "approve", nil)], workflow: Self.workflow(Self.hookTarget))
         let receiver = try await Receiver(in: o.box.path, failFirst: 2)
         defer { receiver.stop() }
-        var env = o.environment
-        env["HOOK"] = receiver.url
-        let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
+        let r = try await Self.run(o, telling: receiver)
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         let journal = try JournalView(try o.box.journals().last!)
         #expect(Set(journal.expected.values) == ["decision", "run-end"])
@@ -208,12 +215,10 @@ struct NotifyTests {
     @Test("the run's budget, used up, is told once, however many dispatches it skips")
     func budgetOnce() async throws {
         let o = try Orchestra([("b-1", "approve", nil), ("b-2", "approve", nil), ("b-3", "approve", nil)],
-                              workflow: Self.workflow("    - {on: \(Self.allEvents), webhook: \"${{ env.HOOK }}\"}\n", settings: "  budget: {cost: 0.2}\n", concurrency: 1))
+                              workflow: Self.workflow(Self.hookTarget, settings: "  budget: {cost: 0.2}\n", concurrency: 1))
         let receiver = try await Receiver(in: o.box.path)
         defer { receiver.stop() }
-        var env = o.environment
-        env["HOOK"] = receiver.url
-        let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
+        let r = try await Self.run(o, telling: receiver)
         #expect(r.status == 1, "items skipped for the run's budget: \(r.stdout)\(r.stderr)")
         let journal = try JournalView(try o.box.journals().last!)
         #expect(journal.lines.filter { $0["type"] == .string("instance-skipped") && $0["reason"]?.renderedText.hasPrefix("budget") == true }.count == 2)
@@ -257,7 +262,7 @@ struct NotifyTests {
     @Test("kill -9 of the runner mid-run, then resume: every event delivered, no id twice but the one in flight")
     func killedAndResumed() async throws {
         let o = try Orchestra([("k-1", "approve", nil), ("k-2", "reject", nil), ("k-3", "approve", "k-1"), ("k-4", "crash", nil)],
-                              workflow: Self.workflow("    - {on: \(Self.allEvents), webhook: \"${{ env.HOOK }}\"}\n"))
+                              workflow: Self.workflow(Self.hookTarget))
         let receiver = try await Receiver(in: o.box.path)
         defer { receiver.stop() }
         var env = o.environment
