@@ -46,10 +46,11 @@ public enum ChildProcess {
         amplify_memfd(name)
     }
 
-    /// Starts `argv` with the environment and working directory given, stdin from /dev/null.
-    /// Returns the pid, which is also the process group id. `keep` (a lock's descriptor) is passed
-    /// on as descriptor 3, so the lock stays held until the child is done even if the runner dies.
-    public static func spawn(_ argv: [String], environment: [String: String], directory: String?, stdout: Output?, stderr: Output?, keep: Int32? = nil) throws(SpawnError) -> Int32 {
+    /// Starts `argv` with the environment and working directory given, stdin from /dev/null (or
+    /// the descriptor `stdin`). Returns the pid, which is also the process group id. `keep` (a
+    /// lock's descriptor) is passed on as descriptor 3, so the lock stays held until the child is
+    /// done even if the runner dies.
+    public static func spawn(_ argv: [String], environment: [String: String], directory: String?, stdin: Int32? = nil, stdout: Output?, stderr: Output?, keep: Int32? = nil) throws(SpawnError) -> Int32 {
         guard let program = argv.first, !program.isEmpty else { throw SpawnError(program: "", reason: "empty command") }
         // The program is looked up in the PATH of the environment it gets, not the runner's.
         var argv = argv
@@ -59,8 +60,9 @@ public enum ChildProcess {
             }
             argv[0] = found
         }
-        let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let devnull = stdin == nil ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1
         defer { if devnull >= 0 { close(devnull) } }
+        let input = stdin ?? devnull
         var opened: [Int32] = []
         func descriptor(_ output: Output?) -> Int32 {
             switch output {
@@ -85,9 +87,9 @@ public enum ChildProcess {
         let rc = cArgs.withUnsafeMutableBufferPointer { a in
             cEnv.withUnsafeMutableBufferPointer { e in
                 if let directory {
-                    return directory.withCString { amplify_spawn(a.baseAddress, e.baseAddress, $0, devnull, out, err, keep ?? -1, &pid) }
+                    return directory.withCString { amplify_spawn(a.baseAddress, e.baseAddress, $0, input, out, err, keep ?? -1, &pid) }
                 }
-                return amplify_spawn(a.baseAddress, e.baseAddress, nil, devnull, out, err, keep ?? -1, &pid)
+                return amplify_spawn(a.baseAddress, e.baseAddress, nil, input, out, err, keep ?? -1, &pid)
             }
         }
         guard rc == 0 else { throw SpawnError(program: program, reason: String(cString: strerror(rc))) }

@@ -10,6 +10,8 @@ struct DriverContext: Sendable {
     var runId: String
     var runDirectory: String
     var executors: StageExecutorRegistry
+    /// Performs the sends of `settings.notify`; nil when the workflow has no targets.
+    var sender: NotificationSender?
     var continuation: AsyncStream<Driver.Input>.Continuation
 }
 
@@ -18,6 +20,12 @@ struct DriverContext: Sendable {
 /// (attempts, refilling queries, timers, delayed kills) report back into that stream. Each input
 /// goes to the machine's event method of the same name; the actions it returns are performed in
 /// order — journal, start, terminate, wake, finish — and nothing here decides anything.
+///
+/// Notifications go the same way beside the machine: each journaled event is shown to the
+/// `NotificationLedger`, which says what is due; the sends are child tasks of their own (a slow
+/// or dead target never holds up the loop), whose outcomes come back as inputs and are journaled.
+/// Once the run has finished, the runner waits at most `notificationDrain` for what is still
+/// being sent before it leaves.
 struct Driver {
     /// An input of the loop: from the world (signals, `amplify-run cancel`) or from a child task.
     enum Input: Sendable {
@@ -29,9 +37,12 @@ struct Driver {
         case wake(at: Int64)
         case signal(Int32)
         case cancel(reason: String)
+        /// A notification's send ended (`error` nil: delivered).
+        case notificationAttempted(NotificationLedger.Delivery, attempt: Int, error: String?)
     }
 
     var machine: RunStateMachine
+    var ledger: NotificationLedger
     let journal: Journal
     let observer: RunObserver
     let context: DriverContext
@@ -39,6 +50,8 @@ struct Driver {
     var timerAt: Int64?
     /// The attempts whose executors are at work, each with the signal that it has ended.
     var working: [InstanceKey: AttemptEnd] = [:]
+    /// How long a finished run's runner waits for notifications still being sent (ms).
+    static let notificationDrain: Int64 = 5000
 
     /// Runs the run to its end or to a signal; returns the exit code. On the way out the group's
     /// children are cancelled: timers and delayed kills stop, and attempts still running are left
@@ -57,13 +70,15 @@ struct Driver {
 
     private mutating func drive(newRun: Bool, cancelling: String?, inputs: AsyncStream<Input>, group: inout DiscardingTaskGroup) async throws(JournalError) -> Int32 {
         var now = Processes.now()
+        var iterator = inputs.makeAsyncIterator()
         var start: [RunStateMachine.Action] = []
         if newRun { start += machine.runCreated(workflowPath: context.request.workflowPath, now: now) }
         start += machine.runnerStarted(pid: getpid(), resumed: !newRun, cancelling: cancelling, now: now)
-        if let code = try await perform(start, group: &group) { return code }
-        if let code = try await perform(machine.reconcileEnded(now: Processes.now()), group: &group) { return code }
+        if let ending = try await perform(start, group: &group) { return try await finish(ending, inputs: &iterator, group: &group) }
+        if let ending = try await perform(machine.reconcileEnded(now: Processes.now()), group: &group) {
+            return try await finish(ending, inputs: &iterator, group: &group)
+        }
 
-        var iterator = inputs.makeAsyncIterator()
         while let input = await iterator.next() {
             now = Processes.now()
             let actions: [RunStateMachine.Action]
@@ -83,14 +98,64 @@ struct Driver {
                 actions = machine.signalled(signal, now: now)
             case .cancel(let reason):
                 actions = machine.cancelRequested(reason: reason, now: now)
+            case .notificationAttempted(let delivery, let attempt, let error):
+                actions = ledger.attempted(delivery, attempt: attempt, error: error, now: now).map { machine.notified($0, now: now) } ?? []
             }
-            if let code = try await perform(actions, group: &group) { return code }
+            if let ending = try await perform(actions, group: &group) { return try await finish(ending, inputs: &iterator, group: &group) }
         }
         return 4
     }
 
-    /// Performs actions in order; returns the exit code once one is `finish`.
-    private mutating func perform(_ actions: [RunStateMachine.Action], group: inout DiscardingTaskGroup) async throws(JournalError) -> Int32? {
+    /// The runner stops: a finished run's notifications still being sent get up to
+    /// `notificationDrain` (what is left then is journaled as not delivered); an interrupted run's
+    /// are sent by the runner that resumes it. Then the summary.
+    private mutating func finish(_ ending: RunStateMachine.Ending, inputs: inout AsyncStream<Input>.Iterator, group: inout DiscardingTaskGroup) async throws(JournalError) -> Int32 {
+        if case .finished = ending, !ledger.isIdle {
+            let deadline = Processes.now() + Driver.notificationDrain
+            drain: while !ledger.isIdle, Processes.now() < deadline {
+                sendNotifications(group: &group)
+                arm(deadline, group: &group)
+                guard let input = await inputs.next() else { break }
+                switch input {
+                case .notificationAttempted(let delivery, let attempt, let error):
+                    let now = Processes.now()
+                    if let event = ledger.attempted(delivery, attempt: attempt, error: error, now: now) {
+                        _ = try await perform(machine.notified(event, now: now), group: &group)
+                    }
+                case .signal:
+                    break drain
+                case .wake(let at):
+                    if timerAt == at { timerAt = nil }
+                case .attemptEnded, .processStarted, .note, .refillAnswered, .cancel:
+                    // The run has ended: what its abandoned work says now changes nothing.
+                    continue
+                }
+            }
+            let left = ledger.abandon()
+            if !left.isEmpty { _ = try await perform(machine.notified(left, now: Processes.now()), group: &group) }
+        }
+        observer.end(state: machine, exitCode: ending.exitCode)
+        return ending.exitCode
+    }
+
+    /// Starts the notification sends that are due, each a child task of its own, and arms the
+    /// timer for the next one held back by its backoff.
+    private mutating func sendNotifications(group: inout DiscardingTaskGroup) {
+        guard let sender = context.sender else { return }
+        let continuation = context.continuation
+        for send in ledger.due(now: Processes.now()) {
+            group.addTask {
+                // Unbound: a send in flight when the runner leaves is let go, not waited for.
+                if let error = await Driver.unbound({ await sender.send(send.notification, to: send.delivery.target) }) {
+                    continuation.yield(.notificationAttempted(send.delivery, attempt: send.attempt, error: error?.message))
+                }
+            }
+        }
+        if let at = ledger.nextWake { arm(at, group: &group) }
+    }
+
+    /// Performs actions in order; returns how the run ends once one is `finish`.
+    private mutating func perform(_ actions: [RunStateMachine.Action], group: inout DiscardingTaskGroup) async throws(JournalError) -> RunStateMachine.Ending? {
         var actions = actions
         var i = 0
         while i < actions.count {
@@ -110,6 +175,7 @@ struct Driver {
                 }
                 for entry in try journal.append(events, at: at, sync: sync) {
                     observer.record(entry, line: entry.event.line(seq: entry.seq, at: entry.at), state: machine)
+                    ledger.observe(entry, machine: machine)
                 }
             case .start(let key, let attempt):
                 launch(key, attempt: attempt, group: &group)
@@ -134,10 +200,10 @@ struct Driver {
             case .wake(let at):
                 arm(at, group: &group)
             case .finish(let ending):
-                observer.end(state: machine, exitCode: ending.exitCode)
-                return ending.exitCode
+                return ending
             }
         }
+        sendNotifications(group: &group)
         return nil
     }
 

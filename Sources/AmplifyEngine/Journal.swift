@@ -15,6 +15,12 @@ public struct JournalEntry: Sendable {
     public var seq: Int
     public var at: Int64
     public var event: RunEvent
+
+    public init(seq: Int, at: Int64, event: RunEvent) {
+        self.seq = seq
+        self.at = at
+        self.event = event
+    }
 }
 
 /// `journal.jsonl`: append-only, one JSON event per line with `seq`, `at` and `type`.

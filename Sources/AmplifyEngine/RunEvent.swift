@@ -86,6 +86,10 @@ public enum RunEvent: Sendable, Equatable {
     /// The runner stopped on a signal; the run is resumable.
     case interrupted(signal: Int32)
     case runFinished(RunOutcome)
+    /// How a notification (`settings.notify`) went to target `target` (1-based): delivered, or
+    /// why not after `attempts`. Written after the delivery, so a resumed runner does not send
+    /// again what was delivered; it names the target by its number, never by its URL.
+    case notified(id: String, event: String, target: Int, attempts: Int, error: String?)
 
     public var type: String {
         switch self {
@@ -105,6 +109,7 @@ public enum RunEvent: Sendable, Equatable {
         case .refilled: return "refilled"
         case .interrupted: return "interrupted"
         case .runFinished: return "run-finished"
+        case .notified: return "notified"
         }
     }
 
@@ -113,7 +118,7 @@ public enum RunEvent: Sendable, Equatable {
         switch self {
         case .runStarted, .runFinished, .cancelRequested, .interrupted: return true
         case .runnerStarted, .itemsAdded, .expansionEnded, .instanceStarted, .processStarted, .instanceSucceeded, .instanceFailed,
-             .instanceSkipped, .instanceCancelled, .note, .refillStarted, .refilled: return false
+             .instanceSkipped, .instanceCancelled, .note, .refillStarted, .refilled, .notified: return false
         }
     }
 
@@ -161,6 +166,10 @@ public enum RunEvent: Sendable, Equatable {
             o["signal"] = .int(Int(signal))
         case .runFinished(let outcome):
             o["outcome"] = .string(outcome.rawValue); o["exit-code"] = .int(Int(outcome.exitCode))
+        case .notified(let id, let event, let target, let attempts, let error):
+            o["id"] = .string(id); o["event"] = .string(event); o["target"] = .int(target)
+            o["ok"] = .bool(error == nil); o["attempts"] = .int(attempts)
+            if let error { o["error"] = .string(error) }
         }
         return o
     }
@@ -231,6 +240,10 @@ public enum RunEvent: Sendable, Equatable {
         case "run-finished":
             guard let outcome = str("outcome").flatMap(RunOutcome.init(rawValue:)) else { return nil }
             self = .runFinished(outcome)
+        case "notified":
+            guard let id = str("id"), let target = int("target") else { return nil }
+            let error = bool("ok") == true ? nil : str("error") ?? "not delivered"
+            self = .notified(id: id, event: str("event") ?? "", target: target, attempts: int("attempts") ?? 1, error: error)
         default:
             return nil
         }

@@ -70,6 +70,10 @@ public struct RunReport: Sendable {
     /// The run's known cost and its budget (`settings.budget.cost`), when either is known.
     public var spent: Double?
     public var budget: Double?
+    /// How its notifications went (`settings.notify`), and each failed one in words:
+    /// `webhook #1, question RUN:12: HTTP 500` (a target by its number, never its URL).
+    public var notifications = NotificationTally()
+    public var notificationFailures: [String] = []
 
     /// `sessions` lets `status` say "waiting for you" of a session whose agent exited and waits
     /// for a decision, and not say it of a question answered while the agent ran; without it a
@@ -125,6 +129,12 @@ public struct RunReport: Sendable {
             return row
         }
         budget = machine.workflow.settings.budget?.cost
+        notifications = machine.notifications
+        let targets = machine.workflow.settings.notify
+        notificationFailures = notifications.failed.map { f in
+            let name = targets.indices.contains(f.target - 1) ? targets[f.target - 1].name(f.target) : "target #\(f.target)"
+            return "\(name), \(f.event) \(f.id): \(f.error)"
+        }
         let known = facts.contains { $0.cost != nil }
         spent = budget != nil || known ? machine.spent : nil
         problems = machine.sources.compactMap { s, source in

@@ -129,6 +129,8 @@ public struct RunStateMachine: Sendable {
     public private(set) var outcome: RunOutcome?
     public private(set) var interruptedBy: Int32?
     public private(set) var eventCount = 0
+    /// How the run's notifications went (`notified` events): for `status` and the summary.
+    public private(set) var notifications = NotificationTally()
     /// What instances reported while they ran (questions, warnings), in journal order.
     public private(set) var notes: [InstanceKey: [(kind: String, fields: OrderedObject)]] = [:]
     /// What each instance's agent reported spending (a `cost` output, or a `usage` note of a
@@ -352,6 +354,16 @@ public struct RunStateMachine: Sendable {
             event = .refilled(stage: stage, items: [], error: reason)
         }
         return advance(now: now, after: [event])
+    }
+
+    /// Notifications' sends ended (`NotificationLedger` decided they have): journaled. They change
+    /// nothing of the run, which may have finished already.
+    public mutating func notified(_ events: [RunEvent], now: Int64) -> [Action] {
+        events.isEmpty ? [] : record(events, now: now)
+    }
+
+    public mutating func notified(_ event: RunEvent, now: Int64) -> [Action] {
+        notified([event], now: now)
     }
 
     /// Time passed (the `wake` came, or any moment): attempts past their deadline end, retries
@@ -689,6 +701,9 @@ public struct RunStateMachine: Sendable {
             interruptedBy = signal
         case .runFinished(let o):
             outcome = o
+        case .notified(let id, let event, let target, _, let error):
+            // Counted for the views (`status`, the summary); what is due is `NotificationLedger`'s.
+            if let error { notifications.failed.append(NotificationTally.Failure(id: id, event: event, target: target, error: error)) } else { notifications.delivered += 1 }
         }
     }
 

@@ -109,21 +109,37 @@ public struct RunStore: Sendable {
               let first = try? JSONParser.parse(bytes: Array(head[..<newline])),
               case .runStarted(_, let workflow, let name, let vars)? = RunEvent(first),
               case .string(let at)? = first["at"], let startedAt = Timestamp.parse(at) else { return nil }
+        return Summary(id: run, workflow: workflow, name: name, vars: vars, startedAt: startedAt, outcome: RunStore.outcome(fd: fd))
+    }
+
+    /// How the run ended: its last event is `run-finished`, or followed only by the `notified`
+    /// events of deliveries its runner finished before it left. Read from the end, a window that
+    /// grows while it holds only `notified` lines.
+    static func outcome(fd: Int32) -> RunOutcome? {
         var st = stat()
         fstat(fd, &st)
         let size = Int(st.st_size)
-        let tailStart = max(0, size - 4096)
-        var tail = [UInt8](repeating: 0, count: size - tailStart)
-        let m = tail.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(tailStart)) }
-        var outcome: RunOutcome?
-        if m > 0 {
-            let lines = tail[..<m].split(separator: 0x0A)
-            if let lastComplete = (tail[..<m].last == 0x0A ? lines.last : lines.dropLast().last),
-               let v = try? JSONParser.parse(bytes: Array(lastComplete)) {
-                if case .runFinished(let o)? = RunEvent(v) { outcome = o }
+        var window = 4096
+        while true {
+            let start = max(0, size - window)
+            var tail = [UInt8](repeating: 0, count: size - start)
+            let m = tail.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+            guard m > 0 else { return nil }
+            var lines = tail[..<m].split(separator: 0x0A)
+            // A torn last line, and a first one the window cut, are not whole.
+            if tail[m - 1] != 0x0A { lines.removeLast() }
+            if start > 0, !lines.isEmpty { lines.removeFirst() }
+            for line in lines.reversed() {
+                guard let event = (try? JSONParser.parse(bytes: Array(line))).flatMap(RunEvent.init) else { return nil }
+                switch event {
+                case .notified: continue
+                case .runFinished(let o): return o
+                default: return nil
+                }
             }
+            guard start > 0 else { return nil }
+            window *= 4
         }
-        return Summary(id: run, workflow: workflow, name: name, vars: vars, startedAt: startedAt, outcome: outcome)
     }
 
     /// The newest run that has not finished, of any workflow.

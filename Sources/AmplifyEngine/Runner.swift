@@ -11,11 +11,18 @@ public final class Runner: Sendable {
     let request: RunRequest
     let executors: StageExecutorRegistry
     let observer: RunObserver
+    let notifications: NotificationSenderFactory?
 
-    public init(request: RunRequest, executors: StageExecutorRegistry, observer: RunObserver) {
+    /// Makes the sender of a workflow's `settings.notify` targets, once the runner knows which
+    /// workflow it runs and with which variables; a target that cannot be used (a URL that is not
+    /// http:// or https://) is a `NotifyError`, said before the run starts.
+    public typealias NotificationSenderFactory = @Sendable (_ targets: [NotifyTarget], _ vars: OrderedObject, _ environment: [String: String]) throws(NotifyError) -> NotificationSender
+
+    public init(request: RunRequest, executors: StageExecutorRegistry, observer: RunObserver, notifications: NotificationSenderFactory? = nil) {
         self.request = request
         self.executors = executors
         self.observer = observer
+        self.notifications = notifications
     }
 
     /// Runs (or resumes) the workflow; returns the process exit code (README, "Exit codes").
@@ -58,7 +65,6 @@ public final class Runner: Sendable {
             }
             existing = s
         }
-        let runId: String
         var workflow = current
         var vars = current.vars
         for (k, v) in request.varOverrides {
@@ -68,7 +74,7 @@ public final class Runner: Sendable {
             vars[k] = .string(v)
         }
         if let existing {
-            runId = existing.id
+            let runId = existing.id
             guard let stored = try? WorkflowFile.read(store.workflowCopy(of: runId)) else {
                 throw RunFailure(exitCode: 4, message: "run \(runId) has no readable workflow copy (\(store.workflowCopy(of: runId))); start afresh with --new")
             }
@@ -89,6 +95,27 @@ public final class Runner: Sendable {
                 }
             }
             vars = existing.vars
+        }
+
+        // Notification targets, rendered once (their secrets come from the environment): one
+        // that cannot be used stops the run before it starts.
+        var sender: NotificationSender?
+        var targets = workflow.settings.notify
+        if !targets.isEmpty {
+            do throws(NotifyError) {
+                guard let notifications else { throw NotifyError("this runner cannot send notifications") }
+                sender = try notifications(targets, vars, request.environment)
+            } catch {
+                // `cancel` settling a dead runner's run cancels it all the same, untold.
+                guard request.cancelOnStart else { throw RunFailure(exitCode: 2, message: "settings.notify: \(error.message)") }
+                notes.append("warning: settings.notify: \(error.message); nobody is told of this cancel")
+                targets = []
+            }
+        }
+
+        let runId: String
+        if let existing {
+            runId = existing.id
         } else {
             do {
                 runId = try store.createNewRun(now: Processes.now())
@@ -109,6 +136,8 @@ public final class Runner: Sendable {
         // Replay.
         let journalPath = store.journal(of: runId)
         var machine = RunStateMachine(workflow: workflow, runId: runId, vars: vars, environment: request.environment, maxProcesses: 2 * max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+        // What is due to be told: notifications journaled and not yet delivered are sent again.
+        var ledger = NotificationLedger(targets: targets, workflowPath: request.workflowPath)
         let journal: Journal
         do throws(JournalError) {
             var entries: [JournalEntry] = []
@@ -122,7 +151,10 @@ public final class Runner: Sendable {
                 entries = read.entries
                 size = read.validSize
             }
-            for e in entries { machine.apply(e.event, at: e.at) }
+            for e in entries {
+                machine.apply(e.event, at: e.at)
+                ledger.observe(e, machine: machine)
+            }
             journal = try Journal(path: journalPath, lastSeq: entries.last?.seq ?? 0, size: size)
             if machine.isFinished {
                 throw JournalError("run \(runId) has already finished; start a new one with --new")
@@ -146,8 +178,8 @@ public final class Runner: Sendable {
         }
         defer { trap.cancel(); withExtendedLifetime(lock) {}; withExtendedLifetime(workflowLock) {} }
 
-        let context = DriverContext(request: request, runId: runId, runDirectory: store.directory(of: runId), executors: executors, continuation: continuation)
-        var driver = Driver(machine: machine, journal: journal, observer: observer, context: context)
+        let context = DriverContext(request: request, runId: runId, runDirectory: store.directory(of: runId), executors: executors, sender: sender, continuation: continuation)
+        var driver = Driver(machine: machine, ledger: ledger, journal: journal, observer: observer, context: context)
         let cancelling = request.cancelOnStart ? (try? WorkflowFile.read(cancelFile)).map { String(decoding: $0, as: UTF8.self) } ?? "cancelled" : nil
         do throws(JournalError) {
             return try await driver.run(newRun: existing == nil, cancelling: cancelling, inputs: inputs)

@@ -39,6 +39,8 @@ public struct CommandRunner: Sendable {
         public var spawnError: String?
         /// Its output went to the `spill` files (no file in memory could be made).
         var spilled = false
+        /// Ended by `timeout` (then `termination` is SIGKILL).
+        public var timedOut = false
         public var succeeded: Bool { termination == .exited(0) }
 
         public init(termination: ChildProcess.Termination, stdout: String, stderr: String, spawnError: String? = nil) {
@@ -57,28 +59,47 @@ public struct CommandRunner: Sendable {
 
     /// Runs `argv` in `directory` to completion; its group is ended with it so nothing it started
     /// lingers. stdout and stderr go to files in memory (no inode on disk per command); where
-    /// those cannot be made they go to the `spill` files when given, else nowhere. `keep` is a
-    /// descriptor the child inherits (a lock it holds while it runs). `started` learns its pid
-    /// and start time.
+    /// those cannot be made they go to the `spill` files when given, else nowhere. `input` is its
+    /// stdin (a file in memory; else /dev/null), which keeps what it says off the argv `ps`
+    /// shows. Past `timeout` its group is killed. `keep` is a descriptor the child inherits (a
+    /// lock it holds while it runs). `started` learns its pid and start time.
     public static func run(_ argv: [String], in directory: String, environment: [String: String],
                            stdoutLimit: Int = 16 << 20, stderrLimit: Int = 1 << 16, keep: Int32? = nil,
+                           input: [UInt8]? = nil, timeout: Duration? = nil,
                            spill: (stdout: String, stderr: String)? = nil,
                            started: @Sendable (Int32, UInt64) -> Void = { _, _ in }) async -> Output {
         let out = ChildProcess.memoryFile("stdout")
         let err = ChildProcess.memoryFile("stderr")
+        let stdin = input.map { CommandRunner.memoryFile(holding: $0) }
         defer {
             if out >= 0 { close(out) }
             if err >= 0 { close(err) }
+            if let stdin, stdin >= 0 { close(stdin) }
+        }
+        if stdin == -1 {
+            return Output(termination: .exited(127), stdout: "", stderr: "cannot make a file in memory for its input", spawnError: "cannot make a file in memory for the input of '\(argv.first ?? "")'")
         }
         func sink(_ fd: Int32, _ file: String?) -> ChildProcess.Output? {
             fd >= 0 ? .descriptor(fd) : file.map { .file($0) }
         }
         let termination: ChildProcess.Termination
+        var timedOut = false
         do {
-            let pid = try ChildProcess.spawn(argv, environment: environment, directory: directory,
+            let pid = try ChildProcess.spawn(argv, environment: environment, directory: directory, stdin: stdin,
                                              stdout: sink(out, spill?.stdout), stderr: sink(err, spill?.stderr), keep: keep)
             started(pid, Processes.startTime(pid) ?? 0)
+            // Past its time, the group goes; the wait below then returns.
+            let watchdog = timeout.map { limit in
+                Task { () -> Bool in
+                    try? await Task.sleep(for: limit)
+                    guard !Task.isCancelled else { return false }
+                    Processes.signalGroup(pid, SIGKILL)
+                    return true
+                }
+            }
             termination = await ChildProcess.wait(pid)
+            watchdog?.cancel()
+            timedOut = await watchdog?.value ?? false
             // Whatever the command left running in its group goes with it.
             if Processes.groupExists(pid) { Processes.signalGroup(pid, SIGKILL) }
         } catch {
@@ -90,7 +111,23 @@ public struct CommandRunner: Sendable {
         }
         var output = Output(termination: termination, stdout: read(out, spill?.stdout, stdoutLimit), stderr: read(err, spill?.stderr, stderrLimit))
         output.spilled = spill != nil && (out < 0 || err < 0)
+        output.timedOut = timedOut
         return output
+    }
+
+    /// A file in memory holding `bytes`, read from its start (a command's stdin); -1 if none can be made.
+    static func memoryFile(holding bytes: [UInt8]) -> Int32 {
+        let fd = ChildProcess.memoryFile("stdin")
+        guard fd >= 0 else { return -1 }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { close(fd); return -1 }
+            written += n
+        }
+        lseek(fd, 0, SEEK_SET)
+        return fd
     }
 
     // MARK: - A stage's command

@@ -54,6 +54,20 @@ extension Array {
 }
 
 extension Preflight {
+    /// `settings.notify` targets that cannot be used once the environment and `--var`s are known
+    /// (a webhook from `${{ env.HOOK }}` with HOOK unset, https:// without curl).
+    public static func notifyProblems(_ workflow: Workflow, overrides: [String: String], environment: [String: String], repository: String) -> [String] {
+        guard !workflow.settings.notify.isEmpty else { return [] }
+        var vars = workflow.vars
+        for (k, v) in overrides where vars[k] != nil { vars[k] = .string(v) }
+        do throws(NotifyError) {
+            _ = try NotificationDelivery(targets: workflow.settings.notify, vars: vars, environment: environment, directory: repository)
+            return []
+        } catch {
+            return ["settings.notify: \(error.message); nothing was claimed"]
+        }
+    }
+
     /// Dispatch stages whose `agent` names a profile that does not exist, once `--var`s are
     /// known (`agent: ${{ vars.agent }}` with `--var agent=codx`): said before anything is claimed.
     public static func agentProblems(_ workflow: Workflow, overrides: [String: String]) -> [String] {

@@ -38,6 +38,8 @@ public struct WaitApprovedExecutor: StageExecutor {
         var asked = Set(job.notes.filter { $0.kind == "question" }.compactMap { $0.fields["id"]?.renderedText })
         var warned = Set(job.notes.filter { $0.kind == "warning" }.compactMap { $0.fields["message"]?.renderedText })
         var resumedFor = Set(job.notes.filter { $0.kind == "resumed" }.compactMap { $0.fields["question"]?.renderedText })
+        // The starts of the agent after which the session was said to wait for a person.
+        var waitingSaid = Set(job.notes.filter { $0.kind == "waiting" }.compactMap { note -> Int? in if case .int(let n)? = note.fields["start"] { n } else { nil } })
         var record = session.readRecord()
         // What a working agent has reported spending, journaled as it grows (the run's budget
         // counts it, and a timed-out item still shows it).
@@ -184,6 +186,19 @@ public struct WaitApprovedExecutor: StageExecutor {
                         if !usage.isEmpty { job.note("usage", usage) }
                         throw StageError(session.failureReason(how, report: report))
                     }
+                }
+                // Nothing goes on now until a person answers or decides: said once per start of
+                // the agent (a `waiting` note, which notifications and the views read).
+                let start = record?.starts.count ?? 0
+                if !open.isEmpty || session.status() == "completed" || onExit == "wait", waitingSaid.insert(start).inserted {
+                    var fields = OrderedObject([("session", .string(sid)), ("start", .int(start))])
+                    if let q = open.first {
+                        fields["question"] = .string(q.id)
+                        fields["message"] = .string("the agent exited with a question unanswered: [\(q.id)] \(q.question) — amplify-run answer \(sid) \(q.id) '…'")
+                    } else {
+                        fields["message"] = .string("the agent exited; approve or reject: amplify-run approve \(sid) / amplify-run reject \(sid)")
+                    }
+                    job.note("waiting", fields)
                 }
             }
             let pidfd = alive ? pid.map { amplify_pidfd_open($0) } ?? -1 : -1

@@ -44,6 +44,8 @@ public struct Settings: Sendable, Hashable {
     public var sparse: [String] = []
     /// The run's budget (`settings.budget`): only `cost` counts for a run.
     public var budget: Budget?
+    /// Where a person is told of questions, decisions, failures and the run's end (`settings.notify`).
+    public var notify: [NotifyTarget] = []
 
     public init() {}
 
@@ -58,6 +60,7 @@ public struct Settings: Sendable, Hashable {
         o["max-processes"] = maxProcesses.map(Value.int) ?? .null
         o["sparse"] = .list(sparse.map(Value.string))
         o["budget"] = budget?.value ?? .null
+        o["notify"] = .list(notify.map(\.value))
         return .object(o)
     }
 }

@@ -65,6 +65,11 @@ extension WorkflowChecker {
         }
         let stageId = stage?.id ?? ""
         if visibility.unresolved && (root == "item" || root == "session") { return }
+        if site.scope.field == .notify && root != "env" && root != "vars" {
+            // Rendered once, when the runner starts: nothing of a stage or an item exists then.
+            error(at(offset), "`settings.notify` may name only `env` (secrets from the environment) and `vars`, not '\(root)'")
+            return
+        }
         switch root {
         case "item":
             if stage?.itemSource == nil {

@@ -63,6 +63,8 @@ extension WorkflowChecker {
                 settings.sparse = sparseDirectories(v)
             case "budget":
                 settings.budget = budget(v, key: "settings.budget", turnsAllowed: false)
+            case "notify":
+                settings.notify = notifyTargets(v)
             default: break
             }
         }

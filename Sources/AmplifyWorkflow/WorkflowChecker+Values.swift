@@ -106,6 +106,8 @@ extension WorkflowChecker {
             return agentChoice(node, key: key, in: scope)
         case .budget:
             return budget(node, key: key).map { .literal($0.value) }
+        case .notify:
+            return nil
         case .command:
             return command(node, key: key, in: scope).map(WorkflowChecker.commandValue)
         case .commands:

@@ -26,7 +26,7 @@ public struct WorkflowChecker {
     /// the field of the stage, passed down with each value checked.
     struct Scope: Equatable {
         enum Field: Equatable {
-            case general, condition, forEach, prompt, agent, resume, limit
+            case general, condition, forEach, prompt, agent, resume, limit, notify
         }
         var stage: String?
         var field: Field = .general

@@ -28,6 +28,8 @@ public indirect enum ValueType: Sendable, Hashable {
     case agent
     /// `{cost, turns}`: dollars and turns (`budget`).
     case budget
+    /// A list of notification targets (`settings.notify`).
+    case notify
     /// Any value.
     case any
 
@@ -50,6 +52,7 @@ public indirect enum ValueType: Sendable, Hashable {
         case .names: return "a list of names"
         case .agent: return "the name of an agent profile (claude, codex, gemini, opencode or one under `agents:`) or a list of strings (an argv)"
         case .budget: return "{cost: dollars, turns: a whole number}"
+        case .notify: return "a list of targets, each {on: [events], webhook: URL} or {on: [events], command: [argv]}"
         case .any: return "a value"
         }
     }
@@ -184,6 +187,14 @@ public enum WorkflowLanguage {
         KeySpec("max-processes", .integer(minimum: 1), "Child processes of `run` stages at once (default: twice the number of cores)."),
         KeySpec("sparse", .stringOrList, "Directories item worktrees check out (git's cone-mode sparse checkout; the files at the top come too); default: everything."),
         KeySpec("budget", .budget, "The run's budget: {cost: dollars}. When the known cost reaches it, nothing new is dispatched and the items not started are skipped (reason: budget)."),
+        KeySpec("notify", .notify, "Where a person is told of what the run needs or did: a list of targets, each `{on: [events], webhook: URL}` (an HTTP POST of the event's JSON) or `{on: [events], command: [argv]}` (the JSON on stdin)."),
+    ]
+
+    public static let notifyTargetKeys: [KeySpec] = [
+        KeySpec("on", .names, required: true, "The events this target is told of: " + NotifyEvent.allCases.map { "`\($0.rawValue)`" }.joined(separator: ", ") + "."),
+        KeySpec("webhook", .string, "An http:// or https:// URL the event's JSON is POSTed to; a secret comes from the environment: `${{ env.SLACK_WEBHOOK }}`."),
+        KeySpec("command", .argv, "An argv run with the event's JSON on its stdin (exit status 0 = delivered)."),
+        KeySpec("timeout", .duration, default: .string(NotifyTarget.defaultTimeout.description), "How long one attempt may take."),
     ]
 
     public static let stageKeys: [KeySpec] = [

@@ -80,12 +80,25 @@ public enum WorkflowSchema {
                 ])),
             ])),
             ("stage", stageSchema),
+            ("notify-target", notifyTargetSchema),
         ]
         for kind in StageKind.allCases {
             definitions.append(("with-\(kind.rawValue)", mapping(kind.parameters, description: "Parameters of \(kind.rawValue): \(kind.summary)", expressions: true)))
         }
         root["definitions"] = obj(definitions)
         return root
+    }
+
+    /// A target of `settings.notify`: its events, and a webhook or a command (one of them).
+    private static var notifyTargetSchema: Value {
+        var target = mapping(WorkflowLanguage.notifyTargetKeys, description: "Where a person is told of the run's events: an HTTP POST of the event's JSON (`webhook`), or a command with it on stdin.", expressions: false)
+        guard case .object(var t) = target, case .object(var props)? = t["properties"], case .string(let on)? = props["on"]?["description"] else { return target }
+        let events = obj([("enum", .list(NotifyEvent.allCases.map { .string($0.rawValue) }))])
+        props["on"] = obj([("description", .string(on)), ("oneOf", .list([events, obj([("type", .string("array")), ("minItems", .int(1)), ("items", events)])]))])
+        t["properties"] = .object(props)
+        t["oneOf"] = .list([obj([("required", .list([.string("webhook")]))]), obj([("required", .list([.string("command")]))])])
+        target = .object(t)
+        return target
     }
 
     private static let namePattern = "^[A-Za-z_][A-Za-z0-9_-]*$"
@@ -169,6 +182,7 @@ public enum WorkflowSchema {
         case .stringMap: body = obj([("type", .string("object")), ("propertyNames", obj([("pattern", .string("^[A-Za-z_][A-Za-z0-9_]*$"))])), ("additionalProperties", obj([("type", .list([.string("string"), .string("number"), .string("boolean")]))]))])
         case .listExpression: body = obj([("oneOf", .list([obj([("type", .string("array"))]), ref("expression")]))])
         case .condition: body = obj([("type", .list([.string("string"), .string("boolean")]))])
+        case .notify: body = obj([("type", .string("array")), ("items", ref("notify-target"))])
         case .retry, .any: body = obj([])
         case .names: body = strings
         case .agent: body = obj([("oneOf", .list([obj([("type", .string("string"))]), obj([("type", .string("array")), ("minItems", .int(1)), ("items", obj([("type", .list([.string("string"), .string("number"), .string("boolean")]))]))])]))])

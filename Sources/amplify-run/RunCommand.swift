@@ -82,7 +82,9 @@ struct RunCommand: ContextualCommand {
             throw ExitCode(report.failures.isEmpty ? 0 : 1)
         }
         // Checked before anything is claimed: a base branch that is not there would fail every item.
-        let problems = Preflight.agentProblems(workflow, overrides: overrides) + (await Preflight.check(workflow, repository: repository, environment: context.environment))
+        let problems = Preflight.agentProblems(workflow, overrides: overrides)
+            + Preflight.notifyProblems(workflow, overrides: overrides, environment: context.environment, repository: repository)
+            + (await Preflight.check(workflow, repository: repository, environment: context.environment))
         for p in problems { context.error("\(p)") }
         guard problems.isEmpty else { throw ExitCode(2) }
         var request = RunRequest(repository: repository, workflowPath: relative, workflowBytes: bytes, varOverrides: overrides, forceNew: new, environment: context.environment)

@@ -85,6 +85,10 @@ struct LineObserver: RunObserver {
             case .failed: return "run finished; exit 1"
             case .cancelled: return "run cancelled"
             }
+        case .notified(let id, let event, let target, let attempts, let error):
+            let name = state.workflow.settings.notify.indices.contains(target - 1) ? state.workflow.settings.notify[target - 1].name(target) : "target #\(target)"
+            guard let error else { return "told \(name) of \(event) (\(id))" }
+            return "\(name) was not told of \(event) (\(id)) after \(attempts) attempt\(attempts == 1 ? "" : "s"): \(error)"
         case .runStarted, .runnerStarted, .processStarted, .refillStarted:
             return nil
         }
@@ -118,6 +122,8 @@ struct LineObserver: RunObserver {
             return "paused until \(Timestamp.localClock(milliseconds: Int64(until), now: Processes.now())) — \(who)'s usage limit\(said)"
         case "continued":
             return "the usage limit has reset; the agent continues"
+        case "waiting":
+            return "waiting for you: \(fields["message"]?.renderedText ?? "")"
         default:
             return "\(kind): \(text)"
         }
@@ -157,6 +163,12 @@ enum RunSummaryPrinter {
             out.line("budget: \(RunReport.dollars(spent)) known spent of \(RunReport.dollars(limit))" + (spent >= limit ? " — used up: nothing new was dispatched" : ""))
         } else if let spent = report.spent {
             out.line("spent: \(RunReport.dollars(spent)) (what the agents reported)")
+        }
+        if !report.notifications.isEmpty {
+            let failed = report.notificationFailures
+            out.line("notifications: \(report.notifications.delivered) delivered" + (failed.isEmpty ? "" : " · \(failed.count) not delivered"))
+            for f in failed.prefix(5) { out.line("  not delivered: \(f.visible)") }
+            if failed.count > 5 { out.line("  … and \(failed.count - 5) more (journal.jsonl: \"notified\" events)") }
         }
         out.line(lastLine(report, exitCode: exitCode, interrupted: interrupted, state: state, instances: instances))
     }

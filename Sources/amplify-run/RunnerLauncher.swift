@@ -19,7 +19,10 @@ enum RunnerLauncher {
     /// stage executors wait for a stopped command before killing it (default: the request's).
     static func run(_ request: RunRequest, observer: RunObserver, grace: Duration? = nil, in context: CommandContext) async throws -> Int32 {
         do {
-            return try await Runner(request: request, executors: StageExecutors(grace: grace ?? request.grace), observer: observer).run()
+            let repository = request.repository
+            return try await Runner(request: request, executors: StageExecutors(grace: grace ?? request.grace), observer: observer) { targets, vars, environment throws(NotifyError) in
+                try NotificationDelivery(targets: targets, vars: vars, environment: environment, directory: repository)
+            }.run()
         } catch {
             context.error(error.message)
             throw ExitCode(error.exitCode)

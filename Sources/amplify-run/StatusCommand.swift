@@ -108,6 +108,12 @@ struct StatusCommand: ContextualCommand {
         })
         o["spent"] = report.spent.map(Value.double) ?? .null
         o["budget"] = report.budget.map(Value.double) ?? .null
+        o["notifications"] = .object(OrderedObject([
+            ("delivered", .int(report.notifications.delivered)),
+            ("failed", .list(report.notifications.failed.map { f in
+                .object(OrderedObject([("id", .string(f.id)), ("event", .string(f.event)), ("target", .int(f.target)), ("error", .string(f.error))]))
+            })),
+        ]))
         o["sessions"] = .list(sessions.map { r in
             var i = OrderedObject()
             i["session"] = .string(r.id)

@@ -97,7 +97,7 @@ struct ObjectStoreMergeTests {
         _ = try shell("git checkout -q -b amplify/m-2 main && echo two > two.txt && git add two.txt && git commit -qm two && git checkout -q main", in: repo.box.url)
         guard case .succeeded = try await repo.merge(#"{verify: ["true"]}"#) else { Issue.record("first merge"); return }
         let gitDir = try repo.git("-C .amplify/merging/checkout rev-parse --absolute-git-dir")
-        FileManager.default.createFile(atPath: gitDir + "/index.lock", contents: Data())
+        _ = FileManager.default.createFile(atPath: gitDir + "/index.lock", contents: Data())
         let r = try await repo.merge(#"{verify: ["test -f two.txt && test -f work.txt"]}"#, item: "m-2")
         guard case .succeeded = r else { Issue.record("\(r)"); return }
         #expect(try repo.trailers() == 1 && repo.git("show main:two.txt") == "two")

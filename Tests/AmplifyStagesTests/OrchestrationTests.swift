@@ -171,14 +171,7 @@ struct OrchestrationTests {
         let o = try Orchestra([("k-1", "approve", nil), ("k-2", "approve", nil), ("k-3", "approve", "k-1")])
         var env = o.environment
         env["AGENT_DELAY"] = "2"
-        let runner = Process()
-        runner.executableURL = executable
-        runner.arguments = ["wf.yaml"]
-        runner.currentDirectoryURL = o.box.url
-        runner.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        runner.standardOutput = FileHandle.nullDevice
-        runner.standardError = FileHandle.nullDevice
-        try runner.run()
+        let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
         // Kill it once both agents are running.
         _ = await o.waitFor({ $0.hasSuffix("output.log") && $0.hasPrefix("k-2-") }, under: ".amplify/sessions", seconds: 20)
         try await Task.sleep(for: .milliseconds(300))

@@ -8,7 +8,7 @@ import Testing
 struct StateDirectoryTests {
     @Test("a workflow with settings.state elsewhere: status, runs, logs, answer and approve find its run and sessions")
     func stateElsewhere() async throws {
-        let workflow = Orchestra.workflow().replacingOccurrences(of: "concurrency: 3}", with: "concurrency: 3, state: .state-elsewhere}")
+        let workflow = Orchestra.workflow(timeout: "60s").replacingOccurrences(of: "concurrency: 3}", with: "concurrency: 3, state: .state-elsewhere}")
         #expect(workflow.contains("state: .state-elsewhere"))
         let o = try Orchestra([("e-1", "ask-exit", nil), ("e-2", "human", nil)], workflow: workflow)
         let run = Task { try await o.run() }
