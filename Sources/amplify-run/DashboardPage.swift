@@ -136,8 +136,13 @@ function selectRun(run) {
   // At most one refresh in flight and one waiting: a busy run is redrawn every 200 ms or so,
   // never starved by a steady stream of events.
   es.onmessage = () => {
+    state.dirty = true;
     if (state.timer) return;
-    state.timer = setTimeout(async () => { await refresh(); state.timer = null; }, 100);
+    state.timer = setTimeout(async () => {
+      // Events that come during a refresh get one more after it: the last state is always drawn.
+      while (state.dirty) { state.dirty = false; await refresh(); }
+      state.timer = null;
+    }, 100);
   };
 }
 
