@@ -59,7 +59,7 @@ stages:
     uses: dispatch
     for-each: \${{ stages.ready.outputs.items }}
     with: {agent: [agent], prompt: "Item \${{ item.id }}"}
-  approved: {uses: wait-approved, timeout: 30m}
+  approved: {uses: wait-approved, timeout: 30m, with: {resume: [agent, "\${{ answer }}"]}}
   merge: {uses: merge}
   close: {uses: close}
   cleanup: {uses: cleanup, if: "\${{ always() }}"}

@@ -31,7 +31,7 @@ stages:
     uses: dispatch
     for-each: \${{ stages.ready.outputs.items }}
     with: {agent: ["\${{ vars.agent }}", "-p", "\${{ prompt }}"], prompt: "\${{ item.description }}"}
-  approved: {uses: wait-approved, timeout: 1h}
+  approved: {uses: wait-approved, timeout: 1h, with: {resume: ["\${{ vars.agent }}", "--resume", "\${{ session.agent-session }}", "-p", "\${{ answer }}"]}}
   merge: {uses: merge}
   close: {uses: close}
   cleanup: {uses: cleanup, if: "\${{ always() }}"}
