@@ -223,7 +223,7 @@ struct Dashboard: HTTPResponder {
             err.split(separator: "\n").map { $0.hasPrefix("amplify-run: error: ") ? String($0.dropFirst(20)) : String($0) }.joined(separator: "; ")
         }
 
-        func json(notFound: String? = nil) throws -> Response {
+        func json() throws -> Response {
             guard code == 0 else {
                 throw Refusal(code == 2 ? .notFound : .internalServerError, message.isEmpty ? "failed (exit \(code))" : message)
             }
@@ -457,7 +457,7 @@ struct Dashboard: HTTPResponder {
     private func diff(_ id: String) async throws -> Response {
         let (files, _, directory) = try sessionFiles(id)
         guard let record = directory == files.directory ? files.readRecord() : files.readArchivedRecord() else { throw Refusal(.notFound, "session \(id) has no record of its branch") }
-        let base = record.baseCommit ?? context.environment["AMPLIFY_BASE"] ?? "HEAD"
+        guard let base = record.baseCommit else { throw Refusal(.notFound, "session \(id) has no record of the commit its branch started from") }
         let r = await CommandRunner.run(["git", "diff", "--no-color", "--no-ext-diff", base, "refs/heads/" + record.branch, "--"], in: repository,
                                         environment: context.environment, stdoutLimit: Dashboard.diffLimit + 1)
         var text = r.stdout
