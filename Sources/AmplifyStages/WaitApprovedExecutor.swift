@@ -118,7 +118,9 @@ public struct WaitApprovedExecutor: StageExecutor {
                 if let over = overBudget(report, record: r, job: job, enforcedByRunner: true) {
                     // Past a limit the CLI cannot enforce itself: the runner ends the agent.
                     await Agent.end(r, grace: grace)
-                    return overBudgetResult(over + "; the runner ended the agent", session: session, job: job)
+                    // What it printed up to its end, read on from where the last look stopped.
+                    watched!.read(session)
+                    return overBudgetResult(over + "; the runner ended the agent", report: watched!.report, session: session, job: job)
                 }
             }
 
@@ -130,7 +132,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                 // An agent that stopped at its budget is neither started again nor failed for
                 // something else; one done and waiting for a person (`completed`) still waits.
                 if let r = record, session.status() != "completed", let over = overBudget(report, record: r, job: job, enforcedByRunner: false) {
-                    return overBudgetResult(over, session: session, job: job)
+                    return overBudgetResult(over, report: report, session: session, job: job)
                 }
                 if let limit = report.usageLimit, var r = record, stoppedByUsageLimit(report, record: r, session: session, job: job) {
                     // Stopped by its provider's usage limit: not a failure. Pause, then continue.
@@ -142,7 +144,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                     pausedHere += 1
                     let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
                                                     slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, profile: profile(r, job), evaluator: evaluator)
-                    let argv = try resumeArgv(job, session: session, record: r, agentSession: report.agentSession ?? r.agentSession,
+                    let argv = try resumeArgv(job, session: session, record: r, report: report,
                                               answer: "Continue where you left off: the usage limit that stopped you has reset.")
                     guard !job.ended.hasHappened else { throw StageError("wait-approved: ended by the runner") }
                     job.note("continued", OrderedObject([("start", .int(r.starts.count)), ("session", .string(sid))]))
@@ -160,7 +162,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                     await UsagePause.wait(job, profile: r.profile)
                     let answer = answered.map { answers[$0.id]! }.joined(separator: "\n\n")
                     // The id the agent printed last (a resume may fork a new one), else the one chosen at dispatch.
-                    let argv = try resumeArgv(job, session: session, record: r, agentSession: report.agentSession ?? r.agentSession, answer: answer)
+                    let argv = try resumeArgv(job, session: session, record: r, report: report, answer: answer)
                     let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
                                                     slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, profile: profile(r, job), evaluator: evaluator)
                     guard !job.ended.hasHappened else { throw StageError("wait-approved: ended by the runner") }
@@ -219,13 +221,15 @@ public struct WaitApprovedExecutor: StageExecutor {
     /// profile's. An agent session id that neither the agent's output nor dispatch gave is an
     /// error here, never an empty `--resume ""` (which Claude refuses). The CLI's own limits get
     /// what is left of the item's budget.
-    private func resumeArgv(_ job: StageJob, session: SessionFiles, record: SessionFiles.Record, agentSession: String?, answer: String) throws(StageError) -> [String] {
+    /// `report` is what the agent said so far (read once by the caller): the session id it
+    /// printed last (a resume may fork a new one), else the one chosen at dispatch, and what it spent.
+    private func resumeArgv(_ job: StageJob, session: SessionFiles, record: SessionFiles.Record, report: AgentReport, answer: String) throws(StageError) -> [String] {
         let profile = profile(record, job)
+        let agentSession = report.agentSession ?? record.agentSession
         var left = record.budget
         if let b = record.budget {
-            let spent = session.agentReport(agents: job.agents)
-            left?.cost = b.cost.map { max(0.01, $0 - (spent.cost ?? 0)) }
-            left?.turns = b.turns.map { max(1, $0 - (spent.turns ?? 0)) }
+            left?.cost = b.cost.map { max(0.01, $0 - (report.cost ?? 0)) }
+            left?.turns = b.turns.map { max(1, $0 - (report.turns ?? 0)) }
         }
         func render(_ agentSession: Value) throws(StageError) -> [String] {
             var context = job.context
@@ -297,8 +301,9 @@ public struct WaitApprovedExecutor: StageExecutor {
         return nil
     }
 
-    private func overBudgetResult(_ why: String, session: SessionFiles, job: StageJob) -> StageResult {
-        let usage = Agent.usage(session.agentReport(agents: job.agents), chosen: session.readRecord()?.agentSession)
+    /// `report`: what the agent said, as the caller read it.
+    private func overBudgetResult(_ why: String, report: AgentReport, session: SessionFiles, job: StageJob) -> StageResult {
+        let usage = Agent.usage(report, chosen: session.readRecord()?.agentSession)
         if !usage.isEmpty { job.note("usage", usage) }
         return .failedAs(.overBudget, why + " (log: \(session.path("output.log")))")
     }
