@@ -370,12 +370,8 @@ struct Dashboard: HTTPResponder {
         guard SessionFiles.isValidId(id), let states = StateDirectories.find(from: repository) else {
             throw Refusal(.notFound, "'\(id.prefix(80))' is not a session id")
         }
-        for store in states.stores {
-            let s = SessionFiles(stateDirectory: store.root, id: id)
-            if StateDirectories.isDirectory(s.directory, following: false) { return (s, store, s.directory) }
-            if StateDirectories.isDirectory(s.archived, following: false) { return (s, store, s.archived) }
-        }
-        throw Refusal(.notFound, "no session '\(id)'")
+        guard let found = SessionLocator.locate(id, in: states, archived: true) else { throw Refusal(.notFound, "no session '\(id)'") }
+        return found
     }
 
     private func session(_ id: String) throws -> Response {

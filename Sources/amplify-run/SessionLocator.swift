@@ -17,6 +17,16 @@ enum SessionLocator {
             throw ExitCode(2)
         }
         guard let states = StateDirectories.find(from: context.directory) else { throw ExitCode(4) }
+        if let found = locate(id, in: states, archived: archived) { return found }
+        let directories = states.stores.map { SessionFiles.sessionsDirectory($0.root) }
+        let known = directories.flatMap { (try? FileManager.default.contentsOfDirectory(atPath: $0)) ?? [] }.filter { !$0.hasSuffix(".json") }
+        context.error("no \(archived ? "" : "live ")session '\(id)' in \(directories.joined(separator: " or "))\(DidYouMean.hint(id, known))")
+        throw ExitCode(2)
+    }
+
+    /// The session `id` in the state directories: live sessions first, then archived ones when
+    /// allowed; nil when there is none (what `find` and the dashboard share).
+    static func locate(_ id: String, in states: StateDirectories, archived: Bool) -> (SessionFiles, RunStore, directory: String)? {
         let found = states.stores.map { ($0, SessionFiles(stateDirectory: $0.root, id: id)) }
         if let (store, session) = found.first(where: { StateDirectories.isDirectory($0.1.directory, following: false) }) {
             return (session, store, session.directory)
@@ -24,10 +34,7 @@ enum SessionLocator {
         if archived, let (store, session) = found.first(where: { StateDirectories.isDirectory($0.1.archived, following: false) }) {
             return (session, store, session.archived)
         }
-        let directories = states.stores.map { SessionFiles.sessionsDirectory($0.root) }
-        let known = directories.flatMap { (try? FileManager.default.contentsOfDirectory(atPath: $0)) ?? [] }.filter { !$0.hasSuffix(".json") }
-        context.error("no \(archived ? "" : "live ")session '\(id)' in \(directories.joined(separator: " or "))\(DidYouMean.hint(id, known))")
-        throw ExitCode(2)
+        return nil
     }
 
     /// The session was archived while we wrote to it (its item ended): say so, exit 2.
