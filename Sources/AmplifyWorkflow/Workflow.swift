@@ -186,9 +186,12 @@ public struct Stage: Sendable {
 
     public var isPerItem: Bool { itemSource != nil }
 
-    /// The concurrency that applies: merge lands one at a time unless told otherwise.
+    /// The concurrency that applies: merge lands one at a time unless told otherwise — but a
+    /// merge that batches, pushes or opens pull requests has no limit of its own: its items wait
+    /// together in its queue (which lands one batch at a time), or on their pull requests.
     public var effectiveConcurrency: Int? {
-        concurrency ?? (kind == .merge ? 1 : nil)
+        guard concurrency == nil, kind == .merge else { return concurrency }
+        return ["batch", "push", "via"].contains(where: { with[$0] != nil }) ? nil : 1
     }
 
     /// The names of the outputs an instance may have; nil = any name (a `run` stage without `outputs:`).

@@ -81,6 +81,8 @@ extension WorkflowChecker {
             }
         }
 
+        for stage in stages where stage.kind == .merge { checkLanding(stage, at: marks[stage.id]?.kind ?? stage.location) }
+
         // What the run needs besides the edges: each item's session, and the stages that refill.
         let ancestors = graph.nodes.map(\.ancestors)
         for (i, stage) in stages.enumerated() {
@@ -160,6 +162,30 @@ extension WorkflowChecker {
             var found = false
             e.expression.forEachNode { if case .call(let n, _, _) = $0, ExpressionFunction(name: n)?.isStatusFunction == true { found = true } }
             return found
+        }
+    }
+
+    /// The keys of a merge's landing that go together (SPEC §10): a pull request is landed by
+    /// GitHub, one per item, so the local queue's keys have no meaning there, and the other way round.
+    private mutating func checkLanding(_ stage: Stage, at: SourcePosition) {
+        let local = ["batch", "batch-wait", "verify-concurrency", "speculate", "push", "push-attempts", "verify"]
+        let pullRequest = ["remote", "wait", "auto-merge"]
+        // A `via` given as an expression is known only per item.
+        let via = stage.literal(MergeParameters.via)
+        if via == "pull-request" {
+            for key in local where stage.with[key] != nil {
+                error(at, "merge stage '\(stage.id)': `\(key)` does not go with `via: pull-request` (GitHub lands the pull request, once its own checks pass); remove it, or land locally")
+            }
+        } else if via == "local" {
+            for key in pullRequest where stage.with[key] != nil {
+                error(at, "merge stage '\(stage.id)': `\(key)` needs `via: pull-request`")
+            }
+        }
+        if stage.literal(MergeParameters.speculate) == true, let n = stage.literal(MergeParameters.verifyConcurrency), n < 2 {
+            error(at, "merge stage '\(stage.id)': `speculate: true` verifies the next batch while one verifies: give it `verify-concurrency: 2` or more")
+        }
+        if let c = stage.concurrency, let n = stage.literal(MergeParameters.batch), c < n {
+            error(at, "merge stage '\(stage.id)': `concurrency: \(c)` lets fewer items into the queue than `batch: \(n)`; remove `concurrency`, or make it at least \(n)")
         }
     }
 }

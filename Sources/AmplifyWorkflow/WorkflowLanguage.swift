@@ -132,7 +132,9 @@ public enum StageKind: String, CaseIterable, Sendable, Hashable {
         case .queryReady: return [("items", "The ready items (objects as the tracker prints them)."), ("count", "How many items.")]
         case .dispatch: return [("session", "The session id."), ("dir", "The session directory."), ("worktree", "The item's worktree."), ("branch", "The item's branch."), ("pid", "The agent's process id."), ("agent-profile", "The agent's profile (claude, codex, …), absent for an argv agent.")]
         case .waitApproved: return [("decision", "approved or rejected."), ("summary", "The session's summary."), ("cost", "Cost in USD, when the agent reports it."), ("tokens", "Output tokens, when the agent reports them."), ("turns", "Turns, when the agent reports them.")]
-        case .merge: return [("commit", "The commit that landed on the base branch.")]
+        case .merge: return [("commit", "The commit that landed on the base branch (with `via: pull-request`, GitHub's merge commit)."),
+                             ("batch", "The number of the batch it landed in (`batch`)."),
+                             ("pr", "The pull request's number (`via: pull-request`)."), ("pr-url", "The pull request's address (`via: pull-request`).")]
         case .close: return []
         case .cleanup: return []
         case .run: return [("exit-code", "The command's exit status."), ("stdout", "Its standard output, trimmed, at most 1 MiB.")]
@@ -276,7 +278,20 @@ public enum MergeParameters {
     public static let message = StageParameter<String, WithDefault>(KeySpec("message", .string, default: .string("Merge ${{ item.id }}: ${{ item.title }}"), "The merge commit's subject."))
     public static let hooks = StageParameter<String, WithDefault>(KeySpec("hooks", .choice(["run", "skip"]), default: .string("run"), "The repository's hooks (`pre-commit`, `pre-merge-commit`, `commit-msg`, …) run for every commit the stage makes, and a refusal fails the item with their output; `skip` runs none."))
 
-    static let all: [KeySpec] = [strategy.spec, verify.spec, commitLeftovers.spec, empty.spec, message.spec, hooks.spec]
+    public static let batch = StageParameter<Int, WithDefault>(KeySpec("batch", .integer(minimum: 1), default: .int(1), "Approved items landed together: their merge commits chained, `verify` run once on the tip, split and verified again on failure until each failing item is alone."))
+    public static let batchWait = StageParameter<WorkflowDuration, WithDefault>(KeySpec("batch-wait", .duration, default: .string("0s"), "How long a batch waits, from its first approval, for more items to arrive."))
+    public static let verifyConcurrency = StageParameter<Int, WithDefault>(KeySpec("verify-concurrency", .integer(minimum: 1), default: .int(1), "Verifications that may run at once (both halves of a split batch; speculation)."))
+    public static let speculate = StageParameter<Bool, WithDefault>(KeySpec("speculate", .boolean, default: .bool(false), "While a batch verifies, build and verify the next one on top of it (needs `verify-concurrency` of 2 or more)."))
+    public static let push = StageParameter<String, WithoutDefault>(KeySpec("push", .string, "A remote (e.g. `origin`) the base is pushed to after landing, as a fast-forward; never forced."))
+    public static let pushAttempts = StageParameter<Int, WithDefault>(KeySpec("push-attempts", .integer(minimum: 1), default: .int(3), "Pushes refused because the remote's base moved, before the items fail (each time: fetch, rebuild, verify again)."))
+    public static let via = StageParameter<String, WithDefault>(KeySpec("via", .choice(["local", "pull-request"]), default: .string("local"), "Land in the local repository (`local`), or push the branch and open a pull request with GitHub's CLI (`pull-request`)."))
+    public static let remote = StageParameter<String, WithDefault>(KeySpec("remote", .string, default: .string("origin"), "The remote a pull request's branch is pushed to."))
+    public static let wait = StageParameter<String, WithDefault>(KeySpec("wait", .choice(["opened", "merged"]), default: .string("merged"), "With `via: pull-request`: end the stage once the pull request is open, or once it is merged."))
+    public static let autoMerge = StageParameter<Bool, WithDefault>(KeySpec("auto-merge", .boolean, default: .bool(false), "With `via: pull-request`: `gh pr merge --auto` with the stage's strategy, so GitHub merges it once its checks pass."))
+
+    static let all: [KeySpec] = [strategy.spec, verify.spec, commitLeftovers.spec, empty.spec, message.spec, hooks.spec,
+                                 batch.spec, batchWait.spec, verifyConcurrency.spec, speculate.spec, push.spec, pushAttempts.spec,
+                                 via.spec, remote.spec, wait.spec, autoMerge.spec]
 }
 
 /// The `with` parameters of `close` stages.
