@@ -44,12 +44,15 @@ public enum FailureKind: String, Sendable, Hashable {
     case timedOut = "timed-out"
     /// The agent passed the item's budget (cost or turns).
     case overBudget = "over-budget"
+    /// The item's pull request was closed without being merged.
+    case prClosed = "pr-closed"
 
     /// As a person says it: `failed`, `rejected`, `conflict`, `timed out`, `over budget`.
     public var word: String {
         switch self {
         case .timedOut: return "timed out"
         case .overBudget: return "over budget"
+        case .prClosed: return "pull request closed"
         default: return rawValue
         }
     }

@@ -61,8 +61,9 @@ public struct MergeExecutor: StageExecutor {
         let evaluator = ExpressionEvaluator(context: job.context)
         let base = job.settings.base
         let git = await Git(job.repository, environment: job.environment).withIdentity()
-        let strategy: String, hooksParameter: String, commitLeftovers: Bool, empty: String, subject: String
+        let strategy: String, hooksParameter: String, commitLeftovers: Bool, empty: String, subject: String, via: String
         do {
+            via = try job.stage.value(MergeParameters.via, evaluator)
             strategy = try job.stage.value(MergeParameters.strategy, evaluator)
             hooksParameter = try job.stage.value(MergeParameters.hooks, evaluator)
             commitLeftovers = try job.stage.value(MergeParameters.commitLeftovers, evaluator)
@@ -107,6 +108,10 @@ public struct MergeExecutor: StageExecutor {
                 throw StageError("merge: \(branch) has no commits beyond \(base) (set `empty: skip` to skip such items)")
             }
             return .succeeded(OrderedObject([("commit", .string(baseTip)), ("landed-before", .bool(true))]))
+        }
+
+        if via == "pull-request" {
+            return try await PullRequestLanding.land(job, git: git, item: item, id: id, branch: branch, strategy: strategy, processStarted: processStarted)
         }
 
         // One landing at a time in this repository, whichever stage or run; every git from here
