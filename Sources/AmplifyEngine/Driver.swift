@@ -31,7 +31,8 @@ struct Driver {
     enum Input: Sendable {
         case attemptEnded(InstanceKey, attempt: Int, StageResult)
         case processStarted(InstanceKey, attempt: Int, pid: Int32, startTime: UInt64)
-        case note(InstanceKey, attempt: Int, kind: String, fields: OrderedObject)
+        /// `written` is called once the note is in the journal (or dropped: its attempt has ended).
+        case note(InstanceKey, attempt: Int, kind: String, fields: OrderedObject, written: (@Sendable () -> Void)? = nil)
         case refillAnswered(stage: String, StageResult)
         /// A timer armed for `at` fired.
         case wake(at: Int64)
@@ -82,13 +83,15 @@ struct Driver {
         while let input = await iterator.next() {
             now = Processes.now()
             let actions: [RunStateMachine.Action]
+            var written: (@Sendable () -> Void)?
             switch input {
             case .attemptEnded(let key, let attempt, let result):
                 actions = machine.attemptEnded(key, attempt: attempt, result, now: now)
             case .processStarted(let key, let attempt, let pid, let startTime):
                 actions = machine.processStarted(key, attempt: attempt, pid: pid, startTime: startTime, now: now)
-            case .note(let key, let attempt, let kind, let fields):
+            case .note(let key, let attempt, let kind, let fields, let whenWritten):
                 actions = machine.noteRecorded(key, attempt: attempt, kind: kind, fields: fields, now: now)
+                written = whenWritten
             case .refillAnswered(let stage, let result):
                 actions = machine.refillAnswered(stage: stage, result, now: now)
             case .wake(let at):
@@ -101,7 +104,9 @@ struct Driver {
             case .notificationAttempted(let delivery, let attempt, let error):
                 actions = ledger.attempted(delivery, attempt: attempt, error: error, now: now).map { machine.notified($0, now: now) } ?? []
             }
-            if let ending = try await perform(actions, group: &group) { return try await finish(ending, inputs: &iterator, group: &group) }
+            let ending = try await perform(actions, group: &group)
+            written?()
+            if let ending { return try await finish(ending, inputs: &iterator, group: &group) }
         }
         return 4
     }
@@ -126,7 +131,9 @@ struct Driver {
                     break drain
                 case .wake(let at):
                     if timerAt == at { timerAt = nil }
-                case .attemptEnded, .processStarted, .note, .refillAnswered, .cancel:
+                case .note(_, _, _, _, let written):
+                    written?()
+                case .attemptEnded, .processStarted, .refillAnswered, .cancel:
                     // The run has ended: what its abandoned work says now changes nothing.
                     continue
                 }
@@ -223,6 +230,14 @@ struct Driver {
         if let d = machine.dispatchKey(for: key), d != key, machine.instance(d)?.status == .succeeded { job.session = machine.instance(d)?.outputs }
         let continuation = context.continuation
         job.note = { kind, fields in continuation.yield(.note(key, attempt: attempt, kind: kind, fields: fields)) }
+        job.record = { kind, fields in
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let once = Mutex(Optional(done))
+                let result = continuation.yield(.note(key, attempt: attempt, kind: kind, fields: fields, written: { once.withLock { $0.take() }?.resume() }))
+                // The runner has stopped reading: nothing will be written, and nothing waits.
+                if case .terminated = result { once.withLock { $0.take() }?.resume() }
+            }
+        }
         return job
     }
 

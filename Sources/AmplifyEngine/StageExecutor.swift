@@ -34,6 +34,9 @@ public struct StageJob: Sendable {
     public var notes: [(kind: String, fields: OrderedObject)] = []
     /// Journals a note (a question, a warning) for this instance.
     public var note: @Sendable (String, OrderedObject) -> Void = { _, _ in }
+    /// Journals a note and returns once it is written (or the runner has let the attempt go):
+    /// for what must be in the journal before a side effect, like a merge queue's verdicts.
+    public var record: @Sendable (String, OrderedObject) async -> Void = { _, _ in }
     /// Whether the machine has ended this attempt already (see `AttemptEnd`).
     public var ended = AttemptEnd()
 

@@ -59,9 +59,9 @@ public struct MergeExecutor: StageExecutor {
             throw StageError("merge: the item has no valid id")
         }
         let evaluator = ExpressionEvaluator(context: job.context)
-        let base = job.settings.base
         let git = await Git(job.repository, environment: job.environment).withIdentity()
         let strategy: String, hooksParameter: String, commitLeftovers: Bool, empty: String, subject: String, via: String
+        let queue: MergeQueue.Parameters
         do {
             via = try job.stage.value(MergeParameters.via, evaluator)
             strategy = try job.stage.value(MergeParameters.strategy, evaluator)
@@ -69,9 +69,52 @@ public struct MergeExecutor: StageExecutor {
             commitLeftovers = try job.stage.value(MergeParameters.commitLeftovers, evaluator)
             empty = try job.stage.value(MergeParameters.empty, evaluator)
             subject = try job.stage.value(MergeParameters.message, evaluator)
+            queue = MergeQueue.Parameters(
+                batch: try job.stage.value(MergeParameters.batch, evaluator),
+                batchWait: try job.stage.value(MergeParameters.batchWait, evaluator).milliseconds,
+                verifyConcurrency: try job.stage.value(MergeParameters.verifyConcurrency, evaluator),
+                speculate: try job.stage.value(MergeParameters.speculate, evaluator),
+                push: try job.stage.value(MergeParameters.push, evaluator),
+                pushAttempts: try job.stage.value(MergeParameters.pushAttempts, evaluator))
         } catch {
             throw StageError("merge: \(error.message)")
         }
+        if let remote = queue.push, via != "pull-request" {
+            guard (await git.run(["remote", "get-url", "--", remote])).succeeded else {
+                throw StageError("merge: `push: \(remote)` names no remote of this repository (`git remote -v` lists them; `git remote add \(remote) URL` adds one); nothing landed")
+            }
+        }
+        // An item of a queue counts as arriving while it gets ready, so a batch being formed waits for it.
+        let lane = via == "pull-request" ? nil : MergeQueue.queue(for: job)
+        await lane?.arrive()
+        do {
+            let request = try await prepare(job, git: git, item: item, id: id, branch: branch, worktree: worktree, session: session, strategy: strategy,
+                                            hooksParameter: hooksParameter, commitLeftovers: commitLeftovers, empty: empty, subject: subject,
+                                            via: via, queue: queue, processStarted: processStarted)
+            guard let lane, case .land(let request)? = request else {
+                await lane?.leave()
+                if case .done(let result)? = request { return result }
+                return try await PullRequestLanding.land(job, git: git, item: item, id: id, branch: branch, strategy: strategy, processStarted: processStarted)
+            }
+            return await lane.land(request)
+        } catch {
+            await lane?.leave()
+            throw error
+        }
+    }
+
+    /// What `prepare` found: the item has landed already (or is empty), or it is to land.
+    private enum Prepared {
+        case done(StageResult)
+        case land(MergeQueue.Request)
+    }
+
+    /// The item made ready to land: a killed runner's debris gone, the session's leftovers
+    /// committed on its branch (or refused), the branch's tip found; nil for a pull request.
+    private func prepare(_ job: StageJob, git: Git, item: OrderedObject, id: String, branch: String, worktree: String, session: OrderedObject,
+                         strategy: String, hooksParameter: String, commitLeftovers: Bool, empty: String, subject: String, via: String,
+                         queue: MergeQueue.Parameters, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> Prepared? {
+        let base = job.settings.base
         let hooks = await CommitHooks.resolve(git: git, skip: hooksParameter == "skip")
 
         // A killed runner's debris, in the runner's own worktree for this item, goes first.
@@ -80,8 +123,9 @@ public struct MergeExecutor: StageExecutor {
         var st = stat()
         if lstat(scratch, &st) == 0 { await git.removeWorktree(scratch) }
 
-        if let sha = await MergeExecutor.landed(git: git, base: base, item: id, run: job.runId) {
-            return .succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))]))
+        // Landed already — but with `push`, on the remote too: the queue looks there.
+        if queue.push == nil || via == "pull-request", let sha = await MergeExecutor.landed(git: git, base: base, item: id, run: job.runId) {
+            return .done(.succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))])))
         }
 
         // The session's leftovers, committed on its branch (or refused).
@@ -101,84 +145,70 @@ public struct MergeExecutor: StageExecutor {
         }
         guard let tip = await git.commit("refs/heads/" + branch) else { throw StageError("merge: the branch \(branch) does not exist") }
         guard let baseTip = await git.commit("refs/heads/" + base) else { throw StageError("merge: the base branch \(base) does not exist") }
+        if via == "pull-request" { return nil }
         if await git.isAncestor(tip, of: baseTip) {
             // Nothing beyond the base: no work at all, or work someone landed already.
             if case .string(let forkedAt)? = session["base-commit"], forkedAt == tip {
-                if empty == "skip" { return .succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))])) }
+                if empty == "skip" { return .done(.succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))]))) }
                 throw StageError("merge: \(branch) has no commits beyond \(base) (set `empty: skip` to skip such items)")
             }
-            return .succeeded(OrderedObject([("commit", .string(baseTip)), ("landed-before", .bool(true))]))
+            if queue.push == nil { return .done(.succeeded(OrderedObject([("commit", .string(baseTip)), ("landed-before", .bool(true))]))) }
         }
-
-        if via == "pull-request" {
-            return try await PullRequestLanding.land(job, git: git, item: item, id: id, branch: branch, strategy: strategy, processStarted: processStarted)
+        // Convicted by a verification journaled before a restart: the same verdict, not a second run of it.
+        if let verdict = job.notes.last(where: { $0.kind == "convicted" && $0.fields["attempt"] == .int(job.attempt) }),
+           case .string(let why)? = verdict.fields["reason"] {
+            throw StageError(why)
         }
-
-        // One landing at a time in this repository, whichever stage or run; every git from here
-        // holds the lock too: one left running by a killed runner keeps it.
-        return try await git.withLandingLock { (git: Git) async throws(StageError) -> StageResult in
-            try await mergeLocked(job, git: git, scratch: scratch, tip: tip, item: id, strategy: strategy, hooks: hooks, subject: subject, empty: empty, processStarted: processStarted)
-        }
+        return .land(MergeQueue.Request(job: job, id: id, tip: tip, strategy: strategy, hooks: hooks, subject: subject, empty: empty, scratch: scratch,
+                                        parameters: queue, processStarted: processStarted))
     }
 
-    /// Under the landing lock: builds the commit in the object store, checks it out only where
-    /// a hook that needs files or `verify` must run, and lands it.
-    private func mergeLocked(_ job: StageJob, git: Git, scratch: String, tip: String, item id: String, strategy: String, hooks: CommitHooks,
-                             subject: String, empty: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> StageResult {
-        let base = job.settings.base
-        // Landed while we waited for the lock (another runner resuming this run cannot, but be sure).
-        if let sha = await MergeExecutor.landed(git: git, base: base, item: id, run: job.runId) {
-            return .succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))]))
-        }
-        guard let old = await git.commit("refs/heads/" + base) else { throw StageError("merge: the base branch \(base) does not exist") }
-        let merging = job.stateDirectory + "/merging"
-        mkdir(job.stateDirectory, 0o700)
-        mkdir(merging, 0o700)
-        try StateDirectory.requireReal(merging)
+    /// What building an item's commit on a chain's head gave.
+    enum Built {
+        case commit(String)
+        /// Every commit of the branch is in `head` already (a rebase found them cherry-picked there).
+        case alreadyIn
+        /// A squash whose tree is the head's: `git commit` would say "nothing to commit".
+        case changesNothing
+    }
 
-        // The commit, as the strategy makes it.
-        let trailers = "Amplify-Item: \(id)\nAmplify-Run: \(job.runId)\n"
-        let subject = subject.replacing("\n", with: " ")
-        let messageFile = scratch + ".msg"
+    /// Builds the item's commit on `head` (the base, or the commit of the item before it in a
+    /// batch), as its strategy makes it, with its trailers and through the repository's hooks;
+    /// run it under the landing lock. `merger` computes merges (it reads the base's attributes).
+    /// A conflict or a hook's refusal throws; nothing is landed here.
+    static func build(_ r: MergeQueue.Request, on head: String, git: Git, merger: Git, merging: String) async throws(StageError) -> Built {
+        let base = r.job.settings.base
+        let id = r.id
+        let trailers = "Amplify-Item: \(id)\nAmplify-Run: \(r.job.runId)\n"
+        let subject = r.subject.replacing("\n", with: " ")
+        let messageFile = r.scratch + ".msg"
         defer { unlink(messageFile) }
         let sign = await git.signsCommits()
-        // Merges read the base's `.gitattributes` (merge drivers), never the user's checkout's.
-        let merger = try await git.readingAttributes(of: old, scratch: merging + "/attributes")
         var planned: Planned
-        switch try await plan(strategy, git: git, merger: merger, old: old, tip: tip, message: subject + "\n\n" + trailers, trailers: trailers,
-                              messageFile: messageFile, sign: sign, hooks: hooks, base: base, processStarted: processStarted) {
-        case .alreadyInBase:
-            // Every commit of the branch was in the base already (cherry-picked there).
-            return .succeeded(OrderedObject([("commit", .string(old)), ("landed-before", .bool(true))]))
-        case .changesNothing:
-            // Squashed, the branch changes nothing the base does not have: `git commit` would
-            // refuse ("nothing to commit").
-            if empty == "skip" { return .succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))])) }
-            throw StageError("merge: squashed, the branch changes nothing on \(base) (its changes are there already); nothing landed (set `empty: skip` to skip such items)")
-        case .commit(let p):
-            planned = p
+        switch try await plan(r.strategy, git: git, merger: merger, old: head, tip: r.tip, message: subject + "\n\n" + trailers, trailers: trailers,
+                              messageFile: messageFile, sign: sign, hooks: r.hooks, base: base, processStarted: r.processStarted) {
+        case .alreadyInBase: return .alreadyIn
+        case .changesNothing: return .changesNothing
+        case .commit(let p): planned = p
         }
 
-        // A checkout only where something needs files: the hook git runs before this kind of
-        // commit, and the project's checks. The runner keeps one and reuses it.
-        let verify = job.stage.commands(MergeParameters.verify)
-        let fileHook = !hooks.present([planned.fileHook]).isEmpty
+        // A checkout only where a hook needs files; the runner keeps one and reuses it.
+        let fileHook = !r.hooks.present([planned.fileHook]).isEmpty
         var checkout: Git?
-        if fileHook || !verify.isEmpty {
-            checkout = try await git.keptCheckout(merging + "/checkout", head: planned.head, tree: planned.tree)
-        }
-        if fileHook, let checkout {
-            if let r = await hooks.run(planned.fileHook, in: checkout, started: processStarted), !r.succeeded {
-                throw hooks.refused(planned.what, r, hooks: [planned.fileHook], base: base)
+        if fileHook {
+            let c = try await git.keptCheckout(merging + "/checkout", head: planned.head, tree: planned.tree)
+            checkout = c
+            if let result = await r.hooks.run(planned.fileHook, in: c, started: r.processStarted), !result.succeeded {
+                throw r.hooks.refused(planned.what, result, hooks: [planned.fileHook], base: base)
             }
             // What the hook staged is committed, as `git commit` would.
-            planned.tree = try await checkout.output(["write-tree"])
+            planned.tree = try await c.output(["write-tree"])
         }
         // The message goes through the hooks that may rewrite or refuse it.
         try MergeExecutor.write(CommitMessage.cleanedUp(planned.message), to: messageFile)
         for (name, args) in [("prepare-commit-msg", [messageFile, planned.source]), ("commit-msg", [messageFile])] {
-            if let r = await hooks.run(name, arguments: args, in: checkout ?? git, started: processStarted), !r.succeeded {
-                throw hooks.refused(planned.what, r, hooks: [name], base: base)
+            if let result = await r.hooks.run(name, arguments: args, in: checkout ?? git, started: r.processStarted), !result.succeeded {
+                throw r.hooks.refused(planned.what, result, hooks: [name], base: base)
             }
         }
         let message = CommitMessage.cleanedUp(String(decoding: (try? WorkflowFile.read(messageFile, limit: 1 << 20)) ?? [], as: UTF8.self))
@@ -187,27 +217,11 @@ public struct MergeExecutor: StageExecutor {
         let new = try await git.commitTree(planned.tree, parents: planned.parents, messageFile: messageFile, author: planned.author, sign: sign)
         // A hook may rewrite the message; without both trailers a resumed run could not find this
         // merge on the base, and would land it again.
-        guard await MergeExecutor.carriesTrailers(git: git, commit: new, item: id, run: job.runId) else {
+        guard await MergeExecutor.carriesTrailers(git: git, commit: new, item: id, run: r.job.runId) else {
             let said = message.split(separator: "\n").prefix(12).joined(separator: " | ")
-            throw StageError("merge: the commit lost its `Amplify-Item: \(id)`/`Amplify-Run: \(job.runId)` trailers (a prepare-commit-msg or commit-msg hook rewrote the message to: \(said)); without them a resumed run could land it twice, so nothing landed; \(base) is unchanged")
+            throw StageError("merge: the commit lost its `Amplify-Item: \(id)`/`Amplify-Run: \(r.job.runId)` trailers (a prepare-commit-msg or commit-msg hook rewrote the message to: \(said)); without them a resumed run could land it twice, so nothing landed; \(base) is unchanged")
         }
-
-        // The project's checks on the merged tree, before anything lands.
-        if let checkout, !verify.isEmpty {
-            _ = try await checkout.output(["reset", "--soft", "--quiet", new])
-            for command in verify {
-                let ran = await CommandRunner().run(command, for: job, workingDirectory: Template(parts: [.text(checkout.directory)]), outputs: [], processStarted: processStarted)
-                if case .failed(let why) = ran {
-                    throw StageError("merge: verify failed; \(base) is unchanged: \(why)")
-                }
-            }
-        }
-
-        // Land: a fast-forward of the base, from `old` only. Timed out or cancelled while
-        // building or verifying: the runner has recorded the item as failed, so it must not land now.
-        guard !job.ended.hasHappened else { throw StageError("merge: ended by the runner before landing; \(base) is unchanged") }
-        try await git.land(new, on: base, from: old, reason: "amplify-run: merge \(id)")
-        return .succeeded(OrderedObject([("commit", .string(new))]))
+        return .commit(new)
     }
 
     /// A commit to make, as a strategy gives it, before the hooks have their say.
@@ -238,7 +252,7 @@ public struct MergeExecutor: StageExecutor {
     /// What `strategy` makes of the branch's `tip` on the base's `old`, computed without a
     /// checkout. A conflict ends the item listing its paths.
     /// `merger` computes merges (it reads the base's attributes); `git` does the rest.
-    private func plan(_ strategy: String, git: Git, merger: Git, old: String, tip: String, message: String, trailers: String, messageFile: String, sign: Bool,
+    private static func plan(_ strategy: String, git: Git, merger: Git, old: String, tip: String, message: String, trailers: String, messageFile: String, sign: Bool,
                       hooks: CommitHooks, base: String, processStarted: @escaping @Sendable (Int32, UInt64) -> Void) async throws(StageError) -> PlanOutcome {
         guard strategy == "rebase" else {
             let tree: String
