@@ -188,7 +188,7 @@ public struct RunReport: Sendable {
             // Paused by a usage limit: the agent exited, but the runner starts it again by itself.
             if let now, let paused = pausedUntil(facts[i], machine: machine, now: now) { return (ItemOutcome.running, i, paused) }
             if let why = waitingForYou(facts[i], machine: machine, sessions: sessions) { return (ItemOutcome.waitingForYou, i, why) }
-            return (ItemOutcome.running, i, nil)
+            return (ItemOutcome.running, i, inQueue(facts[i], machine: machine))
         }
         if let i = facts.firstIndex(where: { !$0.instance.status.isEnded }) {
             // Between stages (e.g. queued for the merge lock) is still running; nothing begun is pending.
@@ -223,6 +223,27 @@ public struct RunReport: Sendable {
             return "the agent exited; approve or reject: amplify-run approve \(session) / amplify-run reject \(session)"
         }
         return nil
+    }
+
+    /// Where a running merge instance is in its stage's queue (SPEC §10), from its latest note:
+    /// "in the merge queue", "batch 3 of 4 items: verifying (verification 7)", "batch 3:
+    /// bisecting — verification 9 of q-5, q-6", "batch 3: verified, landing".
+    static func inQueue(_ f: Facts, machine: RunStateMachine) -> String? {
+        guard f.stage?.kind == .merge, f.instance.status.isRunning,
+              let note = machine.notes[f.key]?.last(where: { ["queued", "batch", "verifying", "verified"].contains($0.kind) }) else { return nil }
+        let batch = note.fields["batch"].map { "batch \($0.renderedText)" } ?? "batch"
+        let items: [String] = if case .list(let l)? = note.fields["items"] { l.map(\.renderedText) } else { [] }
+        let verification = note.fields["verification"]?.renderedText ?? "?"
+        let size: Int? = machine.notes[f.key]?.last(where: { $0.kind == "batch" }).flatMap { if case .list(let l)? = $0.fields["items"] { l.count } else { nil } }
+        switch note.kind {
+        case "queued": return "in the merge queue"
+        case "batch": return "\(batch) of \(items.count) item\(items.count == 1 ? "" : "s"): being built"
+        case "verifying" where size.map({ items.count < $0 }) == true:
+            return "\(batch): bisecting — verification \(verification) of \(items.joined(separator: ", "))"
+        case "verifying": return "\(batch) of \(items.count) item\(items.count == 1 ? "" : "s"): verifying (verification \(verification))"
+        default:
+            return note.fields["passed"] == .bool(true) ? "\(batch): verification \(verification) passed, landing" : "\(batch): verification \(verification) failed; bisecting"
+        }
     }
 
     /// "paused until 14:05 — usage limit" for a running instance whose agent's provider stopped it

@@ -89,6 +89,8 @@ struct StatusCommand: ContextualCommand {
             i["attempts"] = .int(r.attempts)
             i["duration-ms"] = r.duration.map { .int(Int($0)) } ?? .null
             i["detail"] = r.detail.map(Value.string) ?? .null
+            // Per-item stages' outputs (a merge's commit, batch, pull request); a query's item list is not repeated here.
+            if r.item != nil, let outputs = machine.instance(r.key)?.outputs, !outputs.isEmpty { i["outputs"] = .object(outputs) }
             return .object(i)
         })
         // One row per work item: how it ended or where it is, as the summary shows it.
