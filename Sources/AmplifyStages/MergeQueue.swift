@@ -65,6 +65,8 @@ actor MergeQueue {
     }
 
     private var waiting: [Waiting] = []
+    /// The items of the batch being landed, and of those `speculate` took on top of it.
+    private var inFlight: [Waiting] = []
     /// Items on their way in (committing a session's leftovers): a batch being formed waits for them.
     private var arriving = 0
     private var leading = false
@@ -105,14 +107,14 @@ actor MergeQueue {
                 if now >= formed, arriving == 0 || waiting.count >= p.batch || now >= formed + MergeQueue.arrivalWait { break }
                 try? await Task.sleep(for: .milliseconds(max(10, min(100, formed - now))))
             }
-            let taken = Array(waiting.prefix(p.batch))
-            waiting.removeFirst(taken.count)
+            inFlight = Array(waiting.prefix(p.batch))
+            waiting.removeFirst(inFlight.count)
             batches += 1
-            let batch = MergeBatch(number: batches, members: taken.map(\.request), verifications: verifications)
+            let batch = MergeBatch(number: batches, members: inFlight.map(\.request), verifications: verifications) { [self] in await self.next() }
             let outcomes = await batch.run()
             verifications = batch.verifications
             var again: [Waiting] = []
-            for (w, outcome) in zip(taken, outcomes) {
+            for (w, outcome) in zip(inFlight, outcomes) {
                 switch outcome {
                 case .ended(let result):
                     w.continuation.resume(returning: result)
@@ -127,8 +129,19 @@ actor MergeQueue {
                 }
             }
             waiting.insert(contentsOf: again, at: 0)
+            inFlight = []
         }
         leading = false
+    }
+
+    /// The next batch, taken while one verifies (`speculate`): what waits now, up to `batch`.
+    private func next() -> (number: Int, members: [Request])? {
+        guard let first = waiting.first else { return nil }
+        let taken = Array(waiting.prefix(first.request.parameters.batch))
+        waiting.removeFirst(taken.count)
+        inFlight += taken
+        batches += 1
+        return (batches, taken.map(\.request))
     }
 }
 
@@ -170,8 +183,11 @@ final class MergeBatch {
         var on: String
     }
 
-    let number: Int
-    private let members: [MergeQueue.Request]
+    private var members: [MergeQueue.Request]
+    /// The batch each member came in (speculation adds the next batches to this one's run).
+    private var batchOf: [Int]
+    /// The next batch of the queue, taken while one verifies (`speculate`).
+    private let next: @Sendable () async -> (number: Int, members: [MergeQueue.Request])?
     private(set) var verifications: Int
     private var outcomes: [Outcome?]
     /// Set when a push was refused because the remote's base moved.
@@ -181,9 +197,10 @@ final class MergeBatch {
     private let verify: [Command]
     private let merging: String
 
-    init(number: Int, members: [MergeQueue.Request], verifications: Int) {
-        self.number = number
+    init(number: Int, members: [MergeQueue.Request], verifications: Int, next: @escaping @Sendable () async -> (number: Int, members: [MergeQueue.Request])?) {
         self.members = members
+        self.batchOf = Array(repeating: number, count: members.count)
+        self.next = next
         self.verifications = verifications
         outcomes = Array(repeating: nil, count: members.count)
         base = members[0].job.settings.base
@@ -223,12 +240,55 @@ final class MergeBatch {
                 open.append(i)
             }
         }
-        let chain = try await build(open, on: start, git: git)
-        for link in chain {
-            await members[link.member].job.record("batch", OrderedObject([("batch", .int(number)), ("items", .list(chain.map { .string(members[$0.member].id) })),
-                                                                          ("base", .string(start))]))
+        var chain = try await build(open, on: start, git: git)
+        await announce(chain, on: start)
+        guard parameters.speculate, parameters.verifyConcurrency > 1, !verify.isEmpty else {
+            _ = try await settle(chain, on: start, failing: nil, git: git)
+            return
+        }
+        // Speculation: while a chain verifies, the next batch is built on its tip and verified
+        // at the same time. Both pass: both land. The first passes: it lands, and the next is
+        // bisected on it. The first fails: the next's verdict means nothing; it goes back to the
+        // queue, and the first is bisected.
+        while !chain.isEmpty {
+            guard let tip = chain.last?.commit, let (number, more) = await next() else { break }
+            let indices = Array(members.count..<(members.count + more.count))
+            members += more
+            batchOf += Array(repeating: number, count: more.count)
+            outcomes += Array(repeating: nil, count: more.count)
+            guard let following = try await build(indices, on: tip, git: git, tentative: true), following.count == more.count else {
+                // It cannot be built on this chain as it is (a conflict, an item already in it): as a batch of its own, after.
+                for i in indices { outcomes[i] = .again(refused: false) }
+                break
+            }
+            let verdicts = await check([chain, following], on: start, git: git)
+            guard verdicts[0].passed else {
+                for i in indices { outcomes[i] = .again(refused: false) }
+                _ = try await settle(chain, on: start, failing: verdicts[0], git: git)
+                return
+            }
+            start = try await land(chain, on: start, git: git)
+            guard start == tip else {
+                // An item of the chain was ended meanwhile, and what landed is not what the next was built on.
+                for i in indices { outcomes[i] = .again(refused: false) }
+                return
+            }
+            await announce(following, on: start)
+            guard verdicts[1].passed else {
+                _ = try await settle(following, on: start, failing: verdicts[1], git: git)
+                return
+            }
+            chain = following
         }
         _ = try await settle(chain, on: start, failing: nil, git: git)
+    }
+
+    /// A chain's make-up journaled on each of its items, before it is verified or landed.
+    private func announce(_ chain: [Link], on start: String) async {
+        for link in chain {
+            await members[link.member].job.record("batch", OrderedObject([("batch", .int(batchOf[link.member])), ("items", .list(chain.map { .string(members[$0.member].id) })),
+                                                                          ("base", .string(start))]))
+        }
     }
 
     // MARK: - Chains
@@ -330,7 +390,7 @@ final class MergeBatch {
             let items = chain.map { members[$0.member].id }
             numbered.append((verifications, chain, items))
             for link in chain {
-                await members[link.member].job.record("verifying", OrderedObject([("batch", .int(number)), ("verification", .int(verifications)),
+                await members[link.member].job.record("verifying", OrderedObject([("batch", .int(batchOf[link.member])), ("verification", .int(verifications)),
                                                                                     ("items", .list(items.map(Value.string))), ("base", .string(start))]))
             }
         }
@@ -361,7 +421,7 @@ final class MergeBatch {
             let verdict = Verdict(number: n.number, passed: why == nil, why: why ?? "", items: n.items, on: start)
             verdicts.append(verdict)
             for link in n.chain {
-                await members[link.member].job.record("verified", OrderedObject([("batch", .int(number)), ("verification", .int(n.number)),
+                await members[link.member].job.record("verified", OrderedObject([("batch", .int(batchOf[link.member])), ("verification", .int(n.number)),
                                                                                    ("passed", .bool(verdict.passed)), ("items", .list(n.items.map(Value.string)))]))
             }
         }
@@ -390,10 +450,10 @@ final class MergeBatch {
         let request = members[link.member]
         let others = verdict.items.filter { $0 != request.id }
         let what = others.isEmpty
-            ? "verification \(verdict.number) (batch \(number)) on \(base) at \(verdict.on.prefix(8)) with it alone"
-            : "verification \(verdict.number) (batch \(number)) of \(verdict.items.joined(separator: ", ")) failed, and with it taken out the others pass"
+            ? "verification \(verdict.number) (batch \(batchOf[link.member])) on \(base) at \(verdict.on.prefix(8)) with it alone"
+            : "verification \(verdict.number) (batch \(batchOf[link.member])) of \(verdict.items.joined(separator: ", ")) failed, and with it taken out the others pass"
         let reason = "merge: verify failed; \(base) is unchanged by \(request.id) (convicted by \(what)): \(verdict.why)"
-        await request.job.record("convicted", OrderedObject([("attempt", .int(request.job.attempt)), ("batch", .int(number)),
+        await request.job.record("convicted", OrderedObject([("attempt", .int(request.job.attempt)), ("batch", .int(batchOf[link.member])),
                                                              ("verification", .int(verdict.number)), ("reason", .string(reason))]))
         outcomes[link.member] = .ended(.failed(reason))
     }
@@ -426,7 +486,7 @@ final class MergeBatch {
             try await git.land(tip, on: base, from: start, reason: "amplify-run: merge \(ids.joined(separator: ", "))")
         }
         for link in chain {
-            outcomes[link.member] = .ended(.succeeded(OrderedObject([("commit", .string(link.commit)), ("batch", .int(number))])))
+            outcomes[link.member] = .ended(.succeeded(OrderedObject([("commit", .string(link.commit)), ("batch", .int(batchOf[link.member]))])))
         }
         return tip
     }

@@ -148,3 +148,18 @@ struct MergeQueueTests {
         #expect(try o.landed("r-1") == 0)
     }
 }
+
+extension MergeQueueTests {
+    @Test("speculate: the next batch is verified on top of the one verifying, at the same time; a failing item is still found alone and never lands")
+    func speculation() async throws {
+        let ids = (1...6).map { "s-\($0)" }
+        let overlap = #"["echo begin >> ../../../overlap; sleep 0.5; echo end >> ../../../overlap; ls *.txt | tr '\\n' ' ' >> ../../../verifications; echo >> ../../../verifications; test ! -e s-5.txt"]"#
+        let o = try MergeQueueTests.orchestra(ids, merge: "{batch: 2, batch-wait: 3s, speculate: true, verify-concurrency: 2, verify: \(overlap)}")
+        let r = try await o.run()
+        #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
+        for id in ids where id != "s-5" { #expect(try o.landed(id) == 1, "\(id)") }
+        #expect(try o.landed("s-5") == 0)
+        // Two verifications ran at once: two begins in a row.
+        #expect(o.box.read("overlap").contains("begin\nbegin\n"), "\(o.box.read("overlap"))")
+    }
+}
