@@ -498,7 +498,10 @@ final class MergeBatch {
     /// killed runner landed but had not pushed). Returns the commit both are at.
     private func synchronize(_ git: Git, remote: String) async throws(StageError) -> String {
         let tracking = "refs/remotes/\(remote)/\(base)"
-        let fetched = await git.run(["fetch", "--quiet", "--no-tags", remote, "+refs/heads/\(base):\(tracking)"])
+        // Under the worktree lock: fetch walks every worktree's HEAD, and one being added is not a commit yet ("bad object").
+        let fetched = (try? await git.withWorktreeLock { (git: Git) async throws(StageError) in
+            await git.run(["fetch", "--quiet", "--no-tags", remote, "+refs/heads/\(base):\(tracking)"])
+        }) ?? CommandRunner.Output(termination: .exited(1), stdout: "", stderr: "cannot take the worktree lock")
         guard fetched.succeeded else { throw StageError("merge: \(fetched.failure(["git", "fetch", remote])); nothing landed") }
         guard let local = await git.commit("refs/heads/" + base) else { throw StageError("merge: the base branch \(base) does not exist") }
         guard let theirs = await git.commit(tracking), theirs != local else { return local }
@@ -519,7 +522,11 @@ final class MergeBatch {
         let r = await git.run(["push", "--porcelain", remote, "\(commit):refs/heads/\(base)"])
         if r.succeeded { return }
         let said = r.stdout + "\n" + r.stderr
-        if said.contains("[rejected]") {
+        // Refused as not a fast-forward ("[rejected] (fetch first)", "(non-fast-forward)"), or
+        // the remote's ref moved between its advertisement and the update ("cannot lock ref …
+        // is at X but expected Y"): another pusher won the race. Any other refusal (a protected
+        // branch's hook, no permission) is an error.
+        if said.contains("[rejected]") || said.contains("cannot lock ref") {
             remoteMoved = true
             throw StageError("merge: \(remote) refused the push: its \(base) moved")
         }
