@@ -247,20 +247,18 @@ final class MergeBatch {
             return
         }
         // Speculation: while a chain verifies, the next batch is built on its tip and verified
-        // at the same time. Both pass: both land. The first passes: it lands, and the next is
-        // bisected on it. The first fails: the next's verdict means nothing; it goes back to the
-        // queue, and the first is bisected.
+        // at the same time. Both pass: both land, and the next two go. The first passes: it
+        // lands, and the next is bisected on it. The first fails: the next's verdict means
+        // nothing; it goes back to the queue, and the first is bisected.
         while !chain.isEmpty {
             guard let tip = chain.last?.commit, let (number, more) = await next() else { break }
-            let indices = Array(members.count..<(members.count + more.count))
-            members += more
-            batchOf += Array(repeating: number, count: more.count)
-            outcomes += Array(repeating: nil, count: more.count)
+            let indices = add(more, batch: number)
             guard let following = try await build(indices, on: tip, git: git, tentative: true), following.count == more.count else {
                 // It cannot be built on this chain as it is (a conflict, an item already in it): as a batch of its own, after.
                 for i in indices { outcomes[i] = .again(refused: false) }
                 break
             }
+            await announce(following, on: tip)
             let verdicts = await check([chain, following], on: start, git: git)
             guard verdicts[0].passed else {
                 for i in indices { outcomes[i] = .again(refused: false) }
@@ -273,14 +271,26 @@ final class MergeBatch {
                 for i in indices { outcomes[i] = .again(refused: false) }
                 return
             }
-            await announce(following, on: start)
             guard verdicts[1].passed else {
                 _ = try await settle(following, on: start, failing: verdicts[1], git: git)
                 return
             }
-            chain = following
+            start = try await land(following, on: start, git: git)
+            // The next two batches, if any wait.
+            guard let (n, waiting) = await next() else { return }
+            chain = try await build(add(waiting, batch: n), on: start, git: git)
+            await announce(chain, on: start)
         }
         _ = try await settle(chain, on: start, failing: nil, git: git)
+    }
+
+    /// Members taken from the queue while the batch runs (`speculate`): their indices.
+    private func add(_ more: [MergeQueue.Request], batch: Int) -> [Int] {
+        let indices = Array(members.count..<(members.count + more.count))
+        members += more
+        batchOf += Array(repeating: batch, count: more.count)
+        outcomes += Array(repeating: nil, count: more.count)
+        return indices
     }
 
     /// A chain's make-up journaled on each of its items, before it is verified or landed.
