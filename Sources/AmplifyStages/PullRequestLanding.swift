@@ -31,6 +31,8 @@ enum PullRequestLanding {
         guard !remote.isEmpty, !remote.hasPrefix("-") else { throw StageError("merge: `remote: \(remote)` does not name a remote") }
         let gh = GitHubCLI(directory: job.repository, environment: git.environment, started: processStarted)
         try await gh.requireLogin()
+        // Timed out or cancelled meanwhile: the runner has recorded the item's end, nothing leaves now.
+        guard !job.ended.hasHappened else { throw StageError("merge: ended by the runner before anything was pushed") }
 
         // Found first: a pull request opened by an earlier attempt (or run) is this item's.
         var pr: GitHubCLI.PullRequest
