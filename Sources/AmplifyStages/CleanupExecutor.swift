@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// `cleanup`: ends an agent still running, removes the item's worktree, deletes its branch once
-/// merged (`remove-branch`), and moves the session directory to `<state>/archive/`. Each step
+/// merged (`remove-branch`: landed on the base, or its pull request merged by GitHub), and moves the session directory to `<state>/archive/`. Each step
 /// looks first whether it is done, so running it again is safe.
 public struct CleanupExecutor: StageExecutor {
     var grace: Duration
@@ -47,8 +47,10 @@ public struct CleanupExecutor: StageExecutor {
                 let contained = await git.isAncestor("refs/heads/" + branch, of: "refs/heads/" + job.settings.base)
                 let forkedAt = job.session?["base-commit"]?.renderedText ?? record?.baseCommit
                 let tip = await git.commit("refs/heads/" + branch)
-                // Merged, and not merely a branch with no work that the base contains anyway.
-                remove = landed || (contained && tip != forkedAt)
+                // Merged, and not merely a branch with no work that the base contains anyway. A
+                // pull request GitHub merged is in the remote's base, maybe never in the local one
+                // (squashed, rebased, or not fetched yet).
+                remove = landed || (contained && tip != forkedAt) || PullRequestLanding.merged(in: job.context)
             }
             if remove {
                 let r = await git.deleteBranch(branch)
