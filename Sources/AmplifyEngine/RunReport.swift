@@ -225,12 +225,16 @@ public struct RunReport: Sendable {
         return nil
     }
 
-    /// Where a running merge instance is in its stage's queue (SPEC §10), from its latest note:
+    /// Where a running merge instance is in its stage's queue (SPEC §10), or which pull request it
+    /// waits for, from its latest note:
     /// "in the merge queue", "batch 3 of 4 items: verifying (verification 7)", "batch 3:
     /// bisecting — verification 9 of q-5, q-6", "batch 3: verified, landing".
     static func inQueue(_ f: Facts, machine: RunStateMachine) -> String? {
         guard f.stage?.kind == .merge, f.instance.status.isRunning,
-              let note = machine.notes[f.key]?.last(where: { ["queued", "batch", "verifying", "verified"].contains($0.kind) }) else { return nil }
+              let note = machine.notes[f.key]?.last(where: { ["queued", "batch", "verifying", "verified", "pull-request"].contains($0.kind) }) else { return nil }
+        if note.kind == "pull-request" {
+            return "pull request #\(note.fields["pr"]?.renderedText ?? "?"): waiting for GitHub to merge it — \(note.fields["url"]?.renderedText ?? "")"
+        }
         let batch = note.fields["batch"].map { "batch \($0.renderedText)" } ?? "batch"
         let items: [String] = if case .list(let l)? = note.fields["items"] { l.map(\.renderedText) } else { [] }
         let verification = note.fields["verification"]?.renderedText ?? "?"

@@ -94,7 +94,13 @@ public struct MergeExecutor: StageExecutor {
             guard let lane, case .land(let request)? = request else {
                 await lane?.leave()
                 if case .done(let result)? = request { return result }
-                return try await PullRequestLanding.land(job, git: git, item: item, id: id, branch: branch, strategy: strategy, processStarted: processStarted)
+                let result = try await PullRequestLanding.land(job, git: git, item: item, id: id, branch: branch, strategy: strategy, processStarted: processStarted)
+                if case .succeeded(let outputs) = result, case .string? = outputs["commit"],
+                   let remote = try? job.stage.value(MergeParameters.remote, evaluator),
+                   let why = await git.follow(job.settings.base, of: remote) {
+                    job.note("warning", OrderedObject([("message", .string("merged on GitHub; the local \(job.settings.base) did not follow \(remote)/\(job.settings.base): \(why)"))]))
+                }
+                return result
             }
             return await lane.land(request)
         } catch {

@@ -507,14 +507,10 @@ final class MergeBatch {
     /// base fast-forwarded to the remote's, or the remote's to a local base ahead of it (work a
     /// killed runner landed but had not pushed). Returns the commit both are at.
     private func synchronize(_ git: Git, remote: String) async throws(StageError) -> String {
-        let tracking = "refs/remotes/\(remote)/\(base)"
-        // Under the worktree lock: fetch walks every worktree's HEAD, and one being added is not a commit yet ("bad object").
-        let fetched = (try? await git.withWorktreeLock { (git: Git) async throws(StageError) in
-            await git.run(["fetch", "--quiet", "--no-tags", remote, "+refs/heads/\(base):\(tracking)"])
-        }) ?? CommandRunner.Output(termination: .exited(1), stdout: "", stderr: "cannot take the worktree lock")
+        let fetched = await git.fetchBranch(base, from: remote)
         guard fetched.succeeded else { throw StageError("merge: \(fetched.failure(["git", "fetch", remote])); nothing landed") }
         guard let local = await git.commit("refs/heads/" + base) else { throw StageError("merge: the base branch \(base) does not exist") }
-        guard let theirs = await git.commit(tracking), theirs != local else { return local }
+        guard let theirs = await git.commit("refs/remotes/\(remote)/\(base)"), theirs != local else { return local }
         if await git.isAncestor(theirs, of: local) {
             try await push(local, to: remote, git: git)
             return local
@@ -541,5 +537,33 @@ final class MergeBatch {
             throw StageError("merge: \(remote) refused the push: its \(base) moved")
         }
         throw StageError("merge: \(r.failure(["git", "push", remote])); nothing of it is on \(remote)")
+    }
+}
+
+extension Git {
+    /// `git fetch` of the remote's `branch` into `refs/remotes/REMOTE/BRANCH`. Under the worktree
+    /// lock: fetch walks every worktree's HEAD, and one being added is not a commit yet ("bad object").
+    func fetchBranch(_ branch: String, from remote: String) async -> CommandRunner.Output {
+        (try? await withWorktreeLock { (git: Git) async throws(StageError) in
+            await git.run(["fetch", "--quiet", "--no-tags", remote, "+refs/heads/\(branch):refs/remotes/\(remote)/\(branch)"])
+        }) ?? CommandRunner.Output(termination: .exited(1), stdout: "", stderr: "cannot take the worktree lock")
+    }
+
+    /// After GitHub merged an item's pull request, the local base follows the remote's, when it
+    /// can as a fast-forward (later items then start from the work that landed); else it stays.
+    /// Returns why it did not follow, or nil.
+    func follow(_ base: String, of remote: String) async -> String? {
+        do {
+            return try await withLandingLock { (git: Git) async throws(StageError) -> String? in
+                let fetched = await git.fetchBranch(base, from: remote)
+                guard fetched.succeeded else { return fetched.failure(["git", "fetch", remote]) }
+                guard let local = await git.commit("refs/heads/" + base), let theirs = await git.commit("refs/remotes/\(remote)/\(base)") else { return nil }
+                guard local != theirs, await git.isAncestor(local, of: theirs) else { return nil }
+                try await git.land(theirs, on: base, from: local, reason: "amplify-run: \(base) follows \(remote)/\(base)")
+                return nil
+            }
+        } catch {
+            return error.message
+        }
     }
 }
