@@ -107,6 +107,12 @@ actor MergeQueue {
                 if now >= formed, arriving == 0 || waiting.count >= p.batch || now >= formed + MergeQueue.arrivalWait { break }
                 try? await Task.sleep(for: .milliseconds(max(10, min(100, formed - now))))
             }
+            // Items the runner ended while they waited (their timeout, a cancel) leave the queue.
+            for w in waiting where w.request.job.ended.hasHappened {
+                w.continuation.resume(returning: .failed("merge: ended by the runner while in the merge queue; \(w.request.job.settings.base) is unchanged"))
+            }
+            waiting.removeAll { $0.request.job.ended.hasHappened }
+            guard !waiting.isEmpty else { break }
             inFlight = Array(waiting.prefix(p.batch))
             waiting.removeFirst(inFlight.count)
             batches += 1
