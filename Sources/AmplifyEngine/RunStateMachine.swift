@@ -390,12 +390,21 @@ public struct RunStateMachine: Sendable {
         return actions + [.finish(.interrupted(signal: signal))]
     }
 
+    /// A merge instance that waits rather than lands: one of `via: pull-request`, or one whose
+    /// latest note says it is in the merge queue (SPEC §10), not yet taken into a batch.
+    func waitsToLand(_ key: InstanceKey) -> Bool {
+        if stage(of: key)?.literal(MergeParameters.via) == "pull-request" { return true }
+        return notes[key]?.last(where: { ["queued", "batch", "verifying", "verified"].contains($0.kind) })?.kind == "queued"
+    }
+
     private mutating func cancel(reason: String, now: Int64, runnerDied: Bool) -> [Action] {
         guard !cancelRequested else { return [] }
         var actions = record([.cancelRequested(reason: reason)], now: now, sync: true)
         for (key, inst) in runningInstances {
-            // A landing merge is let finish: its base moves whole or not at all.
-            if stage(of: key)?.kind == .merge { continue }
+            // A landing merge is let finish: its base moves whole or not at all. One that only
+            // waits — in its stage's queue, not yet in a batch, or for a pull request that GitHub
+            // lands — holds nothing, and ends.
+            if stage(of: key)?.kind == .merge, !waitsToLand(key) { continue }
             if let p = inst.process {
                 // A dead runner's processes may be gone, and its pids reused: checked, and waited for.
                 actions.append(.terminate(ProcessGroup(leader: p.pid, startTime: p.startTime), how: runnerDied ? .awaitExit : .killAfterGrace))

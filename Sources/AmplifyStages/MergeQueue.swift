@@ -67,6 +67,8 @@ actor MergeQueue {
     private var waiting: [Waiting] = []
     /// The items of the batch being landed, and of those `speculate` took on top of it.
     private var inFlight: [Waiting] = []
+    /// Those of `inFlight` whose stage has been told its end already.
+    private var told = Set<Int>()
     /// Items on their way in (committing a session's leftovers): a batch being formed waits for them.
     private var arriving = 0
     private var leading = false
@@ -103,24 +105,27 @@ actor MergeQueue {
             let p = first.request.parameters
             let formed = first.since + p.batchWait
             while true {
+                // Items the runner ended while they waited (their timeout, a cancel) leave the queue.
+                for w in waiting where w.request.job.ended.hasHappened {
+                    w.continuation.resume(returning: .failed("merge: ended by the runner while in the merge queue; \(w.request.job.settings.base) is unchanged"))
+                }
+                waiting.removeAll { $0.request.job.ended.hasHappened }
                 let now = Processes.now()
+                if waiting.isEmpty { break }
                 if now >= formed, arriving == 0 || waiting.count >= p.batch || now >= formed + MergeQueue.arrivalWait { break }
                 try? await Task.sleep(for: .milliseconds(max(10, min(100, formed - now))))
             }
-            // Items the runner ended while they waited (their timeout, a cancel) leave the queue.
-            for w in waiting where w.request.job.ended.hasHappened {
-                w.continuation.resume(returning: .failed("merge: ended by the runner while in the merge queue; \(w.request.job.settings.base) is unchanged"))
-            }
-            waiting.removeAll { $0.request.job.ended.hasHappened }
             guard !waiting.isEmpty else { break }
             inFlight = Array(waiting.prefix(p.batch))
             waiting.removeFirst(inFlight.count)
             batches += 1
-            let batch = MergeBatch(number: batches, members: inFlight.map(\.request), verifications: verifications) { [self] in await self.next() }
+            told = []
+            let batch = MergeBatch(number: batches, members: inFlight.map(\.request), verifications: verifications,
+                                   next: { [self] in await self.next() }, report: { [self] member, result in await self.tell(member, result) })
             let outcomes = await batch.run()
-            verifications = batch.verifications
+            verifications = max(verifications, batch.verifications)
             var again: [Waiting] = []
-            for (w, outcome) in zip(inFlight, outcomes) {
+            for (i, (w, outcome)) in zip(inFlight, outcomes).enumerated() where !told.contains(i) {
                 switch outcome {
                 case .ended(let result):
                     w.continuation.resume(returning: result)
@@ -130,6 +135,7 @@ actor MergeQueue {
                     if w.refusals >= p.pushAttempts, let remote = p.push {
                         w.continuation.resume(returning: .failed("merge: \(remote) refused the push \(w.refusals) time\(w.refusals == 1 ? "" : "s"): its \(w.request.job.settings.base) kept moving (push-attempts: \(p.pushAttempts)); nothing of this item was pushed"))
                     } else {
+                        w.request.job.note("queued", OrderedObject([("position", .int(again.count + 1))]))
                         again.append(w)
                     }
                 }
@@ -138,6 +144,12 @@ actor MergeQueue {
             inFlight = []
         }
         leading = false
+    }
+
+    /// Ends the stage of a member of the batch being landed, as soon as its end is known.
+    private func tell(_ member: Int, _ result: StageResult) {
+        guard inFlight.indices.contains(member), told.insert(member).inserted else { return }
+        inFlight[member].continuation.resume(returning: result)
     }
 
     /// The next batch, taken while one verifies (`speculate`): what waits now, up to `batch`.
@@ -189,11 +201,15 @@ final class MergeBatch {
         var on: String
     }
 
+    /// Rounds of speculation (two batches verified at once) per hold of the landing lock.
+    static let speculationRounds = 4
     private var members: [MergeQueue.Request]
     /// The batch each member came in (speculation adds the next batches to this one's run).
     private var batchOf: [Int]
     /// The next batch of the queue, taken while one verifies (`speculate`).
     private let next: @Sendable () async -> (number: Int, members: [MergeQueue.Request])?
+    /// Tells the queue a member's end at once (it lands, or is convicted, long before the bisection is over).
+    private let report: @Sendable (Int, StageResult) async -> Void
     private(set) var verifications: Int
     private var outcomes: [Outcome?]
     /// Set when a push was refused because the remote's base moved.
@@ -203,8 +219,10 @@ final class MergeBatch {
     private let verify: [Command]
     private let merging: String
 
-    init(number: Int, members: [MergeQueue.Request], verifications: Int, next: @escaping @Sendable () async -> (number: Int, members: [MergeQueue.Request])?) {
+    init(number: Int, members: [MergeQueue.Request], verifications: Int, next: @escaping @Sendable () async -> (number: Int, members: [MergeQueue.Request])?,
+         report: @escaping @Sendable (Int, StageResult) async -> Void) {
         self.members = members
+        self.report = report
         self.batchOf = Array(repeating: number, count: members.count)
         self.next = next
         self.verifications = verifications
@@ -226,6 +244,12 @@ final class MergeBatch {
         return outcomes.map { $0 ?? .ended(.failed("merge: the queue let this item go without landing it; \(base) is unchanged")) }
     }
 
+    /// A member's end: recorded, and told to the queue, which ends its stage.
+    private func end(_ member: Int, _ result: StageResult) async {
+        outcomes[member] = .ended(result)
+        await report(member, result)
+    }
+
     private func locked(_ git: Git) async throws(StageError) {
         mkdir(members[0].job.stateDirectory, 0o700)
         mkdir(merging, 0o700)
@@ -237,16 +261,7 @@ final class MergeBatch {
             guard let tip = await git.commit("refs/heads/" + base) else { throw StageError("merge: the base branch \(base) does not exist") }
             start = tip
         }
-        // Landed already: by a runner killed after landing (or pushing) it.
-        var open: [Int] = []
-        for i in members.indices {
-            if let sha = await MergeExecutor.landed(git: git, base: base, item: members[i].id, run: members[i].job.runId) {
-                outcomes[i] = .ended(.succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))])))
-            } else {
-                open.append(i)
-            }
-        }
-        var chain = try await build(open, on: start, git: git)
+        var chain = try await build(await notLanded(Array(members.indices), on: start, git: git), on: start, git: git)
         await announce(chain, on: start)
         guard parameters.speculate, parameters.verifyConcurrency > 1, !verify.isEmpty else {
             _ = try await settle(chain, on: start, failing: nil, git: git)
@@ -256,10 +271,13 @@ final class MergeBatch {
         // at the same time. Both pass: both land, and the next two go. The first passes: it
         // lands, and the next is bisected on it. The first fails: the next's verdict means
         // nothing; it goes back to the queue, and the first is bisected.
-        while !chain.isEmpty {
+        // At most a few rounds per hold of the landing lock: other stages and runs land too.
+        var rounds = 0
+        while !chain.isEmpty, rounds < MergeBatch.speculationRounds {
+            rounds += 1
             guard let tip = chain.last?.commit, let (number, more) = await next() else { break }
-            let indices = add(more, batch: number)
-            guard let following = try await build(indices, on: tip, git: git, tentative: true), following.count == more.count else {
+            let indices = await notLanded(add(more, batch: number), on: start, git: git)
+            guard let following = try await build(indices, on: tip, git: git, tentative: true), following.count == indices.count else {
                 // It cannot be built on this chain as it is (a conflict, an item already in it): as a batch of its own, after.
                 for i in indices { outcomes[i] = .again(refused: false) }
                 break
@@ -284,7 +302,7 @@ final class MergeBatch {
             start = try await land(following, on: start, git: git)
             // The next two batches, if any wait.
             guard let (n, waiting) = await next() else { return }
-            chain = try await build(add(waiting, batch: n), on: start, git: git)
+            chain = try await build(await notLanded(add(waiting, batch: n), on: start, git: git), on: start, git: git)
             await announce(chain, on: start)
         }
         _ = try await settle(chain, on: start, failing: nil, git: git)
@@ -297,6 +315,23 @@ final class MergeBatch {
         batchOf += Array(repeating: batch, count: more.count)
         outcomes += Array(repeating: nil, count: more.count)
         return indices
+    }
+
+    /// Those of `indices` not landed yet; the others end as landed before: their trailer from
+    /// this run is on the base (a runner killed after landing or pushing them), or their branch's
+    /// tip is in it (someone merged it). What makes a batch interrupted at any moment land each once.
+    private func notLanded(_ indices: [Int], on start: String, git: Git) async -> [Int] {
+        var open: [Int] = []
+        for i in indices {
+            if let sha = await MergeExecutor.landed(git: git, base: base, item: members[i].id, run: members[i].job.runId) {
+                await end(i, .succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))])))
+            } else if await git.isAncestor(members[i].tip, of: start) {
+                await end(i, .succeeded(OrderedObject([("commit", .string(start)), ("landed-before", .bool(true))])))
+            } else {
+                open.append(i)
+            }
+        }
+        return open
     }
 
     /// A chain's make-up journaled on each of its items, before it is verified or landed.
@@ -326,10 +361,10 @@ final class MergeBatch {
                 case .alreadyIn where head == start:
                     // Every commit of the branch is on the base already (cherry-picked there).
                     if tentative { return nil }
-                    outcomes[i] = .ended(.succeeded(OrderedObject([("commit", .string(start)), ("landed-before", .bool(true))])))
+                    await end(i, .succeeded(OrderedObject([("commit", .string(start)), ("landed-before", .bool(true))])))
                 case .changesNothing where head == start:
                     if tentative { return nil }
-                    outcomes[i] = .ended(request.empty == "skip" ? .succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))]))
+                    await end(i, request.empty == "skip" ? .succeeded(OrderedObject([("commit", .null), ("empty", .bool(true))]))
                         : .failed("merge: squashed, the branch changes nothing on \(base) (its changes are there already); nothing landed (set `empty: skip` to skip such items)"))
                 case .alreadyIn, .changesNothing:
                     // Its changes are in the items before it: judged again once they have landed.
@@ -338,7 +373,7 @@ final class MergeBatch {
                 }
             } catch {
                 if tentative { return nil }
-                outcomes[i] = .ended(error.result)
+                await end(i, error.result)
             }
         }
         return chain
@@ -380,7 +415,11 @@ final class MergeBatch {
         }
         if verdicts[0].passed {
             let landed = try await land(left, on: start, git: git)
-            // `right` was built on `left`: with it, it is what failed.
+            // `right` was built on `left`: with it, it is what failed. Unless what landed is not
+            // `left` (an item of it was ended meanwhile): then it is built again on what did.
+            guard landed == left.last?.commit else {
+                return try await settle(try await build(right.map(\.member), on: landed, git: git), on: landed, failing: nil, git: git)
+            }
             return try await settle(right, on: landed, failing: failing, git: git)
         }
         let after = try await settle(left, on: start, failing: verdicts[0], git: git)
@@ -471,7 +510,7 @@ final class MergeBatch {
         let reason = "merge: verify failed; \(base) is unchanged by \(request.id) (convicted by \(what)): \(verdict.why)"
         await request.job.record("convicted", OrderedObject([("attempt", .int(request.job.attempt)), ("batch", .int(batchOf[link.member])),
                                                              ("verification", .int(verdict.number)), ("reason", .string(reason))]))
-        outcomes[link.member] = .ended(.failed(reason))
+        await end(link.member, .failed(reason))
     }
 
     // MARK: - Landing
@@ -482,7 +521,7 @@ final class MergeBatch {
     private func land(_ chain: [Link], on start: String, git: Git) async throws(StageError) -> String {
         let gone = chain.filter { members[$0.member].job.ended.hasHappened }
         if !gone.isEmpty {
-            for link in gone { outcomes[link.member] = .ended(.failed("merge: ended by the runner before landing; \(base) is unchanged")) }
+            for link in gone { await end(link.member, .failed("merge: ended by the runner before landing; \(base) is unchanged")) }
             let rebuilt = try await build(chain.filter { l in !gone.contains { $0.member == l.member } }.map(\.member), on: start, git: git)
             return try await settle(rebuilt, on: start, failing: nil, git: git)
         }
@@ -502,7 +541,7 @@ final class MergeBatch {
             try await git.land(tip, on: base, from: start, reason: "amplify-run: merge \(ids.joined(separator: ", "))")
         }
         for link in chain {
-            outcomes[link.member] = .ended(.succeeded(OrderedObject([("commit", .string(link.commit)), ("batch", .int(batchOf[link.member]))])))
+            await end(link.member, .succeeded(OrderedObject([("commit", .string(link.commit)), ("batch", .int(batchOf[link.member]))])))
         }
         return tip
     }

@@ -34,9 +34,13 @@ enum PullRequestLanding {
         // Timed out or cancelled meanwhile: the runner has recorded the item's end, nothing leaves now.
         guard !job.ended.hasHappened else { throw StageError("merge: ended by the runner before anything was pushed") }
 
-        // Found first: a pull request opened by an earlier attempt (or run) is this item's.
+        // Found first: a pull request opened by an earlier attempt (or run) is this item's. One
+        // already merged or closed is this item's only if this run noted it, or GitHub saw the
+        // branch at its tip: the same branch name may have landed other work in an earlier run.
+        let tip = await git.commit("refs/heads/" + branch)
+        let noted = Set(job.notes.filter { $0.kind == "pull-request" }.compactMap { n -> Int? in if case .int(let pr)? = n.fields["pr"] { pr } else { nil } })
         var pr: GitHubCLI.PullRequest
-        if let found = try await gh.pullRequest(head: branch) {
+        if let found = try await gh.pullRequest(head: branch, accepting: { $0.state == .open || noted.contains($0.number) || ($0.headOid != nil && $0.headOid == tip) }) {
             pr = found
             // It may have gained commits since (the session's leftovers).
             if pr.state == .open { try await push(branch, to: remote, git: git, started: processStarted) }
@@ -199,6 +203,8 @@ struct GitHubCLI: Sendable {
         var number: Int
         var url: String
         var state: State
+        /// The commit its head branch was at, as GitHub last saw it.
+        var headOid: String? = nil
         /// Opened by this attempt (else found).
         var opened = false
     }
@@ -250,10 +256,10 @@ struct GitHubCLI: Sendable {
     }
 
     /// This repository's pull request from `head`, whatever its state: an open one before a merged
-    /// one before a closed one, the newest of each. Pull requests from forks that happen to use
-    /// the same branch name are not this item's, and are left alone.
-    func pullRequest(head: String) async throws(StageError) -> PullRequest? {
-        let args = ["pr", "list", "--head", head, "--state", "all", "--json", "number,url,state,isCrossRepository"]
+    /// one before a closed one, the newest of each, among those `accepting` takes. Pull requests
+    /// from forks that happen to use the same branch name are not this item's, and are left alone.
+    func pullRequest(head: String, accepting: (PullRequest) -> Bool = { _ in true }) async throws(StageError) -> PullRequest? {
+        let args = ["pr", "list", "--head", head, "--state", "all", "--json", "number,url,state,isCrossRepository,headRefOid"]
         let r = await run(args)
         guard r.succeeded else { throw failure(args, r) }
         guard case .list(let items) = try parse(r.stdout, args) else { throw malformed(args, r.stdout, "not a JSON array") }
@@ -264,7 +270,9 @@ struct GitHubCLI: Sendable {
                 throw malformed(args, r.stdout, "an entry without a number, url and state (OPEN, CLOSED or MERGED)")
             }
             if o["isCrossRepository"] == .bool(true) { continue }
-            found.append(PullRequest(number: number, url: url, state: state))
+            let head: String? = if case .string(let oid)? = o["headRefOid"] { oid } else { nil }
+            let pr = PullRequest(number: number, url: url, state: state, headOid: head)
+            if accepting(pr) { found.append(pr) }
         }
         func rank(_ s: State) -> Int { switch s { case .open: 0; case .merged: 1; case .closed: 2 } }
         return found.min { (rank($0.state), -$0.number) < (rank($1.state), -$1.number) }
