@@ -5,7 +5,8 @@ import AmplifyWorkflow
 import Foundation
 import Testing
 
-/// Reproductions found in review of the merge queue / pull requests (wip/review).
+/// Landing edge cases found in an independent review of the merge queue and pull requests, each
+/// a reproduction that failed before its fix.
 @Suite("Landing: cancel, earlier runs, kill -9 while speculating, branches already in", .serialized)
 struct LandingEdgeTests {
     /// `amplify-run cancel` while an item waits for GitHub to merge its pull request: the cancel
