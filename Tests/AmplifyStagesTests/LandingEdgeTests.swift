@@ -70,26 +70,7 @@ struct LandingEdgeTests {
         let ids = (1...6).map { "x-\($0)" }
         let behave: [String: String] = ["x-1": "human", "x-2": "human"]
         let verify = #"["ls *.txt | tr '\\n' ' ' >> ../../../verifications; echo >> ../../../verifications; sleep 4"]"#
-        let workflow = """
-        version: 1
-        settings: {base: main, poll: 200ms, concurrency: 6}
-        vars: {agent: fake-agent}
-        stages:
-          ready: {uses: query-ready, with: {source: bd}}
-          dispatch:
-            uses: dispatch
-            for-each: ${{ stages.ready.outputs.items }}
-            with:
-              agent: ["${{ vars.agent }}", "-p", "${{ prompt }}"]
-              prompt: "Item ${{ item.id }}: ${{ item.title }} ${{ item.description }}"
-          approved:
-            uses: wait-approved
-            timeout: 120s
-            with: {resume: ["${{ vars.agent }}", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}"]}
-          merge: {uses: merge, with: {batch: 2, batch-wait: 1s, speculate: true, verify-concurrency: 2, push: origin, verify: \(verify)}}
-          close: {uses: close}
-          cleanup: {uses: cleanup, if: "${{ always() }}"}
-        """
+        let workflow = Orchestra.workflow(timeout: "120s", concurrency: 6, merge: "{batch: 2, batch-wait: 1s, speculate: true, verify-concurrency: 2, push: origin, verify: \(verify)}", refill: false)
         let o = try Orchestra(ids.map { ($0, behave[$0] ?? "approve", nil) }, workflow: workflow)
         try shell("git init -q --bare -b main remote.git && git remote add origin \"$PWD/remote.git\" && git push -q origin main && printf '/remote.git/\\n/verifications\\n' >> .git/info/exclude", in: o.box.url)
         func onRemote(_ id: String) -> Int {
@@ -129,22 +110,7 @@ struct LandingEdgeTests {
     /// for trailers: an empty merge commit is made and pushed.
     @Test("push, the branch already in the base (merged by a person): success, no new commit")
     func pushBranchAlreadyInBase() async throws {
-        let workflow = """
-        version: 1
-        settings: {base: main, poll: 200ms, concurrency: 1}
-        vars: {agent: fake-agent}
-        stages:
-          ready: {uses: query-ready, with: {source: bd}}
-          dispatch:
-            uses: dispatch
-            for-each: ${{ stages.ready.outputs.items }}
-            with:
-              agent: ["${{ vars.agent }}", "-p", "${{ prompt }}"]
-              prompt: "Item ${{ item.id }}: ${{ item.title }} ${{ item.description }}"
-          approved: {uses: wait-approved, timeout: 60s, with: {resume: ["${{ vars.agent }}", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}"]}}
-          merge: {uses: merge, with: {push: origin}}
-          close: {uses: close}
-        """
+        let workflow = Orchestra.workflow(timeout: "60s", concurrency: 1, merge: "{push: origin}", refill: false, cleanup: false)
         let o = try Orchestra([("m-1", "human", nil)], workflow: workflow)
         try shell("git init -q --bare -b main remote.git && git remote add origin \"$PWD/remote.git\" && git push -q origin main && printf '/remote.git/\\n' >> .git/info/exclude", in: o.box.url)
         let run = Task { try await o.run() }

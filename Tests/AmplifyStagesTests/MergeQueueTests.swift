@@ -11,26 +11,7 @@ struct MergeQueueTests {
     /// in `conflicting`), landed by a merge stage with `merge` as its `with:`. Every verification
     /// appends the items it saw to `verifications` (outside the repository).
     static func orchestra(_ ids: [String], conflicting: Set<String> = [], merge: String) throws -> Orchestra {
-        let workflow = """
-        version: 1
-        settings: {base: main, poll: 200ms, concurrency: \(ids.count)}
-        vars: {agent: fake-agent}
-        stages:
-          ready: {uses: query-ready, with: {source: bd}}
-          dispatch:
-            uses: dispatch
-            for-each: ${{ stages.ready.outputs.items }}
-            with:
-              agent: ["${{ vars.agent }}", "-p", "${{ prompt }}"]
-              prompt: "Item ${{ item.id }}: ${{ item.title }} ${{ item.description }}"
-          approved:
-            uses: wait-approved
-            timeout: 30s
-            with: {resume: ["${{ vars.agent }}", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}"]}
-          merge: {uses: merge, with: \(merge)}
-          close: {uses: close}
-          cleanup: {uses: cleanup, if: "${{ always() }}"}
-        """
+        let workflow = Orchestra.workflow(timeout: "30s", concurrency: ids.count, merge: merge, refill: false)
         return try Orchestra(ids.map { ($0, conflicting.contains($0) ? "conflict" : "approve", nil) }, workflow: workflow)
     }
 

@@ -13,13 +13,15 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
          "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.com"]
     }
 
-    static func workflow(timeout: String = "8s", concurrency: Int = 3) -> String {
+    /// The default workflow's pipeline with the scripts; `merge` is the merge stage's `with:`,
+    /// `cleanup: false` leaves the cleanup stage out; `refill: false` asks the tracker once.
+    static func workflow(timeout: String = "8s", concurrency: Int = 3, merge: String? = nil, refill: Bool = true, cleanup: Bool = true) -> String {
         """
         version: 1
         settings: {base: main, poll: 200ms, concurrency: \(concurrency)}
         vars: {agent: fake-agent}
         stages:
-          ready: {uses: query-ready, with: {source: bd, refill: true, refill-interval: 1s}}
+          ready: {uses: query-ready, with: {source: bd\(refill ? ", refill: true, refill-interval: 1s" : "")}}
           dispatch:
             uses: dispatch
             for-each: ${{ stages.ready.outputs.items }}
@@ -30,9 +32,9 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
             uses: wait-approved
             timeout: \(timeout)
             with: {resume: ["${{ vars.agent }}", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}"]}
-          merge: {uses: merge}
+          merge: {uses: merge\(merge.map { ", with: " + $0 } ?? "")}
           close: {uses: close}
-          cleanup: {uses: cleanup, if: "${{ always() }}"}
+        \(cleanup ? "  cleanup: {uses: cleanup, if: \"${{ always() }}\"}" : "")
         """
     }
 

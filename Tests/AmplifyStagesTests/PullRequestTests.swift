@@ -293,26 +293,7 @@ struct PullRequestTests {
 /// A whole run through the CLI binary, its merge landing through a pull request.
 @Suite("Pull requests, a whole run", .serialized)
 struct PullRequestRunTests {
-    static let workflow = """
-    version: 1
-    settings: {base: main, poll: 200ms, concurrency: 2}
-    vars: {agent: fake-agent}
-    stages:
-      ready: {uses: query-ready, with: {source: bd}}
-      dispatch:
-        uses: dispatch
-        for-each: ${{ stages.ready.outputs.items }}
-        with:
-          agent: ["${{ vars.agent }}", "-p", "${{ prompt }}"]
-          prompt: "Item ${{ item.id }}: ${{ item.title }} ${{ item.description }}"
-      approved:
-        uses: wait-approved
-        timeout: 30s
-        with: {resume: ["${{ vars.agent }}", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}"]}
-      merge: {uses: merge, with: {via: pull-request, auto-merge: true, strategy: squash}}
-      close: {uses: close}
-      cleanup: {uses: cleanup, if: "${{ always() }}"}
-    """
+    static let workflow = Orchestra.workflow(timeout: "30s", concurrency: 2, merge: "{via: pull-request, auto-merge: true, strategy: squash}", refill: false)
 
     @Test("kill -9 while waiting for GitHub to merge, then resume: still one pull request, the item ends merged, closed, its branch deleted")
     func killedWhileWaiting() async throws {
