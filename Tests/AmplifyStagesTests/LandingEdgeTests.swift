@@ -14,16 +14,7 @@ struct LandingEdgeTests {
     /// (and `cancel`, which waits for it) never ends.
     @Test("cancel while a pull request is waited for ends the run")
     func cancelWhileWaitingForPullRequest() async throws {
-        let o = try Orchestra([("g-1", "approve", nil)], workflow: PullRequestRunTests.workflow)
-        try shell("""
-        git init -q --bare origin.git && git remote add origin "$(pwd)/origin.git" && git push -q origin main &&
-        mkdir -p .gh && printf '/origin.git/\\n/.gh/\\n' >> .git/info/exclude
-        """, in: o.box.url)
-        try FileManager.default.copyItem(at: PullRequestRepo.fakeGH, to: o.bin.appendingPathComponent("gh"))
-        var env = o.environment
-        env["FAKE_GH_STATE"] = o.box.path + "/.gh/state.json"
-        env["FAKE_GH_LOG"] = o.box.path + "/.gh/calls.log"
-        env["FAKE_GH_PENDING"] = "hold"
+        let (o, env) = try PullRequestRunTests.orchestra()
         func views() -> Int { o.box.read(".gh/calls.log").split(separator: "\n").filter { $0.hasPrefix(#"["pr", "view""#) }.count }
         let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
         defer { if runner.isRunning { kill(runner.processIdentifier, SIGKILL) } }

@@ -295,20 +295,26 @@ struct PullRequestTests {
 struct PullRequestRunTests {
     static let workflow = Orchestra.workflow(timeout: "30s", concurrency: 2, merge: "{via: pull-request, auto-merge: true, strategy: squash}", refill: false)
 
-    @Test("kill -9 while waiting for GitHub to merge, then resume: still one pull request, the item ends merged, closed, its branch deleted")
-    func killedWhileWaiting() async throws {
+    /// One item `g-1` landing through a pull request: a bare `origin`, fake-gh as `gh` keeping its
+    /// state and call log under `.gh/`, checks held pending until the test says they passed.
+    static func orchestra() throws -> (Orchestra, environment: [String: String]) {
         let o = try Orchestra([("g-1", "approve", nil)], workflow: PullRequestRunTests.workflow)
         try shell("""
         git init -q --bare origin.git && git remote add origin "$(pwd)/origin.git" && git push -q origin main &&
         mkdir -p .gh && printf '/origin.git/\\n/.gh/\\n' >> .git/info/exclude
         """, in: o.box.url)
         try FileManager.default.copyItem(at: PullRequestRepo.fakeGH, to: o.bin.appendingPathComponent("gh"))
-        let log = o.box.path + "/.gh/calls.log"
         var env = o.environment
         env["FAKE_GH_STATE"] = o.box.path + "/.gh/state.json"
-        env["FAKE_GH_LOG"] = log
-        // The pull request's checks stay pending until a person (the test) says they passed.
+        env["FAKE_GH_LOG"] = o.box.path + "/.gh/calls.log"
         env["FAKE_GH_PENDING"] = "hold"
+        return (o, env)
+    }
+
+    @Test("kill -9 while waiting for GitHub to merge, then resume: still one pull request, the item ends merged, closed, its branch deleted")
+    func killedWhileWaiting() async throws {
+        // The pull request's checks stay pending until a person (the test) says they passed.
+        let (o, env) = try PullRequestRunTests.orchestra()
         func calls(_ prefix: String) -> Int {
             o.box.read(".gh/calls.log").split(separator: "\n").filter { $0.hasPrefix(prefix) }.count
         }
