@@ -29,7 +29,7 @@ final class RealRepo: @unchecked Sendable {  // read-only after init
               prompt: "Item ${{ item.id }}: ${{ item.title }}"
           approved:
             uses: wait-approved
-            timeout: 20s
+            timeout: 60s
             with:
               on-exit: \(onExit)
               resume: ["agent", "--resume", "${{ session.agent-session }}", "-p", "${{ answer }}"]

@@ -12,9 +12,9 @@ struct StateDirectoryTests {
         #expect(workflow.contains("state: .state-elsewhere"))
         let o = try Orchestra([("e-1", "ask-exit", nil), ("e-2", "human", nil)], workflow: workflow)
         let run = Task { try await o.run() }
-        let asked = await o.waitFor({ $0.hasPrefix("e-1-") && $0.hasSuffix("/questions.json") }, under: ".state-elsewhere/sessions", seconds: 20)
+        let asked = await o.waitFor({ $0.hasPrefix("e-1-") && $0.hasSuffix("/questions.json") }, under: ".state-elsewhere/sessions", seconds: 60)
         let asking = try #require(asked?.split(separator: "/").first.map(String.init))
-        let working = await o.waitFor({ $0.hasPrefix("e-2-") && $0.hasSuffix("/output.log") }, under: ".state-elsewhere/sessions", seconds: 20)
+        let working = await o.waitFor({ $0.hasPrefix("e-2-") && $0.hasSuffix("/output.log") }, under: ".state-elsewhere/sessions", seconds: 60)
         let human = try #require(working?.split(separator: "/").first.map(String.init))
         for _ in 0..<100 where !o.box.read(".state-elsewhere/sessions/\(human)/state.json").contains("\"completed\"") { try await Task.sleep(for: .milliseconds(100)) }
 
