@@ -11,7 +11,7 @@ struct MergeQueueTests {
     /// in `conflicting`), landed by a merge stage with `merge` as its `with:`. Every verification
     /// appends the items it saw to `verifications` (outside the repository).
     static func orchestra(_ ids: [String], conflicting: Set<String> = [], merge: String) throws -> Orchestra {
-        let workflow = Orchestra.workflow(timeout: "30s", concurrency: ids.count, merge: merge, refill: false)
+        let workflow = Orchestra.workflow(timeout: "60s", concurrency: ids.count, merge: merge, refill: false)
         return try Orchestra(ids.map { ($0, conflicting.contains($0) ? "conflict" : "approve", nil) }, workflow: workflow)
     }
 
@@ -85,7 +85,7 @@ struct MergeQueueTests {
         let o = try MergeQueueTests.orchestra(ids, merge: "{batch: 6, batch-wait: 3s, verify: \(MergeQueueTests.verify(failingWith: ["k-2"], sleep: "0.4"))}")
         let runner = try startAmplify(["wf.yaml"], in: o.box, environment: o.environment)
         // Killed once the second verification has started: in the middle of the bisection.
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(120)
         while Date() < deadline, verifications(o).count < 2 { try await Task.sleep(for: .milliseconds(50)) }
         #expect(verifications(o).count >= 2)
         kill(runner.processIdentifier, SIGKILL)

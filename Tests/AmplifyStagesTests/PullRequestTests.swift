@@ -174,7 +174,7 @@ struct PullRequestTests {
     func closedUnmerged() async throws {
         let repo = try PullRequestRepo()
         let merging = Task { try await repo.merge("{via: pull-request, auto-merge: true}", environment: ["FAKE_GH_PENDING": "hold"]) }
-        #expect(await repo.waitUntil(seconds: 30) { repo.calls("pr", "view").count >= 2 }, "waiting for the merge")
+        #expect(await repo.waitUntil(seconds: 120) { repo.calls("pr", "view").count >= 2 }, "waiting for the merge")
         try await repo.github("close", "1")
         let result = try await merging.value
         #expect(result == .failedAs(.prClosed, "pull request #1 was closed without being merged: \(PullRequestTests.url)"))
@@ -221,8 +221,10 @@ struct PullRequestTests {
     func vanished() async throws {
         let repo = try PullRequestRepo()
         let merging = Task { try await repo.merge("{via: pull-request}", environment: ["FAKE_GH_PENDING": "hold"]) }
-        #expect(await repo.waitUntil(seconds: 30) { !repo.calls("pr", "view").isEmpty })
-        try #"{"next": 2, "prs": [], "views": 0}"#.write(toFile: repo.ghState, atomically: true, encoding: .utf8)
+        #expect(await repo.waitUntil(seconds: 120) { !repo.calls("pr", "view").isEmpty })
+        // Put in place under fake-gh's own lock: a `gh pr view` in flight would write its read of the old state back.
+        try #"{"next": 2, "prs": [], "views": 0}"#.write(toFile: repo.ghState + ".new", atomically: true, encoding: .utf8)
+        try shell("flock '\(repo.ghState).lock' mv '\(repo.ghState).new' '\(repo.ghState)'", in: repo.box.url)
         let result = try await merging.value
         guard case .failed(let why) = result else { Issue.record("\(result)"); return }
         #expect(why.contains("pull request #1 does not exist") && why.contains("Could not resolve to a PullRequest"), "\(why)")
@@ -293,7 +295,7 @@ struct PullRequestTests {
 /// A whole run through the CLI binary, its merge landing through a pull request.
 @Suite("Pull requests, a whole run", .serialized)
 struct PullRequestRunTests {
-    static let workflow = Orchestra.workflow(timeout: "30s", concurrency: 2, merge: "{via: pull-request, auto-merge: true, strategy: squash}", refill: false)
+    static let workflow = Orchestra.workflow(timeout: "60s", concurrency: 2, merge: "{via: pull-request, auto-merge: true, strategy: squash}", refill: false)
 
     /// One item `g-1` landing through a pull request: a bare `origin`, fake-gh as `gh` keeping its
     /// state and call log under `.gh/`, checks held pending until the test says they passed.
@@ -320,7 +322,7 @@ struct PullRequestRunTests {
         }
 
         let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(120)
         while calls(#"["pr", "view""#) < 2, Date() < deadline, runner.isRunning { try await Task.sleep(for: .milliseconds(50)) }
         #expect(calls(#"["pr", "view""#) >= 2, "the runner waits for GitHub: \(o.box.read(".gh/calls.log"))")
         kill(runner.processIdentifier, SIGKILL)
