@@ -228,7 +228,8 @@ public struct RunReport: Sendable {
     /// Where a running merge instance is in its stage's queue (SPEC §10), or which pull request it
     /// waits for, from its latest note:
     /// "in the merge queue", "batch 3 of 4 items: verifying (verification 7)", "batch 3:
-    /// bisecting — verification 9 of q-5, q-6", "batch 3: verified, landing".
+    /// bisecting — verification 9 of q-5, q-6", "batch 3: verification 8 passed, landing",
+    /// "pull request #12: waiting for GitHub to merge it — URL".
     static func inQueue(_ f: Facts, machine: RunStateMachine) -> String? {
         guard f.stage?.kind == .merge, f.instance.status.isRunning,
               let note = machine.notes[f.key]?.last(where: { ["queued", "batch", "verifying", "verified", "pull-request"].contains($0.kind) }) else { return nil }
