@@ -160,7 +160,9 @@ try:
     wait_for("a reason can be typed", lambda: driver.find_element(By.ID, "decision-text").send_keys("Not this way") or True, 10)
     click('#session button[data-action="reject"]', "Reject")
     wait_for("rejected on the page", lambda: outcome("reject") == "rejected", 20)
-    check("Not this way" in driver.find_element(By.CSS_SELECTOR, 'tr[data-detail="reject"]').text, "the reason given on the page is the item's reason")
+    # Read through wait_for: the row may be drawn again between finding it and reading it (stale).
+    wait_for("the reason given on the page is the item's reason",
+             lambda: "Not this way" in driver.find_element(By.CSS_SELECTOR, 'tr[data-detail="reject"]').text, 10)
     # A decision in the terminal shows on the page within a second.
     wait_for("the terminal's item waits", lambda: outcome("terminal") == "waiting for you", 20)
     status = json.loads(amplify("status", "--json").stdout)
