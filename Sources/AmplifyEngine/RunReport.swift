@@ -232,7 +232,7 @@ public struct RunReport: Sendable {
     /// "pull request #12: waiting for GitHub to merge it — URL".
     static func inQueue(_ f: Facts, machine: RunStateMachine) -> String? {
         guard f.stage?.kind == .merge, f.instance.status.isRunning,
-              let note = machine.notes[f.key]?.last(where: { ["queued", "batch", "verifying", "verified", "pull-request"].contains($0.kind) }) else { return nil }
+              let note = machine.landingNote(f.key) else { return nil }
         if note.kind == "pull-request" {
             return "pull request #\(note.fields["pr"]?.renderedText ?? "?"): waiting for GitHub to merge it — \(note.fields["url"]?.renderedText ?? "")"
         }

@@ -390,11 +390,16 @@ public struct RunStateMachine: Sendable {
         return actions + [.finish(.interrupted(signal: signal))]
     }
 
+    /// A merge instance's latest note about its landing (SPEC §10): where it is in its stage's
+    /// queue (`queued`, `batch`, `verifying`, `verified`), or the pull request it waits for.
+    func landingNote(_ key: InstanceKey) -> (kind: String, fields: OrderedObject)? {
+        notes[key]?.last(where: { ["queued", "batch", "verifying", "verified", "pull-request"].contains($0.kind) })
+    }
+
     /// A merge instance that waits rather than lands: one of `via: pull-request`, or one whose
-    /// latest note says it is in the merge queue (SPEC §10), not yet taken into a batch.
+    /// latest note says it is in the merge queue, not yet taken into a batch.
     func waitsToLand(_ key: InstanceKey) -> Bool {
-        if stage(of: key)?.literal(MergeParameters.via) == "pull-request" { return true }
-        return notes[key]?.last(where: { ["queued", "batch", "verifying", "verified"].contains($0.kind) })?.kind == "queued"
+        stage(of: key)?.literal(MergeParameters.via) == "pull-request" || landingNote(key)?.kind == "queued"
     }
 
     private mutating func cancel(reason: String, now: Int64, runnerDied: Bool) -> [Action] {
