@@ -10,8 +10,8 @@ import Synchronization
 /// ended (`termination`), and read for what it said (`report`, `failureReason`).
 ///
 /// Two seams are where what comes next plugs in: `SessionLauncher` is where and how the process
-/// runs (this machine; a bubblewrap sandbox would wrap the argv, a Slurm launcher would submit a
-/// batch job and find it by its job id), and the session's `AgentProfile` is how it is started,
+/// runs (this machine; a Slurm launcher would submit a batch job and find it by its job id; a
+/// bubblewrap sandbox wraps the argv, `Bubblewrap`), and the session's `AgentProfile` is how it is started,
 /// resumed and read (AgentOutput.swift).
 enum Agent {
     /// Where agents run.
@@ -60,7 +60,8 @@ enum Agent {
 
     /// Starts an agent in its own session and process group, output appended to output.log, and
     /// records its identity beside the session directory before returning. Where this start's
-    /// output begins is recorded too: a session's figures add up over its starts.
+    /// output begins is recorded too: a session's figures add up over its starts. A sandboxed
+    /// session's agent starts inside its walls (`record.sandbox`): the sandbox is its process.
     static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record) throws(StageError) -> (Int32, UInt64) {
         let log = session.path("output.log")
         // Never through a symlink planted in the session directory.
@@ -69,7 +70,7 @@ enum Agent {
         defer { close(fd) }
         var st = stat()
         if fstat(fd, &st) == 0 { record.starts.append(Int(st.st_size)) }
-        let (pid, start) = try launcher.launch(argv, environment: environment, directory: worktree, output: fd)
+        let (pid, start) = try launcher.launch(record.sandbox?.wrap(argv) ?? argv, environment: environment, directory: worktree, output: fd)
         record.pid = pid
         record.startTime = start
         try? session.writeRecord(record)

@@ -33,6 +33,13 @@ public struct CleanupExecutor: StageExecutor {
             return .succeeded(o)
         }
         if let worktree, worktree.hasPrefix(job.worktreesDirectory + "/") {
+            // A sandboxed session's branch lives in its own repository: brought back first, so
+            // work that did not land (a rejected item's) is kept as a worktree's branch is.
+            if let r = record, r.run == job.runId, r.sandbox != nil, let branch, FileManager.default.fileExists(atPath: worktree + ".git") {
+                let fetched = await git.collectBranch(branch, from: worktree)
+                if !fetched.succeeded { o["branch-not-collected"] = .string(fetched.failure(["git", "fetch"])) }
+                await git.removeWorktree(worktree + ".git")
+            }
             await git.removeWorktree(worktree)
             o["worktree-removed"] = .string(worktree)
         }

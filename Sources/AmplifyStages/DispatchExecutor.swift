@@ -90,6 +90,18 @@ public struct DispatchExecutor: StageExecutor {
         do { budget = try job.stage.value(DispatchParameters.budget, evaluator) } catch {
             throw StageError("dispatch: `budget`: \(error.message)")
         }
+        // The sandbox, if any: one that cannot be made here is said before anything is claimed.
+        let sandboxed: Bool
+        var sandboxWritable = job.settings.sandboxWritable + (profile?.sandboxWritable ?? [])
+        do {
+            sandboxed = (try job.stage.value(DispatchParameters.sandbox, evaluator) ?? job.settings.sandbox) == "bwrap"
+            sandboxWritable += try job.stage.value(DispatchParameters.sandboxWritable, evaluator) ?? []
+        } catch {
+            throw StageError("dispatch: \(error.message)")
+        }
+        if sandboxed, let problem = await Bubblewrap.problem(environment: job.environment) {
+            throw StageError("dispatch: \(problem); nothing was claimed")
+        }
         // A usage limit met by another session of this profile: nothing new starts until it resets.
         await UsagePause.wait(job, profile: profile?.name)
         guard !job.ended.hasHappened else { throw StageError("dispatch: ended by the runner while the \(profile?.name ?? "agent")'s usage limit paused it") }
@@ -130,7 +142,7 @@ public struct DispatchExecutor: StageExecutor {
         // The branch and the worktree, reusing what an interrupted attempt of this run left.
         let own = session.readRecord().map { $0.run == job.runId } ?? false
         let worktree = try await git.withWorktreeLock { (git: Git) async throws(StageError) -> String in
-            try await DispatchExecutor.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, sparse: sparse,
+            try await DispatchExecutor.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, sparse: sparse, ownRepository: sandboxed,
                                      session: session, firstRecord: own ? nil : SessionFiles.Record(run: job.runId, item: id, worktree: worktreesDir + "/" + session.id, branch: branch),
                                      note: { job.note("notice", OrderedObject([("message", .string($0))])) })
         }
@@ -207,6 +219,10 @@ public struct DispatchExecutor: StageExecutor {
         record.baseCommit = (try? await git.output(["merge-base", baseCommit, "refs/heads/" + branch])) ?? baseCommit
         do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
         let env = try Agent.environment(job, session: session, worktree: worktree, branch: branch, slot: job.slot, profile: profile, evaluator: evaluator)
+        if sandboxed {
+            record.sandbox = .session(repository: worktree, gitDirectory: worktree + ".git", sessionDirectory: session.directory, stateDirectory: job.stateDirectory,
+                                      worktreesDirectory: worktreesDir, commonGitDirectory: git.commonDirectory(), home: env["HOME"], writable: sandboxWritable)
+        }
         guard !job.ended.hasHappened else { throw StageError("dispatch: ended by the runner before the agent started") }
         let (pid, start) = try Agent.start(argv, environment: env, worktree: worktree, session: session, record: &record)
         processStarted(pid, start)
@@ -235,7 +251,11 @@ extension DispatchExecutor {
     /// reused. Work of its own is kept under another name (said through `note`), and the item
     /// starts afresh from the current base; then the record marks the branch as this run's, so
     /// a later attempt of the same run reuses it.
-    static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, sparse: [String], session: SessionFiles,
+    ///
+    /// `ownRepository` (a sandboxed session): instead of a worktree, whose git directory is the
+    /// repository's own and writable for every ref, a repository of the session's own at `path`,
+    /// borrowing the repository's objects (`Git.addOwnRepository`).
+    static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, sparse: [String], ownRepository: Bool = false, session: SessionFiles,
                          firstRecord: SessionFiles.Record?, note: (String) -> Void) async throws(StageError) -> String {
         await git.run(["worktree", "prune"])
         if let first = firstRecord {
@@ -244,6 +264,11 @@ extension DispatchExecutor {
             }
             try session.makeDirectory()
             do { try session.writeRecord(first) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
+        }
+        if ownRepository {
+            try await git.addOwnRepository(path, branch: branch, base: base, worktreesDir: worktreesDir)
+            try await git.setSparse(path, sparse)
+            return path
         }
         guard let all = await git.worktrees() else { throw StageError("dispatch: `git worktree list` keeps failing in \(git.directory)") }
         if let existing = all.first(where: { $0.branch == branch }) {

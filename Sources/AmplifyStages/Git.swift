@@ -16,6 +16,9 @@ struct Git: Sendable {
     /// A repository lock this git holds: passed to every git it runs, so that a git left running
     /// by a killed runner keeps the lock until it is done, and the next runner waits for it.
     var heldLock: Int32?
+    /// What git runs inside: a sandboxed session's walls (`Bubblewrap.prefix`), for git in a
+    /// repository the agent controls. nil: git runs as it is.
+    var wrapper: [String]?
 
     init(_ directory: String, environment: [String: String]) {
         self.directory = directory
@@ -38,7 +41,7 @@ struct Git: Sendable {
     /// the stage's timeout (and by a resumed runner), instead of holding a lock for ever.
     @discardableResult
     func run(_ args: [String], stdoutLimit: Int = 16 << 20, started: @Sendable (Int32, UInt64) -> Void = { _, _ in }) async -> CommandRunner.Output {
-        await CommandRunner.run(["git"] + args, in: directory, environment: environment, stdoutLimit: stdoutLimit, keep: heldLock, started: started)
+        await CommandRunner.run((wrapper.map { $0 + ["--"] } ?? []) + ["git"] + args, in: directory, environment: environment, stdoutLimit: stdoutLimit, keep: heldLock, started: started)
     }
 
     /// git's version, major and minor (`git version 2.39.5` → (2, 39)); nil when it cannot be read.
@@ -139,6 +142,51 @@ struct Git: Sendable {
     func addWorktree(_ path: String, branch: String, newFrom start: String? = nil) async -> (CommandRunner.Output, [String]) {
         let args = start.map { ["worktree", "add", "--quiet", "--no-checkout", "-b", branch, path, $0] } ?? ["worktree", "add", "--quiet", "--no-checkout", path, branch]
         return (await run(args), ["git"] + args)
+    }
+
+    /// A sandboxed session's repository of its own at `path`, its git directory beside it at
+    /// `path.git`: `git clone --shared` (the repository's objects borrowed, read-only, through
+    /// `alternates`; nothing copied), on `branch` — the repository's branch of that name, made
+    /// at `base` when it has none, as `worktree add -b` would. It reads the repository's config
+    /// through an include (identity, hooks path, remotes), and the repository's hooks directory
+    /// unless that config names another. An earlier attempt's repository on the branch is kept;
+    /// a half-made one is made again. Only git's entries are made: the files come with
+    /// `finishCheckout`. Every ref in it is the session's to move; the repository's are not
+    /// (its git directory is read-only in the sandbox), and only the branch comes back
+    /// (`collectBranch`).
+    func addOwnRepository(_ path: String, branch: String, base: String, worktreesDir: String) async throws(StageError) {
+        let gitDir = path + ".git"
+        if Git.worktreeGitDirectory(path) == gitDir, Git.smallFile(gitDir + "/HEAD")?.trimming(" \t\r\n") == "ref: refs/heads/" + branch { return }
+        // Debris of an attempt killed while making it: nothing of the session is in it yet.
+        var st = stat()
+        for p in [path, gitDir] where lstat(p, &st) == 0 { try? FileManager.default.removeItem(atPath: p) }
+        do {
+            try FileManager.default.createDirectory(atPath: worktreesDir, withIntermediateDirectories: true)
+        } catch { throw StageError("dispatch: cannot create \(worktreesDir): \(error)") }
+        if await commit("refs/heads/" + branch) == nil {
+            _ = try await output(["branch", "--no-track", branch, base])
+        }
+        let tip = try await output(["rev-parse", "--verify", "refs/heads/" + branch + "^{commit}"])
+        let common = commonDirectory()
+        _ = try await output(["clone", "--quiet", "--shared", "--no-checkout", "--origin", "amplify", "--separate-git-dir", gitDir, "--", common, path])
+        let own = at(path)
+        _ = try await own.output(["update-ref", "refs/heads/" + branch, tip])
+        _ = try await own.output(["config", "--add", "include.path", common + "/config"])
+        if (await run(["config", "core.hooksPath"])).stdout.trimming(" \t\r\n").isEmpty {
+            _ = try await own.output(["config", "core.hooksPath", common + "/hooks"])
+        }
+        // Last: a HEAD on the branch marks the repository as complete.
+        _ = try await own.output(["symbolic-ref", "HEAD", "refs/heads/" + branch])
+    }
+
+    /// A sandboxed session's `branch`, fetched from its own repository at `path` into this one
+    /// (forced: the session may rewrite its own branch). Only `git upload-pack` reads the
+    /// session's repository, and git makes it safe to run in a repository someone else controls
+    /// (git-upload-pack(1), "Security"). Under the worktree lock: fetch walks every worktree's HEAD.
+    func collectBranch(_ branch: String, from path: String) async -> CommandRunner.Output {
+        let args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", path + ".git", "+refs/heads/\(branch):refs/heads/\(branch)"]
+        return (try? await withWorktreeLock { (git: Git) async throws(StageError) in await git.run(args) })
+            ?? CommandRunner.Output(termination: .exited(1), stdout: "", stderr: "cannot take the worktree lock")
     }
 
     /// The git directory a `.git` file at the top of `path` names (`gitdir: <dir>`): a linked

@@ -134,19 +134,29 @@ public struct MergeExecutor: StageExecutor {
             return .done(.succeeded(OrderedObject([("commit", .string(sha)), ("landed-before", .bool(true))])))
         }
 
-        // The session's leftovers, committed on its branch (or refused).
+        // The session's leftovers, committed on its branch (or refused). A sandboxed session's
+        // repository is the agent's to configure (its hooks, its config's commands): git runs
+        // there within the session's walls, and the branch is then fetched from it.
+        let walls = SessionFiles(job, item: id).readRecord().flatMap { $0.run == job.runId ? $0.sandbox : nil }
         if FileManager.default.fileExists(atPath: worktree) {
-            let wt = git.at(worktree)
+            var wt = git.at(worktree)
+            wt.wrapper = walls?.prefix
             let status = try await wt.output(["status", "--porcelain", "--untracked-files=all"])
             if !status.isEmpty {
                 guard commitLeftovers else {
                     throw StageError("merge: the session left uncommitted changes in \(worktree) (commit-leftovers: false):\n" + status.split(separator: "\n").prefix(10).joined(separator: "\n"))
                 }
                 _ = try await wt.output(["add", "-A"])
+                // The hooks as a commit in the session's repository finds them (its tracked hooks folder, inside the walls).
+                let hooks = walls == nil ? hooks : await CommitHooks.resolve(git: wt, skip: hooksParameter == "skip")
                 let r = await wt.run(hooks.options + ["commit", "--quiet", "-m", "\(id): uncommitted work left by the session"], stdoutLimit: 1 << 20, started: processStarted)
                 if !r.succeeded {
                     throw hooks.refused("the commit of the session's uncommitted work in \(worktree)", r, hooks: CommitHooks.commit, base: job.settings.base)
                 }
+            }
+            if walls != nil {
+                let r = await git.collectBranch(branch, from: worktree)
+                guard r.succeeded else { throw StageError("merge: cannot bring \(branch) back from the session's repository \(worktree): \(r.failure(["git", "fetch"]))") }
             }
         }
         guard let tip = await git.commit("refs/heads/" + branch) else { throw StageError("merge: the branch \(branch) does not exist") }

@@ -21,6 +21,13 @@ public enum Preflight {
         if let version = await git.version(), version < (2, 38) {
             return ["amplify-run needs git 2.38 or later (merge builds commits with `git merge-tree --write-tree`, dispatch runs hooks with `git hook run`); this git is \(version.0).\(version.1); nothing was claimed"]
         }
+        // A sandbox this machine cannot make would fail every dispatch: said once, up front.
+        let sandboxed = workflow.stages.contains { stage in
+            stage.kind == .dispatch && (stage.parameter(DispatchParameters.sandbox) == nil ? settings.sandbox == "bwrap" : stage.literal(DispatchParameters.sandbox) == "bwrap")
+        }
+        if sandboxed, let problem = await Bubblewrap.problem(environment: environment) {
+            return [problem + "; nothing was claimed"]
+        }
         if await git.commit("refs/heads/" + settings.base) != nil {
             // A sparse directory the base does not have would check out nothing, silently.
             let missing = await settings.sparse.asyncFilter { dir in

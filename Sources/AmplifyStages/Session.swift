@@ -75,6 +75,9 @@ public struct SessionFiles: Sendable {
         public var budget: Budget?
         /// Where each start of the agent (dispatch, then each resume) began in output.log.
         public var starts: [Int] = []
+        /// The walls of a sandboxed session (`sandbox: bwrap`): every start of its agent, and the
+        /// runner's own git in its repository, run within them. nil: no sandbox.
+        var sandbox: Bubblewrap?
 
         var value: Value {
             var o = OrderedObject()
@@ -84,6 +87,7 @@ public struct SessionFiles: Sendable {
             if let profile { o["profile"] = .string(profile) }
             if let budget { o["budget"] = budget.value }
             if !starts.isEmpty { o["starts"] = .list(starts.map(Value.int)) }
+            if let sandbox { o["sandbox"] = sandbox.value }
             if let pid { o["pid"] = .int(Int(pid)) }
             if let startTime { o["start-time"] = .int(Int(startTime)) }
             return .object(o)
@@ -102,6 +106,11 @@ public struct SessionFiles: Sendable {
             if case .string(let p)? = v["profile"] { profile = p }
             if let b = v["budget"] { budget = Budget.read(b, as: .budget) }
             if case .list(let l)? = v["starts"] { starts = l.compactMap { if case .int(let i) = $0 { i } else { nil } } }
+            // A sandbox that cannot be read is never dropped: that would start the agent unfenced.
+            if let s = v["sandbox"] {
+                guard let walls = Bubblewrap(s) else { return nil }
+                sandbox = walls
+            }
             if case .int(let p)? = v["pid"] { pid = Int32(truncatingIfNeeded: p) }
             if case .int(let t)? = v["start-time"] { startTime = UInt64(max(0, t)) }
         }

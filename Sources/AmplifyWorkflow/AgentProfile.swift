@@ -28,6 +28,9 @@ public struct AgentProfile: Sendable, Hashable {
     public var turnsLimit: TemplateValue?
     /// Environment the CLI needs to run unattended (gemini's workspace trust, opencode's permissions).
     public var environment: [String: String]
+    /// What the CLI writes outside the worktree (its config and sessions), writable under
+    /// `sandbox: bwrap`; `~/` is the home directory.
+    public var sandboxWritable: [String] = []
 
     public init(name: String, command: TemplateValue, resume: TemplateValue? = nil, output: OutputKind = .jsonl,
                 sessionId: OutputRule? = nil, cost: OutputRule? = nil, tokens: OutputRule? = nil, turns: OutputRule? = nil,
@@ -163,6 +166,14 @@ extension AgentProfile {
                 error: OutputRule(type: "error", field: ["error.data.message", "error.name"]),
                 environment: ["OPENCODE_PERMISSION": #"{"*":"allow"}"#]),
         ]
-        return Dictionary(uniqueKeysWithValues: profiles.map { ($0.name, $0) })
+        // Where each CLI keeps its login, settings and sessions (each CLI's docs; see the README's
+        // profile table): writable in a sandbox, or it cannot log in or resume.
+        let writable = ["claude": ["~/.claude", "~/.claude.json"], "codex": ["~/.codex"], "gemini": ["~/.gemini"],
+                        "opencode": ["~/.local/share/opencode", "~/.config/opencode", "~/.cache/opencode"]]
+        return Dictionary(uniqueKeysWithValues: profiles.map { p in
+            var p = p
+            p.sandboxWritable = writable[p.name] ?? []
+            return (p.name, p)
+        })
     }()
 }

@@ -46,6 +46,10 @@ public struct Settings: Sendable, Hashable {
     public var budget: Budget?
     /// Where a person is told of questions, decisions, failures and the run's end (`settings.notify`).
     public var notify: [NotifyTarget] = []
+    /// How agents are fenced in (`none` or `bwrap`); a dispatch's `sandbox` overrides it.
+    public var sandbox = "none"
+    /// Paths every sandboxed agent may write too (absolute, or `~/…`).
+    public var sandboxWritable: [String] = []
 
     public init() {}
 
@@ -61,6 +65,8 @@ public struct Settings: Sendable, Hashable {
         o["sparse"] = .list(sparse.map(Value.string))
         o["budget"] = budget?.value ?? .null
         o["notify"] = .list(notify.map(\.value))
+        o["sandbox"] = .string(sandbox)
+        o["sandbox-writable"] = .list(sandboxWritable.map(Value.string))
         return .object(o)
     }
 }

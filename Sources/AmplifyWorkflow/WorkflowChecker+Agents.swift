@@ -45,6 +45,7 @@ extension WorkflowChecker {
                     if case .literal(.string(let v)) = entry.value { profile.environment[entry.key] = v }
                 }
             }
+            if let n = pair.value["sandbox-writable"] { profile.sandboxWritable = sandboxPaths(n, key: "agents.\(name).sandbox-writable") }
             profiles[name] = profile
         }
         return profiles

@@ -79,6 +79,11 @@ extension WorkflowChecker {
                    let budget = stage.literal(DispatchParameters.budget), let why = WorkflowChecker.unkeptBudget(budget, profile: profile) {
                     error(budgetPair.value.location, "`with.budget`: \(why)")
                 }
+                if kind == .dispatch, let writable = withPairs.first(where: { $0.key == "sandbox-writable" }), let paths = stage.literal(DispatchParameters.sandboxWritable) {
+                    for path in paths where !WorkflowChecker.isSandboxPath(path) {
+                        error(writable.value.location, "`with.sandbox-writable` takes absolute paths or `~/…` (the home directory), without '..', not '\(path)'")
+                    }
+                }
             } else {
                 error(withNode.location, "`with` must be a mapping of parameters, not \(describe(withNode))")
             }

@@ -65,10 +65,34 @@ extension WorkflowChecker {
                 settings.budget = budget(v, key: "settings.budget", turnsAllowed: false)
             case "notify":
                 settings.notify = notifyTargets(v)
+            case "sandbox":
+                if let s = plainString(v, key: "settings.sandbox") {
+                    if ["none", "bwrap"].contains(s) { settings.sandbox = s } else { error(v.location, "settings.sandbox must be `none` or `bwrap`, not '\(s)'\(DidYouMean.hint(s, ["none", "bwrap"]))") }
+                }
+            case "sandbox-writable":
+                settings.sandboxWritable = sandboxPaths(v, key: "settings.sandbox-writable")
             default: break
             }
         }
         return settings
+    }
+
+    /// Paths a sandboxed agent may write: absolute, or `~/…` (the agent's home directory).
+    mutating func sandboxPaths(_ node: YAMLNode, key: String) -> [String] {
+        var paths: [String] = []
+        for n in node.sequence ?? [node] {
+            guard let s = plainString(n, key: key) else { continue }
+            guard WorkflowChecker.isSandboxPath(s) else {
+                error(n.location, "`\(key)` takes absolute paths or `~/…` (the home directory), without '..', not '\(s)'")
+                continue
+            }
+            paths.append(s)
+        }
+        return paths
+    }
+
+    static func isSandboxPath(_ s: String) -> Bool {
+        (s.hasPrefix("/") || s.hasPrefix("~/")) && s != "/" && !s.split(separator: "/").contains("..") && !s.contains("\0")
     }
 
     /// `settings.sparse`: a directory or a list of them, each inside the repository — what git's

@@ -15,10 +15,11 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
 
     /// The default workflow's pipeline with the scripts; `merge` is the merge stage's `with:`,
     /// `cleanup: false` leaves the cleanup stage out; `refill: false` asks the tracker once.
-    static func workflow(timeout: String = "8s", concurrency: Int = 3, merge: String? = nil, refill: Bool = true, cleanup: Bool = true) -> String {
+    /// `sandbox: true` runs every agent under bubblewrap (the agent log writable in it).
+    static func workflow(timeout: String = "8s", concurrency: Int = 3, merge: String? = nil, refill: Bool = true, cleanup: Bool = true, sandbox: Bool = false) -> String {
         """
         version: 1
-        settings: {base: main, poll: 200ms, concurrency: \(concurrency)}
+        settings: {base: main, poll: 200ms, concurrency: \(concurrency)\(sandbox ? ", sandbox: bwrap" : "")}
         vars: {agent: fake-agent}
         stages:
           ready: {uses: query-ready, with: {source: bd\(refill ? ", refill: true, refill-interval: 1s" : "")}}
@@ -28,6 +29,7 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
             with:
               agent: ["${{ vars.agent }}", "-p", "${{ prompt }}"]
               prompt: "Item ${{ item.id }}: ${{ item.title }} ${{ item.description }}"
+        \(sandbox ? "      sandbox-writable: [\"${{ env.AGENT_LOG }}\"]" : "")
           approved:
             uses: wait-approved
             timeout: \(timeout)
@@ -39,8 +41,10 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
     }
 
     /// Issues as bd prints them: `(id, behaviour, blocked by)`.
-    init(_ issues: [(String, String, String?)], workflow: String = Orchestra.workflow()) throws {
-        box = try Sandbox(workflow)
+    /// `parent`: where the box is made (`/var/tmp` for agents in a bubblewrap sandbox, which hides `/tmp`).
+    init(_ issues: [(String, String, String?)], workflow: String = Orchestra.workflow(), under parent: URL = FileManager.default.temporaryDirectory) throws {
+        box = try Sandbox(workflow, under: parent)
+        _ = FileManager.default.createFile(atPath: box.path + "/agent-starts", contents: nil)
         bin = box.url.appendingPathComponent("bin")
         try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: box.path + "/.beads", withIntermediateDirectories: true)

@@ -5,8 +5,9 @@ public final class Sandbox {
     public let url: URL
     public var path: String { url.path }
 
-    public init(_ workflowYAML: String, name: String = "wf.yaml") throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("amplify-test-\(UUID().uuidString)")
+    /// `parent`: where it is made (a bubblewrap sandbox hides `/tmp`, where temporary directories are).
+    public init(_ workflowYAML: String, name: String = "wf.yaml", under parent: URL = FileManager.default.temporaryDirectory) throws {
+        url = parent.appendingPathComponent("amplify-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         _ = try shell("git init -q", in: url)
         try workflowYAML.write(to: url.appendingPathComponent(name), atomically: true, encoding: .utf8)

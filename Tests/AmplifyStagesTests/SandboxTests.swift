@@ -1,0 +1,224 @@
+import AmplifyTestSupport
+import Foundation
+import Testing
+
+/// Agents under bubblewrap (`sandbox: bwrap`), with the real bwrap: a hostile agent's attacks
+/// fail while an honest agent's work merges, and the sandbox is the agent's process for
+/// re-attaching, timeouts and cancel.
+@Suite("Sandboxed agents (real bubblewrap)", .serialized)
+struct SandboxTests {
+    /// Boxes go under /var/tmp: the sandbox gives each agent a private /tmp, which would hide
+    /// the scripts that play bd and the agent.
+    static let parent = URL(fileURLWithPath: "/var/tmp")
+
+    /// The attacks of a hostile agent, each printed as `ATTACK <name>: succeeded|failed`.
+    /// It waits (up to 5 s) to see the honest session's directory, then tries to write the
+    /// user's checkout, move the base branch (in its own checkout and in the repository), rewrite
+    /// the honest session's state and decision, read `~/.ssh`, and write through a symlink out
+    /// of its session directory. It ends rejected, its summary a symlink to the private key: the
+    /// runner, which reads the summary, must not follow it.
+    static let hostile = #"""
+        #!/bin/sh
+        set -u
+        try() { name=$1; shift; if ( "$@" ) >/dev/null 2>&1; then echo "ATTACK $name: succeeded"; else echo "ATTACK $name: failed"; fi; }
+        sessions=$(dirname "$AMPLIFY_SESSION_DIR"); other=""
+        for i in $(seq 50); do
+          other=$(ls -d "$sessions"/o-1-* 2>/dev/null | grep -v '\.run\.json$' | head -n 1)
+          [ -n "$other" ] && break; sleep 0.1
+        done
+        echo "saw the honest session: ${other:-no}"
+        evil=$(git commit-tree -m evil "HEAD^{tree}"); echo "EVIL $evil"
+        try checkout sh -c 'echo pwned > "$REPO/PWNED"'
+        try base-here git update-ref refs/heads/main "$evil"
+        try base-repository git -C "$REPO" update-ref refs/heads/main "$evil"
+        try other-state sh -c '[ -n "$1" ] && echo "{\"status\": \"rejected\"}" > "$1/state.json"' - "$other"
+        try other-decision sh -c '[ -n "$1" ] && echo "{\"decision\": \"rejected\", \"reason\": \"pwned\"}" > "$1/decision.json"' - "$other"
+        try ssh sh -c 'cat "$HOME"/.ssh/id_* | grep -q SECRET'
+        cat "$HOME"/.ssh/id_* 2>&1 | head -c 200
+        try symlink sh -c 'ln -sfn "$REPO" "$AMPLIFY_SESSION_DIR/escape" && echo pwned > "$AMPLIFY_SESSION_DIR/escape/PWNED-VIA-LINK"'
+        rm -f "$AMPLIFY_SESSION_DIR/summary.md"; ln -s "$HOME/.ssh/id_ed25519" "$AMPLIFY_SESSION_DIR/summary.md"
+        sed 's/"status": *"running"/"status": "rejected"/' "$AMPLIFY_SESSION_DIR/state.json" > "$AMPLIFY_SESSION_DIR/s.tmp" && mv "$AMPLIFY_SESSION_DIR/s.tmp" "$AMPLIFY_SESSION_DIR/state.json"
+        """#
+
+    static let honest = #"""
+        #!/bin/sh
+        set -eu
+        echo honest > honest.txt && git add honest.txt && git commit -qm "honest work"
+        sleep 3
+        sed 's/"status": *"running"/"status": "approved"/' "$AMPLIFY_SESSION_DIR/state.json" > "$AMPLIFY_SESSION_DIR/s.tmp" && mv "$AMPLIFY_SESSION_DIR/s.tmp" "$AMPLIFY_SESSION_DIR/state.json"
+        """#
+
+    static let attacks = ["checkout", "base-repository", "other-state", "other-decision", "ssh", "symlink"]
+
+    /// A repository whose items are a hostile agent (h-1) and an honest one (o-1), each a
+    /// committed script; `HOME` holds a private key.
+    final class Scene {
+        let o: Orchestra
+        let home: String
+
+        init(sandbox: String) throws {
+            let workflow = """
+                version: 1
+                settings: {base: main, poll: 200ms, concurrency: 2, sandbox: \(sandbox)}
+                stages:
+                  ready: {uses: query-ready, with: {source: bd}}
+                  dispatch:
+                    uses: dispatch
+                    for-each: ${{ stages.ready.outputs.items }}
+                    with:
+                      agent: ["sh", "agents/${{ item.description }}.sh"]
+                      prompt: "Item ${{ item.id }}"
+                  approved: {uses: wait-approved, timeout: 60s, with: {resume: ["true"]}}
+                  merge: {uses: merge}
+                  close: {uses: close}
+                """
+            o = try Orchestra([("h-1", "hostile", nil), ("o-1", "honest", nil)], workflow: workflow, under: SandboxTests.parent)
+            home = o.box.path + "/home"
+            try FileManager.default.createDirectory(atPath: home + "/.ssh", withIntermediateDirectories: true)
+            try "SECRET-KEY-42\n".write(toFile: home + "/.ssh/id_ed25519", atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: o.box.path + "/agents", withIntermediateDirectories: true)
+            try SandboxTests.hostile.write(toFile: o.box.path + "/agents/hostile.sh", atomically: true, encoding: .utf8)
+            try SandboxTests.honest.write(toFile: o.box.path + "/agents/honest.sh", atomically: true, encoding: .utf8)
+            // Descriptions name the script: bd's `description` field, as the prompt's item text.
+            let db = o.box.read(".beads/db.jsonl").replacingOccurrences(of: "behave:", with: "")
+            try db.write(toFile: o.db, atomically: true, encoding: .utf8)
+            try shell("printf '/home/\\n' >> .git/info/exclude && git add agents && git -c user.name=T -c user.email=t@example.com commit -qm agents", in: o.box.url)
+        }
+
+        var environment: [String: String] {
+            var env = o.environment
+            env["HOME"] = home
+            env["REPO"] = o.box.path
+            return env
+        }
+
+        func run() async throws -> (status: Int32, stdout: String, stderr: String) {
+            try await amplify(["wf.yaml"], in: o.box, environment: environment)
+        }
+
+        /// What the hostile agent printed.
+        var hostileLog: String {
+            let sessions = o.box.path + "/.amplify/archive"
+            let alive = o.box.path + "/.amplify/sessions"
+            for dir in [alive, sessions] {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix("h-1-") && !name.hasSuffix(".json") {
+                    return (try? String(contentsOfFile: dir + "/" + name + "/output.log", encoding: .utf8)) ?? ""
+                }
+            }
+            return ""
+        }
+
+        var evil: String? {
+            hostileLog.split(separator: "\n").first { $0.hasPrefix("EVIL ") }.map { String($0.dropFirst(5)) }
+        }
+
+        /// Every commit `main` ever pointed at, from its reflog.
+        func mainHistory() throws -> String { try o.git("reflog show --format=%H main") + "\n" + (try o.git("log --format=%H main")) }
+    }
+
+    @Test("sandbox: bwrap — every attack of a hostile agent fails, visibly in its log; the honest agent's work merges")
+    func hostileAgentIsFenced() async throws {
+        let scene = try Scene(sandbox: "bwrap")
+        let r = try await scene.run()
+        let log = scene.hostileLog
+        #expect(r.status != 0, "the hostile item was rejected")
+        #expect(!log.isEmpty, "\(r.stdout)\(r.stderr)")
+        for attack in SandboxTests.attacks {
+            #expect(log.contains("ATTACK \(attack): failed"), "\(attack)\n\(log)")
+        }
+        #expect(log.contains("saw the honest session: no"), "another session's directory is out of sight\n\(log)")
+        // The effects, looked for where they would be.
+        #expect(!FileManager.default.fileExists(atPath: scene.o.box.path + "/PWNED"))
+        #expect(!FileManager.default.fileExists(atPath: scene.o.box.path + "/PWNED-VIA-LINK"))
+        let evil = try #require(scene.evil, "the hostile agent made its commit\n\(log)")
+        #expect(!(try scene.mainHistory()).contains(evil), "main never pointed at the hostile commit")
+        #expect(!log.contains("SECRET-KEY-42"))
+        // The honest item merged and closed; the hostile one was rejected, its summary not followed.
+        #expect(try scene.o.landed("o-1") == 1, "\(r.stdout)\(r.stderr)")
+        #expect(try scene.o.git("show main:honest.txt") == "honest")
+        #expect(scene.o.status(of: "o-1") == "closed")
+        #expect(try scene.o.landed("h-1") == 0)
+        let status = try await amplify(["status", "--json"], in: scene.o.box, environment: scene.environment)
+        let journal = try scene.o.box.journals().map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }.joined()
+        #expect(!(r.stdout + r.stderr + status.stdout + journal).contains("SECRET-KEY-42"), "a symlinked summary is never read through")
+        #expect(try scene.o.git("worktree list").split(separator: "\n").count == 1, "sandboxed sessions are repositories of their own, not worktrees")
+    }
+
+    @Test("sandbox: none — the same hostile agent's attacks succeed (so the test above can fail)")
+    func hostileAgentUnfenced() async throws {
+        let scene = try Scene(sandbox: "none")
+        _ = try await scene.run()
+        let log = scene.hostileLog
+        for attack in SandboxTests.attacks {
+            #expect(log.contains("ATTACK \(attack): succeeded"), "\(attack)\n\(log)")
+        }
+        #expect(FileManager.default.fileExists(atPath: scene.o.box.path + "/PWNED"))
+        #expect(FileManager.default.fileExists(atPath: scene.o.box.path + "/PWNED-VIA-LINK"))
+        let evil = try #require(scene.evil)
+        #expect(try scene.mainHistory().contains(evil), "the hostile agent moved main")
+        #expect(log.contains("SECRET-KEY-42"))
+    }
+
+    @Test("kill -9 while sandboxed agents work: the resumed runner re-attaches to the sandboxes; each item lands and closes once")
+    func reattaches() async throws {
+        let o = try Orchestra([("k-1", "approve", nil), ("k-2", "approve", nil), ("k-3", "leftovers", "k-1")],
+                              workflow: Orchestra.workflow(sandbox: true), under: SandboxTests.parent)
+        var env = o.environment
+        env["AGENT_DELAY"] = "2"
+        let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
+        _ = await o.waitFor({ $0.hasSuffix("output.log") && $0.hasPrefix("k-2-") }, under: ".amplify/sessions", seconds: 60)
+        try await Task.sleep(for: .milliseconds(300))
+        kill(runner.processIdentifier, SIGKILL)
+        while runner.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("resuming run"))
+        for id in ["k-1", "k-2", "k-3"] {
+            #expect(try o.landed(id) == 1, "\(id) landed once")
+            #expect(o.status(of: id) == "closed")
+            #expect(o.agentStarts(id) == 1, "\(id): re-attached, not started again")
+        }
+        // k-3's uncommitted file was committed in its own repository, within its walls, and landed.
+        #expect(try o.git("show main:k-3-left.txt") == "left")
+        let worktrees = (try? FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.worktrees")) ?? []
+        #expect(worktrees.filter { !$0.hasPrefix(".") }.isEmpty, "cleanup removed each session's repository and git directory: \(worktrees)")
+    }
+
+    @Test("a timeout ends the sandbox and everything inside it; the item fails timed out")
+    func timeoutEndsTheSandbox() async throws {
+        let o = try Orchestra([("sbx-t-1", "hang", nil)], workflow: Orchestra.workflow(timeout: "2s", sandbox: true), under: SandboxTests.parent)
+        let r = try await o.run()
+        #expect(r.status != 0)
+        #expect((r.stdout + r.stderr).contains("timed out"), "\(r.stdout)\(r.stderr)")
+        // Nothing that carries the session's environment is left: not the sandbox, not the agent's sleep.
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(SandboxTests.processes(withEnvironment: "AMPLIFY_ITEM_ID=sbx-t-1").isEmpty)
+    }
+
+    @Test("bubblewrap that cannot make namespaces: the run stops before anything is claimed, naming `sandbox: none`")
+    func namespacesUnavailable() async throws {
+        let o = try Orchestra([("n-1", "approve", nil)], workflow: Orchestra.workflow(sandbox: true))
+        // What bwrap prints where user namespaces are refused (bubblewrap.c, `die` after unshare fails), exit 1.
+        try """
+            #!/bin/sh
+            echo "bwrap: No permissions to create new namespace, likely because the kernel does not allow non-privileged user namespaces. On e.g. debian this can be enabled with 'sysctl kernel.unprivileged_userns_clone=1'." >&2
+            exit 1
+            """.write(toFile: o.bin.path + "/bwrap", atomically: true, encoding: .utf8)
+        chmod(o.bin.path + "/bwrap", 0o755)
+        let r = try await o.run()
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("sandbox: none"), "\(r.stderr)")
+        #expect(r.stderr.contains("No permissions to create new namespace"), "\(r.stderr)")
+        #expect(!o.bdCalls.contains { $0.hasPrefix("update") }, "nothing was claimed: \(o.bdCalls)")
+        #expect(o.agentStarts("n-1") == 0)
+    }
+
+    /// Processes whose environment holds `entry`.
+    static func processes(withEnvironment entry: String) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { name in
+            guard let pid = Int32(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/environ"),
+                  let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8), !stat.contains(") Z ") else { return nil }
+            return data.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == entry } ? pid : nil
+        }
+    }
+}
