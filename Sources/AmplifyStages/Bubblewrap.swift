@@ -8,8 +8,9 @@ import Synchronization
 
 /// An agent fenced in by bubblewrap (`sandbox: bwrap`): the machine read-only, a private `/tmp`,
 /// and only the session's own repository, its session directory and its profile's config
-/// directories writable. The runner's state (journals, other sessions, their records), the
-/// other sessions' repositories and the secrets under `$HOME` are hidden behind empty tmpfs.
+/// directories writable. The user's checkout (its uncommitted files, a `.env`), the runner's
+/// state (journals, other sessions, their records), the other sessions' repositories and the
+/// secrets under `$HOME` are hidden behind empty, read-only tmpfs.
 ///
 /// The sandbox runs in pid, IPC and UTS namespaces of its own with every capability dropped (as
 /// root, bwrap would keep them, and with them the power to unmount its walls). The network is
@@ -20,8 +21,9 @@ import Synchronization
 /// The mounts are recorded with the session (`SessionFiles.Record.sandbox`): a resumed agent,
 /// and the runner's own git in the session's repository, get the same walls.
 struct Bubblewrap: Sendable, Equatable {
-    /// Behind an empty tmpfs: the state directory, the worktrees folder, `/run` (its sockets —
-    /// docker's, dbus's — accept a connection from a read-only mount), secrets under `$HOME`.
+    /// Behind an empty tmpfs, read-only: the user's checkout, the state directory, the worktrees
+    /// folder, `/run` (its sockets — docker's, dbus's — accept a connection from a read-only
+    /// mount), secrets under `$HOME`.
     var hidden: [String]
     /// Secret files, bound to `/dev/null`.
     var hiddenFiles: [String]
@@ -43,9 +45,11 @@ struct Bubblewrap: Sendable, Equatable {
     /// missing directories among them are made (a CLI's config directory on a fresh machine),
     /// missing files are left out. Paths are taken as given: the worktrees folder and the state
     /// directory are the runner's own (never a symlink), and the rest are the user's.
-    static func session(repository worktree: String, gitDirectory: String, sessionDirectory: String, stateDirectory: String,
+    /// `checkout` is the user's (the runner's `-C`): hidden unless the home directory is in it.
+    static func session(repository worktree: String, gitDirectory: String, sessionDirectory: String, checkout: String, stateDirectory: String,
                         worktreesDirectory: String, commonGitDirectory: String, home: String?, writable extra: [String]) -> Bubblewrap {
         var hidden = ["/run", stateDirectory, worktreesDirectory]
+        if checkout != "/", !(home.map { $0 == checkout || $0.hasPrefix(checkout + "/") } ?? false) { hidden.append(checkout) }
         var hiddenFiles: [String] = []
         var readable = [commonGitDirectory]
         var writable = [worktree, gitDirectory, sessionDirectory]
@@ -100,6 +104,8 @@ struct Bubblewrap: Sendable, Equatable {
         for m in mounts.enumerated().sorted(by: { (depth($0.element.path), $0.element.rank, $0.offset) < (depth($1.element.path), $1.element.rank, $1.offset) }) {
             argv += m.element.args
         }
+        // What hides is empty and stays empty: written, it would look to the agent as if it had written the real thing.
+        for p in hidden where p != "/tmp" { argv += ["--remount-ro", p] }
         return argv + ["--unsetenv", "TMPDIR", "--chdir", directory]
     }
 

@@ -220,7 +220,7 @@ public struct DispatchExecutor: StageExecutor {
         do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
         let env = try Agent.environment(job, session: session, worktree: worktree, branch: branch, slot: job.slot, profile: profile, evaluator: evaluator)
         if sandboxed {
-            record.sandbox = .session(repository: worktree, gitDirectory: worktree + ".git", sessionDirectory: session.directory, stateDirectory: job.stateDirectory,
+            record.sandbox = .session(repository: worktree, gitDirectory: worktree + ".git", sessionDirectory: session.directory, checkout: job.repository, stateDirectory: job.stateDirectory,
                                       worktreesDirectory: worktreesDir, commonGitDirectory: git.commonDirectory(), home: env["HOME"], writable: sandboxWritable)
         }
         guard !job.ended.hasHappened else { throw StageError("dispatch: ended by the runner before the agent started") }

@@ -9,13 +9,14 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
     let bin: URL
     var db: String { box.path + "/.beads/db.jsonl" }
     var environment: [String: String] {
-        ["PATH": "\(bin.path):/usr/bin:/bin", "BD_DB": db, "AGENT_LOG": box.path + "/agent-starts",
+        // The sandbox hides the checkout, where the scripts are: a sandboxed workflow names them (AGENT_BIN).
+        ["PATH": "\(bin.path):/usr/bin:/bin", "BD_DB": db, "AGENT_LOG": box.path + "/agent-starts", "AGENT_BIN": bin.path,
          "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.com"]
     }
 
     /// The default workflow's pipeline with the scripts; `merge` is the merge stage's `with:`,
     /// `cleanup: false` leaves the cleanup stage out; `refill: false` asks the tracker once.
-    /// `sandbox: true` runs every agent under bubblewrap (the agent log writable in it).
+    /// `sandbox: true` runs every agent under bubblewrap (the agent log and the scripts' folder shown in it).
     static func workflow(timeout: String = "8s", concurrency: Int = 3, merge: String? = nil, refill: Bool = true, cleanup: Bool = true, sandbox: Bool = false) -> String {
         """
         version: 1
@@ -29,7 +30,7 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
             with:
               agent: ["${{ vars.agent }}", "-p", "${{ prompt }}"]
               prompt: "Item ${{ item.id }}: ${{ item.title }} ${{ item.description }}"
-        \(sandbox ? "      sandbox-writable: [\"${{ env.AGENT_LOG }}\"]" : "")
+        \(sandbox ? "      sandbox-writable: [\"${{ env.AGENT_LOG }}\", \"${{ env.AGENT_BIN }}\"]" : "")
           approved:
             uses: wait-approved
             timeout: \(timeout)

@@ -1,4 +1,5 @@
 import AmplifyTestSupport
+@testable import AmplifyStages
 import Foundation
 import Testing
 
@@ -29,6 +30,7 @@ struct SandboxTests {
         echo "saw the honest session: ${other:-no}"
         evil=$(git commit-tree -m evil "HEAD^{tree}"); echo "EVIL $evil"
         try checkout sh -c 'echo pwned > "$REPO/PWNED"'
+        try read-checkout grep -q DOTENV "$REPO/.env"
         try base-here git update-ref refs/heads/main "$evil"
         try base-repository git -C "$REPO" update-ref refs/heads/main "$evil"
         try other-state sh -c '[ -n "$1" ] && echo "{\"status\": \"rejected\"}" > "$1/state.json"' - "$other"
@@ -48,7 +50,7 @@ struct SandboxTests {
         sed 's/"status": *"running"/"status": "approved"/' "$AMPLIFY_SESSION_DIR/state.json" > "$AMPLIFY_SESSION_DIR/s.tmp" && mv "$AMPLIFY_SESSION_DIR/s.tmp" "$AMPLIFY_SESSION_DIR/state.json"
         """#
 
-    static let attacks = ["checkout", "base-repository", "other-state", "other-decision", "ssh", "symlink"]
+    static let attacks = ["checkout", "read-checkout", "base-repository", "other-state", "other-decision", "ssh", "symlink"]
 
     /// A repository whose items are a hostile agent (h-1) and an honest one (o-1), each a
     /// committed script; `HOME` holds a private key.
@@ -73,17 +75,22 @@ struct SandboxTests {
                   close: {uses: close}
                 """
             o = try Orchestra([("h-1", "hostile", nil), ("o-1", "honest", nil)], workflow: workflow, under: SandboxTests.parent)
-            home = o.box.path + "/home"
+            // Outside the checkout (a home inside it would keep the checkout in sight).
+            home = SandboxTests.parent.path + "/amplify-home-" + UUID().uuidString
             try FileManager.default.createDirectory(atPath: home + "/.ssh", withIntermediateDirectories: true)
             try "SECRET-KEY-42\n".write(toFile: home + "/.ssh/id_ed25519", atomically: true, encoding: .utf8)
+            // An uncommitted secret in the user's checkout.
+            try "TOKEN=DOTENV-SECRET\n".write(toFile: o.box.path + "/.env", atomically: true, encoding: .utf8)
             try FileManager.default.createDirectory(atPath: o.box.path + "/agents", withIntermediateDirectories: true)
             try SandboxTests.hostile.write(toFile: o.box.path + "/agents/hostile.sh", atomically: true, encoding: .utf8)
             try SandboxTests.honest.write(toFile: o.box.path + "/agents/honest.sh", atomically: true, encoding: .utf8)
             // Descriptions name the script: bd's `description` field, as the prompt's item text.
             let db = o.box.read(".beads/db.jsonl").replacingOccurrences(of: "behave:", with: "")
             try db.write(toFile: o.db, atomically: true, encoding: .utf8)
-            try shell("printf '/home/\\n' >> .git/info/exclude && git add agents && git -c user.name=T -c user.email=t@example.com commit -qm agents", in: o.box.url)
+            try shell("printf '/.env\\n' >> .git/info/exclude && git add agents && git -c user.name=T -c user.email=t@example.com commit -qm agents", in: o.box.url)
         }
+
+        deinit { try? FileManager.default.removeItem(atPath: home) }
 
         var environment: [String: String] {
             var env = o.environment
@@ -195,6 +202,21 @@ struct SandboxTests {
         #expect(SandboxTests.processes(withEnvironment: "AMPLIFY_ITEM_ID=sbx-t-1").isEmpty)
     }
 
+    @Test("cancel ends each sandbox and everything inside it; the repository and session are kept")
+    func cancelEndsTheSandbox() async throws {
+        let o = try Orchestra([("sbx-c-1", "hang", nil)], workflow: Orchestra.workflow(timeout: "5m", sandbox: true), under: SandboxTests.parent)
+        let runner = try startAmplify(["wf.yaml"], in: o.box, environment: o.environment)
+        for _ in 0..<600 where o.agentStarts("sbx-c-1") == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!SandboxTests.processes(withEnvironment: "AMPLIFY_ITEM_ID=sbx-c-1").isEmpty, "the sandbox and its agent run")
+        let cancel = try await o.run(["cancel"])
+        #expect(cancel.status == 0, "\(cancel.stderr)")
+        while runner.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(SandboxTests.processes(withEnvironment: "AMPLIFY_ITEM_ID=sbx-c-1").isEmpty)
+        let kept = (try? FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.worktrees")) ?? []
+        #expect(kept.contains { $0.hasPrefix("sbx-c-1-") && !$0.hasSuffix(".git") }, "a cancelled run keeps the session's repository: \(kept)")
+    }
+
     @Test("bubblewrap that cannot make namespaces: the run stops before anything is claimed, naming `sandbox: none`")
     func namespacesUnavailable() async throws {
         let o = try Orchestra([("n-1", "approve", nil)], workflow: Orchestra.workflow(sandbox: true))
@@ -220,5 +242,31 @@ struct SandboxTests {
                   let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8), !stat.contains(") Z ") else { return nil }
             return data.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == entry } ? pid : nil
         }
+    }
+}
+
+/// The walls, as bwrap is given them.
+@Suite("Sandbox: bubblewrap's mounts")
+struct BubblewrapMountTests {
+    @Test("a mount comes after those of the folders above it; hidden folders stay read-only; capabilities dropped; no --die-with-parent")
+    func order() throws {
+        let walls = Bubblewrap.session(repository: "/tmp/r/.worktrees/s", gitDirectory: "/tmp/r/.worktrees/s.git", sessionDirectory: "/tmp/r/.amplify/sessions/s",
+                                       checkout: "/tmp/r", stateDirectory: "/tmp/r/.amplify", worktreesDirectory: "/tmp/r/.worktrees",
+                                       commonGitDirectory: "/tmp/r/.git", home: "/tmp/h", writable: [])
+        let argv = walls.wrap(["agent"])
+        func position(_ option: String, _ path: String) throws -> Int {
+            try #require(argv.indices.first { argv[$0] == option && argv[$0 + 1] == path } ?? argv.indices.first { argv[$0] == option && argv[$0 + 2] == path }, "\(option) \(path) in \(argv)")
+        }
+        #expect(try position("--tmpfs", "/tmp") < position("--tmpfs", "/tmp/r"))
+        #expect(try position("--tmpfs", "/tmp/r") < position("--ro-bind", "/tmp/r/.git"))
+        #expect(try position("--tmpfs", "/tmp/r/.worktrees") < position("--bind", "/tmp/r/.worktrees/s"))
+        #expect(try position("--tmpfs", "/tmp/r/.amplify") < position("--bind", "/tmp/r/.amplify/sessions/s"))
+        // A home under /tmp is shown again, read-only, before anything of it is.
+        #expect(try position("--tmpfs", "/tmp") < position("--ro-bind", "/tmp/h"))
+        #expect(try position("--bind", "/tmp/r/.worktrees/s") < position("--remount-ro", "/tmp/r"))
+        #expect(argv.contains("--cap-drop") && argv.contains("--unshare-pid"))
+        #expect(!argv.contains("--die-with-parent") && !argv.contains("--new-session"))
+        #expect(Array(argv.suffix(2)) == ["--", "agent"])
+        #expect(Bubblewrap(walls.value) == walls, "the record reads back the same walls")
     }
 }
