@@ -46,16 +46,21 @@ struct Bubblewrap: Sendable, Equatable {
     /// missing files are left out. Paths are taken as given: the worktrees folder and the state
     /// directory are the runner's own (never a symlink), and the rest are the user's.
     /// `checkout` is the user's (the runner's `-C`): hidden unless the home directory is in it.
+    /// The secrets are hidden under `home` (the agent's `$HOME`) and under the home directory
+    /// the system gives the user, when that is another.
     static func session(repository worktree: String, gitDirectory: String, sessionDirectory: String, checkout: String, stateDirectory: String,
                         worktreesDirectory: String, commonGitDirectory: String, home: String?, writable extra: [String]) -> Bubblewrap {
-        var hidden = ["/run", stateDirectory, worktreesDirectory]
+        var hidden = [stateDirectory, worktreesDirectory]
+        if isDirectory("/run") { hidden.append("/run") }
         if checkout != "/", !(home.map { $0 == checkout || $0.hasPrefix(checkout + "/") } ?? false) { hidden.append(checkout) }
         var hiddenFiles: [String] = []
         var readable = [commonGitDirectory]
         var writable = [worktree, gitDirectory, sessionDirectory]
         let named = extra.compactMap { expand($0, home: home) }
-        if let home, home.hasPrefix("/"), home != "/" {
-            if home == "/tmp" || home.hasPrefix("/tmp/") { readable.append(home) }
+        if let home, home == "/tmp" || home.hasPrefix("/tmp/") { readable.append(home) }
+        var homes = [home].compactMap { $0 }
+        if let entry = getpwuid(getuid()), let dir = entry.pointee.pw_dir.map({ String(cString: $0) }), !homes.contains(dir) { homes.append(dir) }
+        for home in homes where home.hasPrefix("/") && home != "/" {
             for name in secretDirectories where isDirectory(home + "/" + name) && !named.contains(home + "/" + name) { hidden.append(home + "/" + name) }
             for name in secretFiles where exists(home + "/" + name) && !named.contains(home + "/" + name) { hiddenFiles.append(home + "/" + name) }
         }
