@@ -233,21 +233,28 @@ public struct RunReport: Sendable {
     static func inQueue(_ f: Facts, machine: RunStateMachine) -> String? {
         guard f.stage?.kind == .merge, f.instance.status.isRunning,
               let note = machine.landingNote(f.key) else { return nil }
-        if note.kind == "pull-request" {
-            return "pull request #\(note.fields["pr"]?.renderedText ?? "?"): waiting for GitHub to merge it — \(note.fields["url"]?.renderedText ?? "")"
-        }
-        let batch = note.fields["batch"].map { "batch \($0.renderedText)" } ?? "batch"
-        let items: [String] = if case .list(let l)? = note.fields["items"] { l.map(\.renderedText) } else { [] }
-        let verification = note.fields["verification"]?.renderedText ?? "?"
         let size: Int? = machine.notes[f.key]?.last(where: { $0.kind == "batch" }).flatMap { if case .list(let l)? = $0.fields["items"] { l.count } else { nil } }
-        switch note.kind {
+        return landingText(note.kind, note.fields, batchSize: size)
+    }
+
+    /// A merge queue's or pull request's note (`queued`, `batch`, `verifying`, `verified`,
+    /// `pull-request`) in words; `batchSize` (the item's batch as it was made) tells a bisection's
+    /// verification from the whole batch's.
+    public static func landingText(_ kind: String, _ fields: OrderedObject, batchSize: Int?) -> String {
+        if kind == "pull-request" {
+            return "pull request #\(fields["pr"]?.renderedText ?? "?"): waiting for GitHub to merge it — \(fields["url"]?.renderedText ?? "")"
+        }
+        let batch = fields["batch"].map { "batch \($0.renderedText)" } ?? "batch"
+        let items: [String] = if case .list(let l)? = fields["items"] { l.map(\.renderedText) } else { [] }
+        let verification = fields["verification"]?.renderedText ?? "?"
+        switch kind {
         case "queued": return "in the merge queue"
         case "batch": return "\(batch) of \(items.count) item\(items.count == 1 ? "" : "s"): being built"
-        case "verifying" where size.map({ items.count < $0 }) == true:
+        case "verifying" where batchSize.map({ items.count < $0 }) == true:
             return "\(batch): bisecting — verification \(verification) of \(items.joined(separator: ", "))"
         case "verifying": return "\(batch) of \(items.count) item\(items.count == 1 ? "" : "s"): verifying (verification \(verification))"
         default:
-            return note.fields["passed"] == .bool(true) ? "\(batch): verification \(verification) passed, landing" : "\(batch): verification \(verification) failed; bisecting"
+            return fields["passed"] == .bool(true) ? "\(batch): verification \(verification) passed, landing" : "\(batch): verification \(verification) failed; bisecting"
         }
     }
 

@@ -393,8 +393,11 @@ public struct RunStateMachine: Sendable {
     /// A merge instance's latest note about its landing (SPEC §10): where it is in its stage's
     /// queue (`queued`, `batch`, `verifying`, `verified`), or the pull request it waits for.
     func landingNote(_ key: InstanceKey) -> (kind: String, fields: OrderedObject)? {
-        notes[key]?.last(where: { ["queued", "batch", "verifying", "verified", "pull-request"].contains($0.kind) })
+        notes[key]?.last(where: { RunStateMachine.landingNoteKinds.contains($0.kind) })
     }
+
+    /// The kinds of the notes about a merge's landing (`RunReport.landingText` puts them in words).
+    public static let landingNoteKinds: Set<String> = ["queued", "batch", "verifying", "verified", "pull-request"]
 
     /// A merge instance that waits rather than lands: one of `via: pull-request`, or one whose
     /// latest note says it is in the merge queue, not yet taken into a batch.

@@ -124,6 +124,8 @@ struct LineObserver: RunObserver {
             return "the usage limit has reset; the agent continues"
         case "waiting":
             return "waiting for you: \(fields["message"]?.renderedText ?? "")"
+        case _ where RunStateMachine.landingNoteKinds.contains(kind):
+            return RunReport.landingText(kind, fields, batchSize: nil)
         default:
             return "\(kind): \(text)"
         }

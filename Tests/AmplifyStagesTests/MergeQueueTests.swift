@@ -53,6 +53,9 @@ struct MergeQueueTests {
         let r = try await o.run()
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         #expect(verifications(o).count == 1, "\(verifications(o))")
+        // The run's lines say where each item is in the queue, in words.
+        #expect(r.stdout.contains("in the merge queue") && r.stdout.contains("batch 1 of 8 items: verifying (verification 1)"), "\(r.stdout)")
+        #expect(!r.stdout.contains("queued: "), "\(r.stdout)")
         let seen = try #require(verifications(o).first)
         for id in ids {
             #expect(try o.landed(id) == 1, "\(id)")
