@@ -4,7 +4,8 @@
 # approves. Without the sandbox, each item gets a worktree; with it, a repository of its own
 # (`git clone --shared`) and bubblewrap around the agent. For each, in the same sitting, ROUNDS
 # (3) times alternately, prints the median time of the dispatch stage (claim, checkout, session,
-# start) and the median time from the dispatch's start until the agent runs, inside its walls.
+# start), and when the agents run, inside their walls, counted from the first dispatch's start:
+# the median agent and the last one (all ITEMS running).
 # Also bubblewrap's own start: `bwrap … true` against `true`, 50 times each.
 #
 #   bench/sandbox.sh [ITEMS] [FILES] [ROUNDS]     e.g. bench/sandbox.sh 4 200 1 (a quick run)
@@ -48,7 +49,7 @@ mkdir -p "$template"
 # One run: MODE (none or bwrap). Prints "dispatch-median agent-running-median" in ms.
 measure() {
     local mode=$1 repo="$WORK/run-$1"
-    rm -rf "$repo"
+    [ ! -e "$repo" ] || mv "$repo" "$repo-done"
     cp -a "$template" "$repo"
     mkdir -p "$repo/.beads"
     export BD_DB="$repo/.beads/db.jsonl"
@@ -67,6 +68,9 @@ stages:
   approved: {uses: wait-approved, with: {resume: ["true"]}}
 YAML
     (cd "$repo" && git add wf.yaml && git commit -qm wf && printf '/.beads/\n' >> .git/info/exclude)
+    # Every run starts on a settled disk: the writeback of the run before (16 checkouts) would
+    # otherwise land in this one's figures.
+    rm -rf "$WORK"/run-*-done; sync; sleep 2
     (cd "$repo" && "$BIN" wf.yaml >/dev/null 2>&1) || { echo "sandbox.sh: the $mode run failed" >&2; (cd "$repo" && "$BIN" status) >&2; exit 1; }
     python3 - "$repo" <<'PY'
 import json, sys, glob, os, statistics
@@ -82,28 +86,32 @@ for line in open(glob.glob(repo + "/.amplify/runs/*/journal.jsonl")[0]):
     if e["type"] == "instance-started": started[e["item"]] = t(e["at"])
     if e["type"] == "instance-succeeded": ended[e["item"]] = t(e["at"])
 dispatch = [ended[i] - started[i] for i in ended]
+# When each agent runs, inside its walls, counted from the run's first dispatch.
+first = min(started.values())
 running = []
-for i, s in started.items():
+for i in started:
     for d in glob.glob(f"{repo}/.amplify/sessions/{ids[i]}-*/started") + glob.glob(f"{repo}/.amplify/archive/{ids[i]}-*/started"):
-        running.append(float(open(d).read()) - s)
-print(f"{statistics.median(dispatch) * 1000:.0f} {statistics.median(running) * 1000:.0f}")
+        running.append(float(open(d).read()) - first)
+print(f"{statistics.median(dispatch) * 1000:.0f} {statistics.median(running) * 1000:.0f} {max(running) * 1000:.0f}")
 PY
 }
 
 echo "sandbox.sh: $ITEMS items at once, $FILES files, $ROUNDS round(s), $(bwrap --version)"
-printf '%-7s %-6s %16s %22s\n' round mode "dispatch (ms)" "until agent runs (ms)"
-declare -A dsum rsum
+printf '%-7s %-6s %14s %26s %20s\n' round mode "dispatch (ms)" "median agent runs (ms)" "all running (ms)"
+declare -A dsum rsum lsum
 for r in $(seq 1 "$ROUNDS"); do
     for mode in none bwrap; do
-        read -r d a < <(measure "$mode")
-        printf '%-7s %-6s %16s %22s\n' "$r" "$mode" "$d" "$a"
-        dsum[$mode]+="$d "; rsum[$mode]+="$a "
+        read -r d a l < <(measure "$mode")
+        printf '%-7s %-6s %14s %26s %20s\n' "$r" "$mode" "$d" "$a" "$l"
+        dsum[$mode]+="$d "; rsum[$mode]+="$a "; lsum[$mode]+="$l "
     done
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 dn=$(echo "${dsum[none]}" | median); db=$(echo "${dsum[bwrap]}" | median)
 rn=$(echo "${rsum[none]}" | median); rb=$(echo "${rsum[bwrap]}" | median)
-echo "median of rounds: dispatch $dn ms without, $db ms with the sandbox ($(awk "BEGIN {printf \"%.2f\", $db / $dn}")×); until the agent runs $rn ms without, $rb ms with ($(awk "BEGIN {printf \"%.2f\", $rb / $rn}")×)"
+ln=$(echo "${lsum[none]}" | median); lb=$(echo "${lsum[bwrap]}" | median)
+ratio() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
+echo "median of rounds: a dispatch $dn ms without, $db ms with the sandbox ($(ratio "$db" "$dn")×); all $ITEMS agents running after $ln ms without, $lb ms with ($(ratio "$lb" "$ln")×)"
 
 # bubblewrap's own start, with a session's walls.
 walls=(bwrap --unshare-pid --unshare-ipc --unshare-uts --unshare-cgroup-try --cap-drop ALL --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp

@@ -146,6 +146,11 @@ public struct DispatchExecutor: StageExecutor {
                                      session: session, firstRecord: own ? nil : SessionFiles.Record(run: job.runId, item: id, worktree: worktreesDir + "/" + session.id, branch: branch),
                                      note: { job.note("notice", OrderedObject([("message", .string($0))])) })
         }
+        // A sandboxed session's own repository, outside the lock: it touches no worktree's entry.
+        if sandboxed {
+            try await git.addOwnRepository(worktree, branch: branch, base: baseCommit, worktreesDir: worktreesDir)
+            try await git.setSparse(worktree, sparse)
+        }
         // Its files, outside the lock: the checkouts of a large repository run side by side.
         if worktree.hasPrefix(worktreesDir + "/") {
             try await git.finishCheckout(worktree, started: processStarted)
@@ -252,9 +257,9 @@ extension DispatchExecutor {
     /// starts afresh from the current base; then the record marks the branch as this run's, so
     /// a later attempt of the same run reuses it.
     ///
-    /// `ownRepository` (a sandboxed session): instead of a worktree, whose git directory is the
-    /// repository's own and writable for every ref, a repository of the session's own at `path`,
-    /// borrowing the repository's objects (`Git.addOwnRepository`).
+    /// `ownRepository` (a sandboxed session): no worktree, whose git directory is the
+    /// repository's own and writable for every ref; `path` is returned for a repository of the
+    /// session's own, which the caller makes outside the lock (`Git.addOwnRepository`).
     static func worktree(git: Git, branch: String, base: String, path: String, worktreesDir: String, sparse: [String], ownRepository: Bool = false, session: SessionFiles,
                          firstRecord: SessionFiles.Record?, note: (String) -> Void) async throws(StageError) -> String {
         await git.run(["worktree", "prune"])
@@ -265,11 +270,7 @@ extension DispatchExecutor {
             try session.makeDirectory()
             do { try session.writeRecord(first) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
         }
-        if ownRepository {
-            try await git.addOwnRepository(path, branch: branch, base: base, worktreesDir: worktreesDir)
-            try await git.setSparse(path, sparse)
-            return path
-        }
+        if ownRepository { return path }
         guard let all = await git.worktrees() else { throw StageError("dispatch: `git worktree list` keeps failing in \(git.directory)") }
         if let existing = all.first(where: { $0.branch == branch }) {
             guard FileManager.default.fileExists(atPath: existing.path) else { throw StageError("dispatch: branch \(branch) is checked out at \(existing.path), which is gone") }
