@@ -222,12 +222,14 @@ public struct DispatchExecutor: StageExecutor {
         record.budget = budget
         // Where the branch leaves the base (a reused branch may have work already).
         record.baseCommit = (try? await git.output(["merge-base", baseCommit, "refs/heads/" + branch])) ?? baseCommit
-        do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
         let env = try Agent.environment(job, session: session, worktree: worktree, branch: branch, slot: job.slot, profile: profile, evaluator: evaluator)
+        // The walls go into the record before the agent starts: a runner killed between its start
+        // and the record of its pid finds it again with this record, and must still know its walls.
         if sandboxed {
             record.sandbox = .session(repository: worktree, gitDirectory: worktree + ".git", sessionDirectory: session.directory, checkout: job.repository, stateDirectory: job.stateDirectory,
                                       worktreesDirectory: worktreesDir, commonGitDirectory: git.commonDirectory(), home: env["HOME"], writable: sandboxWritable)
         }
+        do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
         guard !job.ended.hasHappened else { throw StageError("dispatch: ended by the runner before the agent started") }
         let (pid, start) = try Agent.start(argv, environment: env, worktree: worktree, session: session, record: &record)
         processStarted(pid, start)

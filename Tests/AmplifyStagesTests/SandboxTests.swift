@@ -191,6 +191,34 @@ struct SandboxTests {
         #expect(worktrees.filter { !$0.hasPrefix(".") }.isEmpty, "cleanup removed each session's repository and git directory: \(worktrees)")
     }
 
+    /// The record a runner killed between starting the agent and recording its pid leaves: the
+    /// walls, no pid (the walls go in before the start; the torture found them missing once).
+    @Test("a sandboxed agent whose pid was never recorded: found again by its environment, within the same walls; its work lands")
+    func foundAgainBeforeItsRecord() async throws {
+        let o = try Orchestra([("sbx-f-1", "leftovers", nil)], workflow: Orchestra.workflow(timeout: "60s", sandbox: true), under: SandboxTests.parent)
+        var env = o.environment
+        env["AGENT_DELAY"] = "3"
+        let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
+        for _ in 0..<600 where o.agentStarts("sbx-f-1") == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .milliseconds(300))
+        kill(runner.processIdentifier, SIGKILL)
+        while runner.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        // The record as it was before the agent started: no pid, no start time.
+        let sessions = o.box.path + "/.amplify/sessions/"
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: sessions).first { $0.hasSuffix(".run.json") })
+        let record = try String(contentsOfFile: sessions + name, encoding: .utf8)
+            .replacingOccurrences(of: #","pid":[0-9]+"#, with: "", options: .regularExpression)
+            .replacingOccurrences(of: #","start-time":[0-9]+"#, with: "", options: .regularExpression)
+        #expect(!record.contains("\"pid\"") && record.contains("\"sandbox\""), "\(record)")
+        try record.write(toFile: sessions + name, atomically: true, encoding: .utf8)
+        let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(o.agentStarts("sbx-f-1") == 1, "found again, not started twice")
+        #expect(try o.landed("sbx-f-1") == 1)
+        // Its leftovers were committed in its repository and fetched back.
+        #expect(try o.git("show main:sbx-f-1-left.txt") == "left")
+    }
+
     @Test("a timeout ends the sandbox and everything inside it; the item fails timed out")
     func timeoutEndsTheSandbox() async throws {
         let o = try Orchestra([("sbx-t-1", "hang", nil)], workflow: Orchestra.workflow(timeout: "2s", sandbox: true), under: SandboxTests.parent)
