@@ -27,8 +27,9 @@ struct Bubblewrap: Sendable, Equatable {
     var hidden: [String]
     /// Secret files, bound to `/dev/null`.
     var hiddenFiles: [String]
-    /// Read-only again inside something hidden: the repository's git directory (the session's
-    /// repository borrows its objects), `$HOME` when it is under `/tmp`.
+    /// Read-only again inside something hidden: the repository's objects (the session's
+    /// repository borrows them) and hooks, `$HOME` when it is under `/tmp`; read-only inside
+    /// something writable: the CLIs' own settings and hooks (`protectedFiles`).
     var readable: [String]
     /// Writable: the session's repository and git directory, its session directory, the
     /// profile's config directories and `sandbox-writable`.
@@ -37,38 +38,58 @@ struct Bubblewrap: Sendable, Equatable {
     var directory: String
 
     /// The secrets under `$HOME` an agent never sees unless named in `sandbox-writable`.
+    /// (`.cache/git/credential` holds git's credential-cache socket, which answers through a
+    /// read-only mount.)
     static let secretDirectories = [".ssh", ".gnupg", ".aws", ".azure", ".kube", ".docker", ".config/gh", ".config/gcloud",
-                                    ".password-store", ".local/share/keyrings"]
-    static let secretFiles = [".netrc", ".git-credentials", ".pypirc", ".npmrc"]
+                                    ".password-store", ".local/share/keyrings", ".cache/git/credential"]
+    static let secretFiles = [".netrc", ".git-credentials", ".pypirc", ".npmrc", ".config/git/credentials"]
 
-    /// The walls of one session. `writable` holds absolute paths (a leading `~/` is `home`'s);
-    /// missing directories among them are made (a CLI's config directory on a fresh machine),
-    /// missing files are left out. Paths are taken as given: the worktrees folder and the state
-    /// directory are the runner's own (never a symlink), and the rest are the user's.
-    /// `checkout` is the user's (the runner's `-C`): hidden unless the home directory is in it.
+    /// What the CLIs read as settings, hooks and commands, inside their writable config
+    /// directories: kept read-only, so an agent cannot leave behind a hook that the user's next
+    /// CLI (outside any sandbox) would run. Only those that exist can be: a missing one can
+    /// still be created (the README says so).
+    static let protectedFiles = [".claude/settings.json", ".claude/settings.local.json", ".claude/CLAUDE.md", ".claude/hooks", ".claude/commands",
+                                 ".claude/agents", ".claude/plugins", ".claude/skills", ".codex/config.toml", ".codex/AGENTS.md", ".codex/prompts",
+                                 ".gemini/settings.json", ".gemini/GEMINI.md", ".gemini/extensions", ".gemini/commands"]
+
+    /// The walls of one session. `writable` holds absolute paths (a leading `~/` is `home`'s); one
+    /// that ends in `/` is a directory, made when missing (a CLI's config directory on a fresh
+    /// machine); any other missing path is left out. Paths are taken as given: the worktrees
+    /// folder and the state directory are the runner's own (never a symlink), and the rest are
+    /// the user's. `checkout` is the user's (the runner's `-C`), and the checkout of the
+    /// repository's git directory when that is another (a runner in a linked worktree): hidden
+    /// unless the home directory is in one. Of the git directory only `objects` and `hooks` show.
     /// The secrets are hidden under `home` (the agent's `$HOME`) and under the home directory
     /// the system gives the user, when that is another.
     static func session(repository worktree: String, gitDirectory: String, sessionDirectory: String, checkout: String, stateDirectory: String,
                         worktreesDirectory: String, commonGitDirectory: String, home: String?, writable extra: [String]) -> Bubblewrap {
         var hidden = [stateDirectory, worktreesDirectory]
         if isDirectory("/run") { hidden.append("/run") }
-        if checkout != "/", !(home.map { $0 == checkout || $0.hasPrefix(checkout + "/") } ?? false) { hidden.append(checkout) }
+        var checkouts = [checkout]
+        if commonGitDirectory.hasSuffix("/.git") { checkouts.append(String(commonGitDirectory.dropLast(5))) }
+        for c in Set(checkouts) where c != "/" && !c.isEmpty && !(home.map { $0 == c || $0.hasPrefix(c + "/") } ?? false) { hidden.append(c) }
         var hiddenFiles: [String] = []
-        var readable = [commonGitDirectory]
+        var readable = ["objects", "hooks"].map { commonGitDirectory + "/" + $0 }.filter(isDirectory)
         var writable = [worktree, gitDirectory, sessionDirectory]
-        let named = extra.compactMap { expand($0, home: home) }
-        if let home, home == "/tmp" || home.hasPrefix("/tmp/") { readable.append(home) }
+        let named = extra.compactMap { entry in expand(entry, home: home).map { (path: $0.hasSuffix("/") ? String($0.dropLast()) : $0, directory: $0.hasSuffix("/")) } }
+        // A home under /tmp shows again, read-only; /tmp itself stays private.
+        if let home, home.hasPrefix("/tmp/") { readable.append(home) }
         var homes = [home].compactMap { $0 }
         if let entry = getpwuid(getuid()), let dir = entry.pointee.pw_dir.map({ String(cString: $0) }), !homes.contains(dir) { homes.append(dir) }
         for home in homes where home.hasPrefix("/") && home != "/" {
-            for name in secretDirectories where isDirectory(home + "/" + name) && !named.contains(home + "/" + name) { hidden.append(home + "/" + name) }
-            for name in secretFiles where exists(home + "/" + name) && !named.contains(home + "/" + name) { hiddenFiles.append(home + "/" + name) }
+            for name in secretDirectories where isDirectory(home + "/" + name) && !named.contains(where: { $0.path == home + "/" + name }) { hidden.append(home + "/" + name) }
+            for name in secretFiles where exists(home + "/" + name) && !named.contains(where: { $0.path == home + "/" + name }) { hiddenFiles.append(home + "/" + name) }
         }
         // DNS may live under /run (systemd-resolved's stub): shown again, read-only.
         if isDirectory("/run/systemd/resolve") { readable.append("/run/systemd/resolve") }
-        for path in named {
-            if !exists(path) { try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-            if exists(path) { writable.append(path) }
+        for entry in named where !entry.path.isEmpty {
+            if entry.directory && !exists(entry.path) { try? FileManager.default.createDirectory(atPath: entry.path, withIntermediateDirectories: true) }
+            if exists(entry.path) { writable.append(entry.path) }
+        }
+        if let home, home.hasPrefix("/") {
+            for name in protectedFiles where exists(home + "/" + name) && writable.contains(where: { (home + "/" + name).hasPrefix($0 + "/") }) {
+                readable.append(home + "/" + name)
+            }
         }
         return Bubblewrap(hidden: hidden, hiddenFiles: hiddenFiles, readable: readable, writable: writable, directory: worktree)
     }

@@ -147,13 +147,17 @@ public struct DispatchExecutor: StageExecutor {
                                      note: { job.note("notice", OrderedObject([("message", .string($0))])) })
         }
         // A sandboxed session's own repository, outside the lock: it touches no worktree's entry.
+        // One an agent of this run may have had (a dispatch done again after its agent went) is
+        // the agent's to configure: git finishes it within the walls recorded for it.
+        var inRepository = git
         if sandboxed {
+            inRepository.wrapper = session.readRecord().flatMap { $0.run == job.runId ? $0.sandbox : nil }?.prefix
             try await git.addOwnRepository(worktree, branch: branch, base: baseCommit, worktreesDir: worktreesDir)
-            try await git.setSparse(worktree, sparse)
+            try await inRepository.setSparse(worktree, sparse)
         }
         // Its files, outside the lock: the checkouts of a large repository run side by side.
         if worktree.hasPrefix(worktreesDir + "/") {
-            try await git.finishCheckout(worktree, started: processStarted)
+            try await inRepository.finishCheckout(worktree, started: processStarted)
         }
 
         // Untracked files the agent needs, then the project's setup.

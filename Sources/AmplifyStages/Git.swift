@@ -147,9 +147,10 @@ struct Git: Sendable {
     /// A sandboxed session's repository of its own at `path`, its git directory beside it at
     /// `path.git`: `git clone --shared` (the repository's objects borrowed, read-only, through
     /// `alternates`; nothing copied), on `branch` — the repository's branch of that name, made
-    /// at `base` when it has none, as `worktree add -b` would. It reads the repository's config
-    /// through an include (identity, hooks path, remotes), and the repository's hooks directory
-    /// unless that config names another. An earlier attempt's repository on the branch is kept;
+    /// at `base` when it has none, as `worktree add -b` would. It gets the settings of the
+    /// repository's own config that a commit needs (`sessionConfig`: identity, signing, hooks
+    /// path, line endings) — not the rest, where a token may sit (`http.extraheader`, a remote's
+    /// URL) — and the repository's hooks directory unless that config names another. An earlier attempt's repository on the branch is kept;
     /// a half-made one is made again. Only git's entries are made: the files come with
     /// `finishCheckout`. Every ref in it is the session's to move; the repository's are not
     /// (its git directory is read-only in the sandbox), and only the branch comes back
@@ -171,13 +172,25 @@ struct Git: Sendable {
         _ = try await output(["clone", "--quiet", "--shared", "--no-checkout", "--origin", "amplify", "--separate-git-dir", gitDir, "--", common, path])
         let own = at(path)
         _ = try await own.output(["update-ref", "refs/heads/" + branch, tip])
-        _ = try await own.output(["config", "--add", "include.path", common + "/config"])
+        let local = (await run(["config", "--local", "--null", "--list"])).stdout
+        for entry in local.split(separator: "\0") {
+            guard let newline = entry.firstIndex(of: "\n") else { continue }
+            let key = String(entry[..<newline]), value = String(entry[entry.index(after: newline)...])
+            guard Git.sessionConfig.contains(key) else { continue }
+            _ = try await own.output(["config", "--add", key, value])
+        }
         if (await run(["config", "core.hooksPath"])).stdout.trimming(" \t\r\n").isEmpty {
             _ = try await own.output(["config", "core.hooksPath", common + "/hooks"])
         }
         // Last: a HEAD on the branch marks the repository as complete.
         _ = try await own.output(["symbolic-ref", "HEAD", "refs/heads/" + branch])
     }
+
+    /// The keys of the repository's own config a sandboxed session's repository gets (as git
+    /// lists them, lower case).
+    static let sessionConfig: Set<String> = ["user.name", "user.email", "user.signingkey", "commit.gpgsign", "tag.gpgsign", "gpg.format",
+                                             "gpg.program", "gpg.ssh.program", "core.hookspath", "core.autocrlf", "core.eol", "core.safecrlf",
+                                             "core.filemode", "core.symlinks", "core.ignorecase", "core.precomposeunicode", "i18n.commitencoding"]
 
     /// A sandboxed session's `branch`, fetched from its own repository at `path` into this one
     /// (forced: the session may rewrite its own branch). Only `git upload-pack` reads the

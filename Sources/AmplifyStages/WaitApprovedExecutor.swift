@@ -193,6 +193,12 @@ public struct WaitApprovedExecutor: StageExecutor {
                 // the agent (a `waiting` note, which notifications and the views read).
                 let start = record?.starts.count ?? 0
                 if !open.isEmpty || session.status() == "completed" || onExit == "wait", waitingSaid.insert(start).inserted {
+                    // A sandboxed session's work is in its own repository: brought to the item's
+                    // branch now, so the person who decides sees it (`logs`, the page's diff).
+                    if let r = record, r.sandbox != nil, FileManager.default.fileExists(atPath: r.worktree + ".git") {
+                        let fetched = await Git(job.repository, environment: job.environment).collectBranch(r.branch, from: r.worktree)
+                        if !fetched.succeeded { job.note("warning", OrderedObject([("message", .string("cannot bring \(r.branch) back from the session's repository: \(fetched.failure(["git", "fetch"]))"))])) }
+                    }
                     var fields = OrderedObject([("session", .string(sid)), ("start", .int(start))])
                     if let q = open.first {
                         fields["question"] = .string(q.id)

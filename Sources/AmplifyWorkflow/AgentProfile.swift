@@ -168,8 +168,10 @@ extension AgentProfile {
         ]
         // Where each CLI keeps its login, settings and sessions (each CLI's docs; see the README's
         // profile table): writable in a sandbox, or it cannot log in or resume.
-        let writable = ["claude": ["~/.claude", "~/.claude.json"], "codex": ["~/.codex"], "gemini": ["~/.gemini"],
-                        "opencode": ["~/.local/share/opencode", "~/.config/opencode", "~/.cache/opencode"]]
+        // A trailing `/`: a directory, made when missing. opencode's config (~/.config/opencode)
+        // stays read-only: its plugins run code.
+        let writable = ["claude": ["~/.claude/", "~/.claude.json"], "codex": ["~/.codex/"], "gemini": ["~/.gemini/"],
+                        "opencode": ["~/.local/share/opencode/", "~/.cache/opencode/"]]
         return Dictionary(uniqueKeysWithValues: profiles.map { p in
             var p = p
             p.sandboxWritable = writable[p.name] ?? []

@@ -36,6 +36,8 @@ struct SandboxTests {
         try other-state sh -c '[ -n "$1" ] && echo "{\"status\": \"rejected\"}" > "$1/state.json"' - "$other"
         try other-decision sh -c '[ -n "$1" ] && echo "{\"decision\": \"rejected\", \"reason\": \"pwned\"}" > "$1/decision.json"' - "$other"
         try ssh sh -c 'cat "$HOME"/.ssh/id_* | grep -q SECRET'
+        try git-config-token sh -c 'grep -q FAKE-CI-TOKEN "$REPO/.git/config" || git config --get-regexp "^http\." | grep -q FAKE-CI-TOKEN'
+        try cli-settings sh -c 'echo "{\"hooks\": \"planted\"}" > "$HOME/.claude/settings.json"'
         cat "$HOME"/.ssh/id_* 2>&1 | head -c 200
         try symlink sh -c 'ln -sfn "$REPO" "$AMPLIFY_SESSION_DIR/escape" && echo pwned > "$AMPLIFY_SESSION_DIR/escape/PWNED-VIA-LINK"'
         rm -f "$AMPLIFY_SESSION_DIR/summary.md"; ln -s "$HOME/.ssh/id_ed25519" "$AMPLIFY_SESSION_DIR/summary.md"
@@ -50,7 +52,7 @@ struct SandboxTests {
         sed 's/"status": *"running"/"status": "approved"/' "$AMPLIFY_SESSION_DIR/state.json" > "$AMPLIFY_SESSION_DIR/s.tmp" && mv "$AMPLIFY_SESSION_DIR/s.tmp" "$AMPLIFY_SESSION_DIR/state.json"
         """#
 
-    static let attacks = ["checkout", "read-checkout", "base-repository", "other-state", "other-decision", "ssh", "symlink"]
+    static let attacks = ["checkout", "read-checkout", "base-repository", "other-state", "other-decision", "ssh", "git-config-token", "cli-settings", "symlink"]
 
     /// A repository whose items are a hostile agent (h-1) and an honest one (o-1), each a
     /// committed script; `HOME` holds a private key.
@@ -70,6 +72,7 @@ struct SandboxTests {
                     with:
                       agent: ["sh", "agents/${{ item.description }}.sh"]
                       prompt: "Item ${{ item.id }}"
+                      sandbox-writable: ["~/.claude/"]
                   approved: {uses: wait-approved, timeout: 60s, with: {resume: ["true"]}}
                   merge: {uses: merge}
                   close: {uses: close}
@@ -79,6 +82,9 @@ struct SandboxTests {
             home = SandboxTests.parent.path + "/amplify-home-" + UUID().uuidString
             try FileManager.default.createDirectory(atPath: home + "/.ssh", withIntermediateDirectories: true)
             try "SECRET-KEY-42\n".write(toFile: home + "/.ssh/id_ed25519", atomically: true, encoding: .utf8)
+            // A CLI's settings, which its next start (outside any sandbox) would obey.
+            try FileManager.default.createDirectory(atPath: home + "/.claude", withIntermediateDirectories: true)
+            try "{}\n".write(toFile: home + "/.claude/settings.json", atomically: true, encoding: .utf8)
             // An uncommitted secret in the user's checkout.
             try "TOKEN=DOTENV-SECRET\n".write(toFile: o.box.path + "/.env", atomically: true, encoding: .utf8)
             try FileManager.default.createDirectory(atPath: o.box.path + "/agents", withIntermediateDirectories: true)
@@ -87,7 +93,7 @@ struct SandboxTests {
             // Descriptions name the script: bd's `description` field, as the prompt's item text.
             let db = o.box.read(".beads/db.jsonl").replacingOccurrences(of: "behave:", with: "")
             try db.write(toFile: o.db, atomically: true, encoding: .utf8)
-            try shell("printf '/.env\\n' >> .git/info/exclude && git add agents && git -c user.name=T -c user.email=t@example.com commit -qm agents", in: o.box.url)
+            try shell("printf '/.env\\n' >> .git/info/exclude && git config http.https://example.com/.extraheader 'AUTHORIZATION: bearer FAKE-CI-TOKEN' && git add agents && git -c user.name=T -c user.email=t@example.com commit -qm agents", in: o.box.url)
         }
 
         deinit { try? FileManager.default.removeItem(atPath: home) }
@@ -140,6 +146,7 @@ struct SandboxTests {
         let evil = try #require(scene.evil, "the hostile agent made its commit\n\(log)")
         #expect(!(try scene.mainHistory()).contains(evil), "main never pointed at the hostile commit")
         #expect(!log.contains("SECRET-KEY-42"))
+        #expect((try? String(contentsOfFile: scene.home + "/.claude/settings.json", encoding: .utf8)) == "{}\n", "the CLI's settings are as they were")
         // The honest item merged and closed; the hostile one was rejected, its summary not followed.
         #expect(try scene.o.landed("o-1") == 1, "\(r.stdout)\(r.stderr)")
         #expect(try scene.o.git("show main:honest.txt") == "honest")
@@ -276,22 +283,37 @@ struct SandboxTests {
 /// The walls, as bwrap is given them.
 @Suite("Sandbox: bubblewrap's mounts")
 struct BubblewrapMountTests {
-    @Test("a mount comes after those of the folders above it; hidden folders stay read-only; capabilities dropped; no --die-with-parent")
+    @Test("a mount comes after those of the folders above it; hidden folders stay read-only; the CLI's settings read-only; capabilities dropped; no --die-with-parent")
     func order() throws {
-        let walls = Bubblewrap.session(repository: "/tmp/r/.worktrees/s", gitDirectory: "/tmp/r/.worktrees/s.git", sessionDirectory: "/tmp/r/.amplify/sessions/s",
-                                       checkout: "/tmp/r", stateDirectory: "/tmp/r/.amplify", worktreesDirectory: "/tmp/r/.worktrees",
-                                       commonGitDirectory: "/tmp/r/.git", home: "/tmp/h", writable: [])
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("amplify-walls-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = root + "/r", h = root + "/h"
+        for dir in [r + "/.git/objects", r + "/.git/hooks", r + "/.worktrees/s", r + "/.worktrees/s.git", r + "/.amplify/sessions/s", h + "/.ssh", h + "/.claude"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+        try "{}".write(toFile: h + "/.claude/settings.json", atomically: true, encoding: .utf8)
+        let walls = Bubblewrap.session(repository: r + "/.worktrees/s", gitDirectory: r + "/.worktrees/s.git", sessionDirectory: r + "/.amplify/sessions/s",
+                                       checkout: r, stateDirectory: r + "/.amplify", worktreesDirectory: r + "/.worktrees",
+                                       commonGitDirectory: r + "/.git", home: h, writable: ["~/.claude/", "~/.claude.json", "~/.cache/new/"])
         let argv = walls.wrap(["agent"])
         func position(_ option: String, _ path: String) throws -> Int {
             try #require(argv.indices.first { argv[$0] == option && argv[$0 + 1] == path } ?? argv.indices.first { argv[$0] == option && argv[$0 + 2] == path }, "\(option) \(path) in \(argv)")
         }
-        #expect(try position("--tmpfs", "/tmp") < position("--tmpfs", "/tmp/r"))
-        #expect(try position("--tmpfs", "/tmp/r") < position("--ro-bind", "/tmp/r/.git"))
-        #expect(try position("--tmpfs", "/tmp/r/.worktrees") < position("--bind", "/tmp/r/.worktrees/s"))
-        #expect(try position("--tmpfs", "/tmp/r/.amplify") < position("--bind", "/tmp/r/.amplify/sessions/s"))
-        // A home under /tmp is shown again, read-only, before anything of it is.
-        #expect(try position("--tmpfs", "/tmp") < position("--ro-bind", "/tmp/h"))
-        #expect(try position("--bind", "/tmp/r/.worktrees/s") < position("--remount-ro", "/tmp/r"))
+        #expect(try position("--tmpfs", "/tmp") < position("--tmpfs", r))
+        #expect(try position("--tmpfs", r) < position("--ro-bind", r + "/.git/objects"))
+        #expect(try position("--tmpfs", r) < position("--ro-bind", r + "/.git/hooks"))
+        #expect(!argv.contains(r + "/.git"), "of the git directory only objects and hooks show (its config may hold a token)")
+        #expect(try position("--tmpfs", r + "/.worktrees") < position("--bind", r + "/.worktrees/s"))
+        #expect(try position("--tmpfs", r + "/.amplify") < position("--bind", r + "/.amplify/sessions/s"))
+        // A home under /tmp is shown again, read-only, before anything of it is; its secrets hidden after.
+        #expect(try position("--tmpfs", "/tmp") < position("--ro-bind", h))
+        #expect(try position("--ro-bind", h) < position("--tmpfs", h + "/.ssh"))
+        // The CLI's config directory writable, its settings read-only inside it.
+        #expect(try position("--bind", h + "/.claude") < position("--ro-bind", h + "/.claude/settings.json"))
+        // A missing file is left out, never made (as a directory); a missing directory (`/`) is made.
+        #expect(!argv.contains(h + "/.claude.json") && !FileManager.default.fileExists(atPath: h + "/.claude.json"))
+        #expect(try position("--bind", h + "/.cache/new") > 0)
+        #expect(try position("--bind", r + "/.worktrees/s") < position("--remount-ro", r))
         #expect(argv.contains("--cap-drop") && argv.contains("--unshare-pid"))
         #expect(!argv.contains("--die-with-parent") && !argv.contains("--new-session"))
         #expect(Array(argv.suffix(2)) == ["--", "agent"])

@@ -21,7 +21,7 @@ struct SandboxKeysTests {
         #expect(w.settings.sandbox == "bwrap")
         #expect(w.settings.sandboxWritable == ["~/.cache/pip", "/opt/shared"])
         #expect(w.stage("dispatch")?.literal(DispatchParameters.sandbox) == "none")
-        #expect(AgentProfile.builtIn["claude"]?.sandboxWritable == ["~/.claude", "~/.claude.json"])
+        #expect(AgentProfile.builtIn["claude"]?.sandboxWritable == ["~/.claude/", "~/.claude.json"])
     }
 
     @Test("a wrong value is an error at its line, with what it takes")
