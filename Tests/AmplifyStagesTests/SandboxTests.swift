@@ -226,6 +226,25 @@ struct SandboxTests {
         #expect(try o.git("show main:sbx-f-1-left.txt") == "left")
     }
 
+    @Test("a sandboxed session waiting for a person: its work is on the item's branch to decide on; approved, it lands")
+    func waitingShowsTheWork() async throws {
+        let o = try Orchestra([("sbx-w-1", "human", nil)], workflow: Orchestra.workflow(timeout: "60s", sandbox: true), under: SandboxTests.parent)
+        let runner = try startAmplify(["wf.yaml"], in: o.box, environment: o.environment)
+        var ahead = ""
+        for _ in 0..<600 {
+            ahead = (try? o.git("rev-list --count main..amplify/sbx-w-1")) ?? ""
+            if ahead == "1" { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(ahead == "1", "the agent's commit, fetched from its own repository while it waits")
+        let session = try #require(try FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.amplify/sessions").first { $0.hasPrefix("sbx-w-1-") && !$0.hasSuffix(".json") })
+        let approve = try await o.run(["approve", session])
+        #expect(approve.status == 0, "\(approve.stderr)")
+        while runner.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(runner.terminationStatus == 0)
+        #expect(try o.landed("sbx-w-1") == 1)
+    }
+
     @Test("a timeout ends the sandbox and everything inside it; the item fails timed out")
     func timeoutEndsTheSandbox() async throws {
         let o = try Orchestra([("sbx-t-1", "hang", nil)], workflow: Orchestra.workflow(timeout: "2s", sandbox: true), under: SandboxTests.parent)
