@@ -77,6 +77,19 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
         try git("log main --format=%B").split(separator: "\n").filter { $0 == "Amplify-Item: \(id)" }.count
     }
 
+    /// A run SIGKILLed once the agent of the session `prefix…` has started (agents take 2 s), then
+    /// run again to its end: what the second runner did.
+    func killedWhileAgentsWork(at prefix: String) async throws -> (status: Int32, stdout: String, stderr: String) {
+        var env = environment
+        env["AGENT_DELAY"] = "2"
+        let runner = try startAmplify(["wf.yaml"], in: box, environment: env)
+        _ = await waitFor({ $0.hasSuffix("output.log") && $0.hasPrefix(prefix) }, under: ".amplify/sessions", seconds: 60)
+        try await Task.sleep(for: .milliseconds(300))
+        kill(runner.processIdentifier, SIGKILL)
+        while runner.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        return try await amplify(["wf.yaml"], in: box, environment: env)
+    }
+
     /// Waits (without blocking the pool) until `path` exists under the box, or `seconds` pass.
     func waitFor(_ glob: (String) -> Bool, under dir: String, seconds: Double) async -> String? {
         let deadline = Date().addingTimeInterval(seconds)
@@ -176,15 +189,8 @@ struct OrchestrationTests {
     @Test("kill -9 while agents work: the resumed runner re-attaches to them; each item lands and closes once")
     func resumeReattaches() async throws {
         let o = try Orchestra([("k-1", "approve", nil), ("k-2", "approve", nil), ("k-3", "approve", "k-1")])
-        var env = o.environment
-        env["AGENT_DELAY"] = "2"
-        let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
-        // Kill it once both agents are running.
-        _ = await o.waitFor({ $0.hasSuffix("output.log") && $0.hasPrefix("k-2-") }, under: ".amplify/sessions", seconds: 20)
-        try await Task.sleep(for: .milliseconds(300))
-        kill(runner.processIdentifier, SIGKILL)
-        while runner.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-        let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
+        // Killed once both agents are running.
+        let r = try await o.killedWhileAgentsWork(at: "k-2-")
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("resuming run"))
         for id in ["k-1", "k-2", "k-3"] {

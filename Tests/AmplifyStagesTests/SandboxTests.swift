@@ -177,14 +177,7 @@ struct SandboxTests {
     func reattaches() async throws {
         let o = try Orchestra([("k-1", "approve", nil), ("k-2", "approve", nil), ("k-3", "leftovers", "k-1")],
                               workflow: Orchestra.workflow(sandbox: true), under: SandboxTests.parent)
-        var env = o.environment
-        env["AGENT_DELAY"] = "2"
-        let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
-        _ = await o.waitFor({ $0.hasSuffix("output.log") && $0.hasPrefix("k-2-") }, under: ".amplify/sessions", seconds: 60)
-        try await Task.sleep(for: .milliseconds(300))
-        kill(runner.processIdentifier, SIGKILL)
-        while runner.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-        let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
+        let r = try await o.killedWhileAgentsWork(at: "k-2-")
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("resuming run"))
         for id in ["k-1", "k-2", "k-3"] {
