@@ -67,7 +67,7 @@ struct Bubblewrap: Sendable, Equatable {
         if isDirectory("/run") { hidden.append("/run") }
         var checkouts = [checkout]
         if commonGitDirectory.hasSuffix("/.git") { checkouts.append(String(commonGitDirectory.dropLast(5))) }
-        for c in Set(checkouts) where c != "/" && !c.isEmpty && !(home.map { $0 == c || $0.hasPrefix(c + "/") } ?? false) { hidden.append(c) }
+        for (i, c) in checkouts.enumerated() where !checkouts[..<i].contains(c) && c != "/" && !c.isEmpty && !(home.map { $0 == c || $0.hasPrefix(c + "/") } ?? false) { hidden.append(c) }
         var hiddenFiles: [String] = []
         var readable = ["objects", "hooks"].map { commonGitDirectory + "/" + $0 }.filter(isDirectory)
         var writable = [worktree, gitDirectory, sessionDirectory]

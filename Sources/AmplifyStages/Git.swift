@@ -150,9 +150,9 @@ struct Git: Sendable {
     /// at `base` when it has none, as `worktree add -b` would. It gets the settings of the
     /// repository's own config that a commit needs (`sessionConfig`: identity, signing, hooks
     /// path, line endings) — not the rest, where a token may sit (`http.extraheader`, a remote's
-    /// URL) — and the repository's hooks directory unless that config names another. An earlier attempt's repository on the branch is kept;
-    /// a half-made one is made again. Only git's entries are made: the files come with
-    /// `finishCheckout`. Every ref in it is the session's to move; the repository's are not
+    /// URL) — and the repository's hooks directory unless that config names another. An earlier
+    /// attempt's repository on the branch is kept; a half-made one is made again. Only git's
+    /// entries are made: the files come with `finishCheckout`. Every ref in it is the session's to move; the repository's are not
     /// (its git directory is read-only in the sandbox), and only the branch comes back
     /// (`collectBranch`).
     func addOwnRepository(_ path: String, branch: String, base: String, worktreesDir: String) async throws(StageError) {

@@ -169,7 +169,7 @@ public enum WorkflowLanguage {
         KeySpec("cost-limit", .argv, "Arguments that give the CLI its own cost limit, with `${{ budget.cost }}` (claude: [--max-budget-usd, \"${{ budget.cost }}\"]); without them the runner ends the agent."),
         KeySpec("turns-limit", .argv, "Arguments that give the CLI its own turn limit, with `${{ budget.turns }}` (claude: [--max-turns, \"${{ budget.turns }}\"])."),
         KeySpec("environment", .stringMap, "Environment the agent needs to run unattended."),
-        KeySpec("sandbox-writable", .names, "Paths the CLI writes (its config and session files, `~/` for the home directory), writable under `sandbox: bwrap`."),
+        KeySpec("sandbox-writable", .names, "Paths the CLI writes (its config and session files, `~/` for the home directory), writable under `sandbox: bwrap`; a trailing `/` marks a directory, made when missing."),
     ]
 
     public static let outputRuleKeys: [KeySpec] = [
@@ -191,7 +191,7 @@ public enum WorkflowLanguage {
         KeySpec("sparse", .stringOrList, "Directories item worktrees check out (git's cone-mode sparse checkout; the files at the top come too); default: everything."),
         KeySpec("budget", .budget, "The run's budget: {cost: dollars}. When the known cost reaches it, nothing new is dispatched and the items not started are skipped (reason: budget)."),
         KeySpec("sandbox", .choice(["none", "bwrap"]), default: .string("none"), "How agents are fenced in: `none`, or `bwrap` (bubblewrap: each agent can write only its own repository, its session directory, a private /tmp and its profile's config directories; see the README's threat model). A dispatch's `sandbox` overrides it."),
-        KeySpec("sandbox-writable", .names, "Paths (absolute, or `~/` for the home directory) every sandboxed agent may write too."),
+        KeySpec("sandbox-writable", .names, "Paths (absolute, or `~/` for the home directory) every sandboxed agent may write too; a trailing `/` marks a directory, made when missing (any other missing path is left out)."),
         KeySpec("notify", .notify, "Where a person is told of what the run needs or did: a list of targets, each `{on: [events], webhook: URL}` (an HTTP POST of the event's JSON) or `{on: [events], command: [argv]}` (the JSON on stdin)."),
     ]
 
@@ -261,7 +261,7 @@ public enum DispatchParameters {
     public static let setup = StageParameter<[Command], WithoutDefault>(KeySpec("setup", .commands, "Commands run in the new worktree before the agent starts."))
     public static let copy = StageParameter<[String], WithoutDefault>(KeySpec("copy", .names, "Untracked files of the repository (such as `.env`) copied into the worktree."))
     public static let sandbox = StageParameter<String, WithoutDefault>(KeySpec("sandbox", .choice(["none", "bwrap"]), "`bwrap`: the agent runs under bubblewrap, able to write only its own repository, its session directory, a private /tmp and its profile's config directories; default: settings.sandbox."))
-    public static let sandboxWritable = StageParameter<[String], WithoutDefault>(KeySpec("sandbox-writable", .argv, "More paths (absolute, or `~/` for the home directory) the agent may write under `sandbox: bwrap`, beside settings.sandbox-writable."))
+    public static let sandboxWritable = StageParameter<[String], WithoutDefault>(KeySpec("sandbox-writable", .argv, "More paths (absolute, or `~/` for the home directory) the agent may write under `sandbox: bwrap`, beside settings.sandbox-writable; a trailing `/` marks a directory, made when missing."))
 
     static let all: [KeySpec] = [agent.spec, prompt.spec, branch.spec, setup.spec, copy.spec, budget.spec, sandbox.spec, sandboxWritable.spec]
 }
