@@ -90,6 +90,18 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
         return try await amplify(["wf.yaml"], in: box, environment: env)
     }
 
+    /// What a user trusts a resumed run with: it resumed, and each of `ids` landed and closed once,
+    /// its agent started once (re-attached, never started again).
+    func expectResumedOnce(_ r: (status: Int32, stdout: String, stderr: String), _ ids: [String]) throws {
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("resuming run"))
+        for id in ids {
+            #expect(try landed(id) == 1, "\(id) landed once")
+            #expect(status(of: id) == "closed")
+            #expect(agentStarts(id) == 1, "\(id): re-attached, not started again")
+        }
+    }
+
     /// Waits (without blocking the pool) until `path` exists under the box, or `seconds` pass.
     func waitFor(_ glob: (String) -> Bool, under dir: String, seconds: Double) async -> String? {
         let deadline = Date().addingTimeInterval(seconds)
@@ -191,13 +203,7 @@ struct OrchestrationTests {
         let o = try Orchestra([("k-1", "approve", nil), ("k-2", "approve", nil), ("k-3", "approve", "k-1")])
         // Killed once both agents are running.
         let r = try await o.killedWhileAgentsWork(at: "k-2-")
-        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(r.stdout.contains("resuming run"))
-        for id in ["k-1", "k-2", "k-3"] {
-            #expect(try o.landed(id) == 1, "\(id) landed once")
-            #expect(o.status(of: id) == "closed")
-            #expect(o.agentStarts(id) == 1, "\(id): re-attached, not started again")
-        }
+        try o.expectResumedOnce(r, ["k-1", "k-2", "k-3"])
         #expect(try o.git("worktree list").split(separator: "\n").count == 1)
     }
 

@@ -178,13 +178,7 @@ struct SandboxTests {
         let o = try Orchestra([("k-1", "approve", nil), ("k-2", "approve", nil), ("k-3", "leftovers", "k-1")],
                               workflow: Orchestra.workflow(sandbox: true), under: SandboxTests.parent)
         let r = try await o.killedWhileAgentsWork(at: "k-2-")
-        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(r.stdout.contains("resuming run"))
-        for id in ["k-1", "k-2", "k-3"] {
-            #expect(try o.landed(id) == 1, "\(id) landed once")
-            #expect(o.status(of: id) == "closed")
-            #expect(o.agentStarts(id) == 1, "\(id): re-attached, not started again")
-        }
+        try o.expectResumedOnce(r, ["k-1", "k-2", "k-3"])
         // k-3's uncommitted file was committed in its own repository, within its walls, and landed.
         #expect(try o.git("show main:k-3-left.txt") == "left")
         let worktrees = (try? FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.worktrees")) ?? []
