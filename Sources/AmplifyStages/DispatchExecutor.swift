@@ -140,7 +140,8 @@ public struct DispatchExecutor: StageExecutor {
         }
 
         // The branch and the worktree, reusing what an interrupted attempt of this run left.
-        let own = session.readRecord().map { $0.run == job.runId } ?? false
+        let earlier = session.readRecord().flatMap { $0.run == job.runId ? $0 : nil }
+        let own = earlier != nil
         let worktree = try await git.withWorktreeLock { (git: Git) async throws(StageError) -> String in
             try await DispatchExecutor.worktree(git: git, branch: branch, base: baseCommit, path: worktreesDir + "/" + session.id, worktreesDir: worktreesDir, sparse: sparse, ownRepository: sandboxed,
                                      session: session, firstRecord: own ? nil : SessionFiles.Record(run: job.runId, item: id, worktree: worktreesDir + "/" + session.id, branch: branch),
@@ -151,7 +152,7 @@ public struct DispatchExecutor: StageExecutor {
         // the agent's to configure: git finishes it within the walls recorded for it.
         var inRepository = git
         if sandboxed {
-            inRepository.wrapper = session.readRecord().flatMap { $0.run == job.runId ? $0.sandbox : nil }?.prefix
+            inRepository.wrapper = earlier?.sandbox?.prefix
             try await git.addOwnRepository(worktree, branch: branch, base: baseCommit, worktreesDir: worktreesDir)
             try await inRepository.setSparse(worktree, sparse)
         }
