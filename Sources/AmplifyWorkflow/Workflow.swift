@@ -50,6 +50,10 @@ public struct Settings: Sendable, Hashable {
     public var sandbox = "none"
     /// Paths every sandboxed agent may write too (absolute, or `~/…`).
     public var sandboxWritable: [String] = []
+    /// Where agents run (`local` or `slurm`); a dispatch's `sessions` overrides it.
+    public var sessions = "local"
+    /// Each agent's Slurm job options under `sessions: slurm`.
+    public var slurm = SlurmOptions()
 
     public init() {}
 
@@ -67,6 +71,8 @@ public struct Settings: Sendable, Hashable {
         o["notify"] = .list(notify.map(\.value))
         o["sandbox"] = .string(sandbox)
         o["sandbox-writable"] = .list(sandboxWritable.map(Value.string))
+        o["sessions"] = .string(sessions)
+        o["slurm"] = slurm.value
         return .object(o)
     }
 }

@@ -71,6 +71,12 @@ extension WorkflowChecker {
                 }
             case "sandbox-writable":
                 settings.sandboxWritable = sandboxPaths(v, key: "settings.sandbox-writable")
+            case "sessions":
+                if let s = plainString(v, key: "settings.sessions") {
+                    if SessionsBackend.names.contains(s) { settings.sessions = s } else { error(v.location, "settings.sessions must be `local` or `slurm`, not '\(s)'\(DidYouMean.hint(s, SessionsBackend.names))") }
+                }
+            case "slurm":
+                if let o = slurmOptions(v, key: "settings.slurm") { settings.slurm = o }
             default: break
             }
         }
@@ -156,4 +162,47 @@ extension WorkflowChecker {
         return s.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
     }
 
+}
+
+extension WorkflowChecker {
+    /// `slurm: {partition, time, cpus, mem, account, extra-args}`: plain values, each checked
+    /// here, so a job sbatch would refuse is said at its line, not when an item is dispatched.
+    mutating func slurmOptions(_ node: YAMLNode, key: String) -> SlurmOptions? {
+        guard let pairs = node.mapping else {
+            error(node.location, "`\(key)` must be \(ValueType.slurm.expectation), not \(describe(node))")
+            return nil
+        }
+        checkKeys(pairs, allowed: SlurmOptions.keys, in: "`\(key)`", at: node.location)
+        var o = SlurmOptions()
+        for p in pairs {
+            let v = p.value, k = "\(key).\(p.key)"
+            switch p.key {
+            case "partition", "account":
+                guard let s = plainString(v, key: k) else { continue }
+                guard SlurmOptions.isName(s) else {
+                    error(v.location, "`\(k)` must be a \(p.key)'s name (letters, digits, '_', '-', '.'), not '\(s)'")
+                    continue
+                }
+                if p.key == "partition" { o.partition = s } else { o.account = s }
+            case "time":
+                o.time = duration(v, key: k)
+            case "cpus":
+                o.cpus = integer(v, minimum: 1, key: k)
+            case "mem":
+                guard let s = plainString(v, key: k) else { continue }
+                if SlurmOptions.isMemory(s) { o.mem = s } else { error(v.location, "`\(k)` must be memory in Slurm's form (a number, optionally K, M, G or T: 4G, 512M), not '\(s)'") }
+            case "extra-args":
+                guard let items = v.sequence else {
+                    error(v.location, "`\(k)` must be a list of strings, each one sbatch option (\"--qos=long\"), not \(describe(v))")
+                    continue
+                }
+                for item in items {
+                    guard let s = plainString(item, key: k) else { continue }
+                    if let why = SlurmOptions.refusal(s) { error(item.location, "`\(k)`: \(why)") } else { o.extraArgs.append(s) }
+                }
+            default: break
+            }
+        }
+        return o
+    }
 }

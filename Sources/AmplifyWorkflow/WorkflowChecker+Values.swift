@@ -108,6 +108,8 @@ extension WorkflowChecker {
             return budget(node, key: key).map { .literal($0.value) }
         case .notify:
             return nil
+        case .slurm:
+            return slurmOptions(node, key: key).map { .literal($0.value) }
         case .command:
             return command(node, key: key, in: scope).map(WorkflowChecker.commandValue)
         case .commands:

@@ -30,6 +30,8 @@ public indirect enum ValueType: Sendable, Hashable {
     case budget
     /// A list of notification targets (`settings.notify`).
     case notify
+    /// `{partition, time, cpus, mem, account, extra-args}`: a Slurm job's options (`slurm`).
+    case slurm
     /// Any value.
     case any
 
@@ -53,6 +55,7 @@ public indirect enum ValueType: Sendable, Hashable {
         case .agent: return "the name of an agent profile (claude, codex, gemini, opencode or one under `agents:`) or a list of strings (an argv)"
         case .budget: return "{cost: dollars, turns: a whole number}"
         case .notify: return "a list of targets, each {on: [events], webhook: URL} or {on: [events], command: [argv]}"
+        case .slurm: return "{partition, time, cpus, mem, account, extra-args}"
         case .any: return "a value"
         }
     }
@@ -192,6 +195,8 @@ public enum WorkflowLanguage {
         KeySpec("budget", .budget, "The run's budget: {cost: dollars}. When the known cost reaches it, nothing new is dispatched and the items not started are skipped (reason: budget)."),
         KeySpec("sandbox", .choice(["none", "bwrap"]), default: .string("none"), "How agents are fenced in: `none`, or `bwrap` (bubblewrap: each agent can write only its own repository, its session directory, a private /tmp and its profile's config directories; see the README's threat model). A dispatch's `sandbox` overrides it."),
         KeySpec("sandbox-writable", .names, "Paths (absolute, or `~/` for the home directory) every sandboxed agent may write too; a trailing `/` marks a directory, made when missing (any other missing path is left out)."),
+        KeySpec("sessions", .choice(SessionsBackend.names), default: .string("local"), "Where agents run: `local` (processes on this machine) or `slurm` (each agent a Slurm batch job; the worktrees and the state directory must be on a filesystem the nodes share; see the README). A dispatch's `sessions` overrides it."),
+        KeySpec("slurm", .slurm, "Each agent's Slurm job under `sessions: slurm`: {partition, time, cpus, mem, account, extra-args}; a dispatch's `slurm` keys win over these."),
         KeySpec("notify", .notify, "Where a person is told of what the run needs or did: a list of targets, each `{on: [events], webhook: URL}` (an HTTP POST of the event's JSON) or `{on: [events], command: [argv]}` (the JSON on stdin)."),
     ]
 
@@ -263,7 +268,10 @@ public enum DispatchParameters {
     public static let sandbox = StageParameter<String, WithoutDefault>(KeySpec("sandbox", .choice(["none", "bwrap"]), "`bwrap`: the agent runs under bubblewrap, able to write only its own repository, its session directory, a private /tmp and its profile's config directories; default: settings.sandbox."))
     public static let sandboxWritable = StageParameter<[String], WithoutDefault>(KeySpec("sandbox-writable", .argv, "More paths (absolute, or `~/` for the home directory) the agent may write under `sandbox: bwrap`, beside settings.sandbox-writable; a trailing `/` marks a directory, made when missing."))
 
-    static let all: [KeySpec] = [agent.spec, prompt.spec, branch.spec, setup.spec, copy.spec, budget.spec, sandbox.spec, sandboxWritable.spec]
+    public static let sessions = StageParameter<String, WithoutDefault>(KeySpec("sessions", .choice(SessionsBackend.names), "Where the agent runs: `local` or `slurm` (a Slurm batch job); default: settings.sessions."))
+    public static let slurm = StageParameter<SlurmOptions, WithoutDefault>(KeySpec("slurm", .slurm, "The agent's Slurm job under `sessions: slurm`: {partition, time, cpus, mem, account, extra-args}, over settings.slurm key by key."))
+
+    static let all: [KeySpec] = [agent.spec, prompt.spec, branch.spec, setup.spec, copy.spec, budget.spec, sandbox.spec, sandboxWritable.spec, sessions.spec, slurm.spec]
 }
 
 /// The `with` parameters of `wait-approved` stages.

@@ -183,6 +183,8 @@ public enum WorkflowSchema {
         case .listExpression: body = obj([("oneOf", .list([obj([("type", .string("array"))]), ref("expression")]))])
         case .condition: body = obj([("type", .list([.string("string"), .string("boolean")]))])
         case .notify: body = obj([("type", .string("array")), ("items", ref("notify-target"))])
+        case .slurm: body = obj([("type", .string("object")), ("additionalProperties", .bool(false)),
+                                 ("properties", obj(SlurmOptions.keys.map { ($0.name, Self.type($0.type, description: $0.description, expressions: false)) }))])
         case .retry, .any: body = obj([])
         case .names: body = strings
         case .agent: body = obj([("oneOf", .list([obj([("type", .string("string"))]), obj([("type", .string("array")), ("minItems", .int(1)), ("items", obj([("type", .list([.string("string"), .string("number"), .string("boolean")]))]))])]))])
