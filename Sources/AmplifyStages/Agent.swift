@@ -9,10 +9,10 @@ import Synchronization
 /// found again after the runner died (`find`, by the environment it was given), asked how it
 /// ended (`termination`), and read for what it said (`report`, `failureReason`).
 ///
-/// Two seams are where what comes next plugs in: `SessionLauncher` is where and how the process
-/// runs (this machine; a Slurm launcher would submit a batch job and find it by its job id; a
-/// bubblewrap sandbox wraps the argv, `Bubblewrap`), and the session's `AgentProfile` is how it is started,
-/// resumed and read (AgentOutput.swift).
+/// Two seams are where what comes next plugs in: where and how the process runs (this machine,
+/// `SessionLauncher`; a Slurm batch job with a watcher here, `Slurm`; a bubblewrap sandbox wraps
+/// the argv, `Bubblewrap`), and the session's `AgentProfile`: how it is started, resumed and read
+/// (AgentOutput.swift).
 enum Agent {
     /// Where agents run.
     static let launcher: any SessionLauncher = LocalProcessLauncher()
@@ -62,7 +62,9 @@ enum Agent {
     /// records its identity beside the session directory before returning. Where this start's
     /// output begins is recorded too: a session's figures add up over its starts. A sandboxed
     /// session's agent starts inside its walls (`record.sandbox`): the sandbox is its process.
-    static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record) throws(StageError) -> (Int32, UInt64) {
+    /// A session of `sessions: slurm` (`record.slurm`) starts it as a batch job, and its watcher
+    /// on this machine is the process recorded.
+    static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record) async throws(StageError) -> (Int32, UInt64) {
         let log = session.path("output.log")
         // Never through a symlink planted in the session directory.
         let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -70,7 +72,10 @@ enum Agent {
         defer { close(fd) }
         var st = stat()
         if fstat(fd, &st) == 0 { record.starts.append(Int(st.st_size)) }
-        let (pid, start) = try launcher.launch(record.sandbox?.wrap(argv) ?? argv, environment: environment, directory: worktree, output: fd)
+        let walled = record.sandbox?.wrap(argv) ?? argv
+        let (pid, start) = record.slurm != nil
+            ? try await Slurm.start(walled, environment: environment, worktree: worktree, session: session, output: fd, record: &record)
+            : try launcher.launch(walled, environment: environment, directory: worktree, output: fd)
         record.pid = pid
         record.startTime = start
         try? session.writeRecord(record)
@@ -96,9 +101,13 @@ enum Agent {
         await launcher.end(pid: pid, startTime: start, grace: grace)
     }
 
-    /// How the agent ended, once it has; nil for one this runner did not start.
-    static func termination(_ pid: Int32) async -> ChildProcess.Termination? {
-        await launcher.termination(pid)
+    /// How the agent the record names ended, in words, once it has: a Slurm job's from its exit
+    /// file, a local agent's as its parent saw it (nil for one this runner did not start).
+    static func termination(_ record: SessionFiles.Record?, session: SessionFiles) async -> String? {
+        guard let record else { return nil }
+        if record.slurm != nil { return Slurm.ending(session: session, record: record) }
+        guard let pid = record.pid else { return nil }
+        return await launcher.termination(pid)?.description
     }
 
     /// What an agent reported spending, as outputs (`cost`, `tokens`, `turns`, `agent-session`);

@@ -27,6 +27,8 @@ public struct CleanupExecutor: StageExecutor {
             await Agent.end(r, grace: grace)
             o["agent-ended"] = .bool(true)
         }
+        // A Slurm job goes on without its watcher: cancelled (by id and name) all the same.
+        if let r = record, r.run == job.runId, r.slurm != nil { await Slurm.cancel(session: session, record: r, environment: job.environment) }
         // `cancel` keeps worktrees, branches and sessions: the work may be picked up again.
         if job.runCancelled {
             o["kept"] = .string("the run was cancelled: worktree, branch and session kept")

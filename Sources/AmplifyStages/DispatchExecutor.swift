@@ -49,6 +49,7 @@ public struct DispatchExecutor: StageExecutor {
         o["agent-session"] = r.agentSession.map(Value.string) ?? .null
         if let profile = r.profile { o["agent-profile"] = .string(profile) }
         if let budget = r.budget { o["budget"] = budget.value }
+        if let id = r.slurm?.job { o["slurm-job"] = .string(id) }
         return o
     }
 
@@ -63,8 +64,18 @@ public struct DispatchExecutor: StageExecutor {
                 if let start = record.startTime, Agent.isAlive(record) { processStarted(pid, start) }
                 return outputs(record, job: job, session: session)
             }
+            // A Slurm start the runner died in: its job found by name and token and watched, or
+            // submitted (with the same token) if Slurm never got it.
+            if record.slurm?.token != nil {
+                let env = try Agent.environment(job, session: session, worktree: record.worktree, branch: record.branch, slot: job.slot,
+                                                profile: record.profile.flatMap(job.agentProfile), evaluator: ExpressionEvaluator(context: job.context))
+                if try await Slurm.recover(session: session, record: &record, run: job.runId, environment: env), let pid = record.pid, let start = record.startTime {
+                    processStarted(pid, start)
+                    return outputs(record, job: job, session: session)
+                }
+            }
             // The runner died between starting the agent and recording it: find it by its environment.
-            if let agent = Agent.find(session: session, run: job.runId) {
+            if record.slurm == nil, let agent = Agent.find(session: session, run: job.runId) {
                 record.pid = agent.pid
                 record.startTime = agent.startTime
                 try? session.writeRecord(record)
@@ -100,6 +111,18 @@ public struct DispatchExecutor: StageExecutor {
             throw StageError("dispatch: \(error.message)")
         }
         if sandboxed, let problem = await Bubblewrap.problem(environment: job.environment) {
+            throw StageError("dispatch: \(problem); nothing was claimed")
+        }
+        // Where the agent runs: a Slurm cluster that cannot be reached is said before the claim too.
+        var slurm: SlurmOptions?
+        do {
+            if (try job.stage.value(DispatchParameters.sessions, evaluator) ?? job.settings.sessions) == "slurm" {
+                slurm = job.settings.slurm.overridden(by: try job.stage.value(DispatchParameters.slurm, evaluator) ?? SlurmOptions())
+            }
+        } catch {
+            throw StageError("dispatch: \(error.message)")
+        }
+        if slurm != nil, let problem = await Slurm.problem(environment: job.environment) {
             throw StageError("dispatch: \(problem); nothing was claimed")
         }
         // A usage limit met by another session of this profile: nothing new starts until it resets.
@@ -234,9 +257,10 @@ public struct DispatchExecutor: StageExecutor {
             record.sandbox = .session(repository: worktree, gitDirectory: worktree + ".git", sessionDirectory: session.directory, checkout: job.repository, stateDirectory: job.stateDirectory,
                                       worktreesDirectory: worktreesDir, commonGitDirectory: git.commonDirectory(), home: env["HOME"], writable: sandboxWritable)
         }
+        record.slurm = slurm.map(SlurmJob.init)
         do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
         guard !job.ended.hasHappened else { throw StageError("dispatch: ended by the runner before the agent started") }
-        let (pid, start) = try Agent.start(argv, environment: env, worktree: worktree, session: session, record: &record)
+        let (pid, start) = try await Agent.start(argv, environment: env, worktree: worktree, session: session, record: &record)
         processStarted(pid, start)
         return outputs(record, job: job, session: session)
     }

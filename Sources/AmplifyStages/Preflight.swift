@@ -28,6 +28,13 @@ public enum Preflight {
         if sandboxed, let problem = await Bubblewrap.problem(environment: environment) {
             return [problem + "; nothing was claimed"]
         }
+        // So would a Slurm cluster that cannot be reached.
+        let onSlurm = workflow.stages.contains { stage in
+            stage.kind == .dispatch && (stage.parameter(DispatchParameters.sessions) == nil ? settings.sessions == "slurm" : stage.literal(DispatchParameters.sessions) == "slurm")
+        }
+        if onSlurm, let problem = await Slurm.problem(environment: environment) {
+            return [problem + "; nothing was claimed"]
+        }
         if await git.commit("refs/heads/" + settings.base) != nil {
             // A sparse directory the base does not have would check out nothing, silently.
             let missing = await settings.sparse.asyncFilter { dir in

@@ -78,6 +78,9 @@ public struct SessionFiles: Sendable {
         /// The walls of a sandboxed session (`sandbox: bwrap`): every start of its agent, and the
         /// runner's own git in its repository, run within them. nil: no sandbox.
         var sandbox: Bubblewrap?
+        /// A session whose agent runs as a Slurm batch job (`sessions: slurm`): the job's options,
+        /// and the current start's token and job id. `pid` is then its watcher's on this machine.
+        var slurm: SlurmJob?
 
         var value: Value {
             var o = OrderedObject()
@@ -88,6 +91,7 @@ public struct SessionFiles: Sendable {
             if let budget { o["budget"] = budget.value }
             if !starts.isEmpty { o["starts"] = .list(starts.map(Value.int)) }
             if let sandbox { o["sandbox"] = sandbox.value }
+            if let slurm { o["slurm"] = slurm.value }
             if let pid { o["pid"] = .int(Int(pid)) }
             if let startTime { o["start-time"] = .int(Int(startTime)) }
             return .object(o)
@@ -110,6 +114,11 @@ public struct SessionFiles: Sendable {
             if let s = v["sandbox"] {
                 guard let walls = Bubblewrap(s) else { return nil }
                 sandbox = walls
+            }
+            // Nor a Slurm job: its agent would be started again on this machine.
+            if let s = v["slurm"] {
+                guard let job = SlurmJob(s) else { return nil }
+                slurm = job
             }
             if case .int(let p)? = v["pid"] { pid = Int32(truncatingIfNeeded: p) }
             if case .int(let t)? = v["start-time"] { startTime = UInt64(max(0, t)) }

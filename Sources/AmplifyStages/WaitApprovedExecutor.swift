@@ -47,9 +47,18 @@ public struct WaitApprovedExecutor: StageExecutor {
         var watched: AgentOutput?
         // Usage-limit pauses journaled by this attempt (`job.notes` holds those of earlier ones).
         var pausedHere = 0
+        let slot = dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }
+        func agentEnvironment(_ r: SessionFiles.Record) throws(StageError) -> [String: String] {
+            try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch, slot: slot, profile: profile(r, job), evaluator: evaluator)
+        }
+        // A Slurm job whose watcher went with the runner: re-attached by its job id (a new
+        // watcher), or submitted again if Slurm forgot it before its agent started.
+        if var r = record, r.slurm != nil, !Agent.isAlive(r) {
+            if try await Slurm.recover(session: session, record: &r, run: job.runId, environment: try agentEnvironment(r)) { record = r }
+        }
         // A restart between starting the agent again and recording it: that agent is found by its
         // environment and waited on, never started a second time.
-        if var r = record, !Agent.isAlive(r), let found = Agent.find(session: session, run: job.runId) {
+        if var r = record, r.slurm == nil, !Agent.isAlive(r), let found = Agent.find(session: session, run: job.runId) {
             r.pid = found.pid
             r.startTime = found.startTime
             r.starts.append(session.outputLogTail(0).offset)
@@ -65,7 +74,8 @@ public struct WaitApprovedExecutor: StageExecutor {
         func warn(_ warnings: [String]) {
             for w in warnings where warned.insert(w).inserted { job.note("warning", OrderedObject([("message", .string(w))])) }
         }
-        let pollEvery: Duration = watch >= 0 ? .seconds(30) : .milliseconds(job.settings.poll.milliseconds)
+        // A Slurm job's agent may write from another machine, which file notifications never tell.
+        let pollEvery: Duration = watch >= 0 && record?.slurm == nil ? .seconds(30) : .milliseconds(job.settings.poll.milliseconds)
 
         while true {
             // Timed out or cancelled by the runner: nothing more to do here (the result is dropped).
@@ -128,6 +138,12 @@ public struct WaitApprovedExecutor: StageExecutor {
                 // Said before it went? Look once more, then judge how it ended.
                 var ignored: [String] = []
                 if let d = session.decision(warnings: &ignored) { return decided(d, session: session, job: job) }
+                // A Slurm job's watcher that left while its job goes on, or whose job Slurm forgot
+                // before the agent started: watched again, or submitted again.
+                if var r = record, r.slurm != nil, try await Slurm.recover(session: session, record: &r, run: job.runId, environment: try agentEnvironment(r)) {
+                    record = r
+                    continue
+                }
                 let report = session.agentReport(agents: job.agents)
                 // An agent that stopped at its budget is neither started again nor failed for
                 // something else; one done and waiting for a person (`completed`) still waits.
@@ -142,13 +158,12 @@ public struct WaitApprovedExecutor: StageExecutor {
                     }
                     if let d = try await pause(for: limit, record: r, session: session, watch: watch, job: job) { return decided(d, session: session, job: job) }
                     pausedHere += 1
-                    let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
-                                                    slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, profile: profile(r, job), evaluator: evaluator)
+                    let env = try agentEnvironment(r)
                     let argv = try resumeArgv(job, session: session, record: r, report: report,
                                               answer: "Continue where you left off: the usage limit that stopped you has reset.")
                     guard !job.ended.hasHappened else { throw StageError("wait-approved: ended by the runner") }
                     job.note("continued", OrderedObject([("start", .int(r.starts.count)), ("session", .string(sid))]))
-                    _ = try Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r)
+                    _ = try await Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r)
                     record = r
                     continue
                 }
@@ -163,20 +178,19 @@ public struct WaitApprovedExecutor: StageExecutor {
                     let answer = answered.map { answers[$0.id]! }.joined(separator: "\n\n")
                     // The id the agent printed last (a resume may fork a new one), else the one chosen at dispatch.
                     let argv = try resumeArgv(job, session: session, record: r, report: report, answer: answer)
-                    let env = try Agent.environment(job, session: session, worktree: r.worktree, branch: r.branch,
-                                                    slot: dispatched["slot"].flatMap { if case .int(let i) = $0 { i } else { nil } }, profile: profile(r, job), evaluator: evaluator)
+                    let env = try agentEnvironment(r)
                     guard !job.ended.hasHappened else { throw StageError("wait-approved: ended by the runner") }
                     for q in answered {
                         resumedFor.insert(q.id)
                         job.note("resumed", OrderedObject([("question", .string(q.id)), ("session", .string(sid))]))
                     }
-                    _ = try Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r)
+                    _ = try await Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r)
                     record = r
                     continue
                 }
                 // "completed": done, and waiting for a human's approve or reject.
                 if open.isEmpty && session.status() != "completed" {
-                    let how = await pid.asyncMap { await Agent.termination($0) }.flatMap { $0 }?.description ?? "exited"
+                    let how = await Agent.termination(record, session: session) ?? "exited"
                     switch onExit {
                     case "approve":
                         return decided(SessionFiles.Decision(approved: true, summary: session.summaryMarkdown(), source: "on-exit: approve"), session: session, job: job)

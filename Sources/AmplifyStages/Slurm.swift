@@ -1,0 +1,431 @@
+import AmplifyEngine
+import AmplifyWorkflow
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// `sessions: slurm` (SPEC §14): each start of an agent is a Slurm batch job.
+///
+/// The job runs `job.sh` (below) on a node: it checks the node sees the session directory, takes
+/// the start's marker (`slurm-<token>.started`, made with mkdir: the first copy of a job Slurm
+/// started twice runs the agent, any other leaves), runs the agent, and writes its exit status to
+/// `slurm-<token>.exit`. Slurm's `--output` is the session's `output.log`.
+///
+/// On the runner's machine a small watcher (`watch.sh`) stands for the job: it is the process the
+/// journal records, waits for and ends, as it would a local agent. It exits with the agent's
+/// status once the job is over, says in output.log how a job ended that left no status, and on
+/// SIGTERM cancels the job (`scancel`, and the cancel file the job's own heartbeat obeys when the
+/// controller is away) and waits until it is gone.
+///
+/// What the runner knows of a start is in the session's record (`SlurmJob`): the token first,
+/// then the job id the moment sbatch prints it. A restarted runner re-attaches by job id (a new
+/// watcher), looks a job up by its name and token when its id was never recorded, and submits
+/// again only a start whose job Slurm has forgotten before the agent started.
+struct SlurmJob: Sendable, Equatable {
+    var options: SlurmOptions
+    /// This start's: its marker, heartbeat, exit and cancel files are named by it, and its job
+    /// carries it as its comment. nil until the start is submitted.
+    var token: String?
+    /// The job id sbatch printed.
+    var job: String?
+    /// How many jobs this start was submitted as (one the controller forgot is submitted again).
+    var submissions = 0
+    /// The start's argv (within its walls when sandboxed): what a forgotten job is submitted again with.
+    var argv: [String] = []
+
+    init(options: SlurmOptions) { self.options = options }
+
+    var value: Value {
+        var o = OrderedObject()
+        o["options"] = options.value
+        if let token { o["token"] = .string(token) }
+        if let job { o["job"] = .string(job) }
+        o["submissions"] = .int(submissions)
+        if !argv.isEmpty { o["argv"] = .list(argv.map(Value.string)) }
+        return .object(o)
+    }
+
+    init?(_ v: Value) {
+        guard let options = v["options"].flatMap({ SlurmOptions.read($0) }) else { return nil }
+        self.options = options
+        if case .string(let t)? = v["token"], Slurm.isToken(t) { token = t }
+        if case .string(let j)? = v["job"], Slurm.isJobId(j) { job = j }
+        if case .int(let n)? = v["submissions"] { submissions = n }
+        if case .list(let l)? = v["argv"] { argv = l.map(\.renderedText) }
+    }
+}
+
+enum Slurm {
+    /// The job's name: `amplify-<session id>`.
+    static func name(_ session: SessionFiles) -> String { "amplify-" + session.id }
+
+    static func isJobId(_ s: String) -> Bool { !s.isEmpty && s.count < 24 && s.allSatisfy { $0.isASCII && $0.isNumber } }
+    static func isToken(_ s: String) -> Bool { !s.isEmpty && s.count <= 64 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") } }
+
+    static func started(_ session: SessionFiles, _ token: String) -> String { session.path("slurm-\(token).started") }
+    static func exitFile(_ session: SessionFiles, _ token: String) -> String { session.path("slurm-\(token).exit") }
+    static func cancelFile(_ session: SessionFiles, _ token: String) -> String { session.path("slurm-\(token).cancel") }
+
+    /// A job's state as squeue tells it.
+    enum State: Equatable {
+        /// Pending, running, or on its way out.
+        case active(String)
+        /// Over, in Slurm's word (COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, …).
+        case ended(String)
+        /// Slurm does not know it (it forgot it, or the id is now another job's).
+        case gone
+        /// The controller did not answer.
+        case unreachable(String)
+    }
+
+    static let activeStates: Set<String> = ["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                                            "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT"]
+
+    /// The state of job `id`, if it is still `name`'s.
+    static func state(of id: String, name: String, environment: [String: String]) async -> State {
+        let r = await CommandRunner.run(["squeue", "-h", "-t", "all", "-j", id, "-o", "%j|%T"], in: "/", environment: environment)
+        guard r.succeeded else {
+            // "slurm_load_jobs error: Invalid job id specified": a job the controller no longer knows.
+            return r.stderr.contains("Invalid job id") ? .gone : .unreachable(r.failure(["squeue"]))
+        }
+        for line in r.stdout.split(separator: "\n") {
+            let parts = line.split(separator: "|", omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0] == name else { continue }
+            let s = String(parts[1])
+            return activeStates.contains(s) ? .active(s) : .ended(s)
+        }
+        return .gone
+    }
+
+    /// The job of `name` carrying `token`, when Slurm knows one: a start whose id was never
+    /// recorded (the runner died while sbatch ran) is found again, never submitted twice.
+    static func lookup(name: String, token: String, environment: [String: String]) async -> String? {
+        let r = await CommandRunner.run(["squeue", "-h", "-t", "all", "-n", name, "-o", "%i|%k"], in: "/", environment: environment)
+        guard r.succeeded else { return nil }
+        for line in r.stdout.split(separator: "\n") {
+            let parts = line.split(separator: "|")
+            if parts.count == 2, parts[1] == token, isJobId(String(parts[0])) { return String(parts[0]) }
+        }
+        return nil
+    }
+
+    // MARK: - Starting
+
+    /// Submits one start of the agent (`argv`, already within its walls when sandboxed) and
+    /// starts its watcher. The token is recorded before sbatch runs, the job id the moment it
+    /// returns. Output is appended to output.log, which the caller has opened as `output`.
+    static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, output: Int32,
+                      record: inout SessionFiles.Record) async throws(StageError) -> (pid: Int32, startTime: UInt64) {
+        guard var job = record.slurm else { throw StageError("the session has no Slurm job options") }
+        job.token = UUID().uuidString.lowercased()
+        job.job = nil
+        job.submissions = 0
+        job.argv = argv
+        record.slurm = job
+        record.pid = nil
+        record.startTime = nil
+        do { try session.writeRecord(record) } catch { throw StageError("cannot write \(session.recordPath): \(error)") }
+        try await submit(environment: environment, worktree: worktree, session: session, record: &record)
+        return try watch(session: session, record: record, environment: environment, output: output)
+    }
+
+    /// sbatch for the record's start, unless Slurm already has its job (found by name and token).
+    /// A controller that does not answer is waited for (about a minute), as it comes back after a
+    /// crash; a job sbatch refuses is an error in sbatch's words.
+    static func submit(environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record) async throws(StageError) {
+        guard var job = record.slurm, let token = job.token, !job.argv.isEmpty else { throw StageError("the session's Slurm start has no token") }
+        let script = try scripts(session.stateDirectory).job
+        let name = name(session)
+        var waited: Duration = .zero
+        var lastProblem = ""
+        while true {
+            if let found = await lookup(name: name, token: token, environment: environment) {
+                job.job = found
+                break
+            }
+            let sbatch = ["sbatch", "--parsable", "--job-name=" + name, "--comment=" + token, "--chdir=" + worktree, "--output=" + session.path("output.log"),
+                          "--open-mode=append", "--no-requeue", "--export=ALL"] + job.options.sbatchArguments + [script, session.directory, token, worktree] + job.argv
+            let r = await CommandRunner.run(sbatch, in: worktree, environment: environment)
+            // `--parsable` prints "<id>" or "<id>;<cluster>".
+            let id = String(r.stdout.trimming(" \t\r\n").prefix { $0 != ";" })
+            if r.succeeded, isJobId(id) {
+                job.job = id
+                job.submissions += 1
+                break
+            }
+            lastProblem = r.failure(["sbatch"])
+            let unreachable = ["Unable to contact slurm controller", "Socket timed out", "Connection refused", "Transport endpoint is not connected", "Zero Bytes were transmitted"].contains { r.stderr.contains($0) }
+            guard unreachable || (r.succeeded && !isJobId(id)), waited < .seconds(60) else {
+                throw StageError("sbatch refused the agent's job: \(lastProblem)")
+            }
+            try? await Task.sleep(for: .seconds(2))
+            waited += .seconds(2)
+        }
+        record.slurm = job
+        do { try session.writeRecord(record) } catch { throw StageError("cannot write \(session.recordPath): \(error)") }
+    }
+
+    /// Starts the watcher of the record's job on this machine, its output appended to `output`.
+    static func watch(session: SessionFiles, record: SessionFiles.Record, environment: [String: String], output: Int32) throws(StageError) -> (pid: Int32, startTime: UInt64) {
+        guard let job = record.slurm, let token = job.token, let id = job.job else { throw StageError("the session's Slurm job has no id") }
+        var env = environment
+        env["AMPLIFY_SLURM_WATCH"] = token
+        let watcher = try scripts(session.stateDirectory).watcher
+        return try LocalProcessLauncher().launch(["/bin/sh", watcher, session.directory, token, id, name(session)], environment: env, directory: "/", output: output)
+    }
+
+    // MARK: - After a restart
+
+    /// Makes sure something stands for the record's start when its watcher is gone: a watcher of
+    /// this start still alive (the runner died before recording it), a new watcher of a job Slurm
+    /// still has or whose agent a copy still runs, or — for a job Slurm forgot before its agent
+    /// started — the same start submitted again (with its token: it can still run only once).
+    /// Returns false when the start is over: the caller judges how it ended.
+    static func recover(session: SessionFiles, record: inout SessionFiles.Record, run: String, environment: [String: String]) async throws(StageError) -> Bool {
+        guard var job = record.slurm, let token = job.token else { return false }
+        if Agent.isAlive(record) { return true }
+        if let w = LocalProcessLauncher().find(environment: ["AMPLIFY_SESSION_ID=\(session.id)", "AMPLIFY_RUN_ID=\(run)", "AMPLIFY_SLURM_WATCH=\(token)"]) {
+            record.pid = w.pid
+            record.startTime = w.startTime
+            try? session.writeRecord(record)
+            return true
+        }
+        if FileManager.default.fileExists(atPath: exitFile(session, token)) { return false }
+        let name = name(session)
+        if job.job == nil, let found = await lookup(name: name, token: token, environment: environment) {
+            job.job = found
+            record.slurm = job
+            try? session.writeRecord(record)
+        }
+        let cancelled = FileManager.default.fileExists(atPath: cancelFile(session, token))
+        let agentStarted = FileManager.default.fileExists(atPath: started(session, token))
+        var resubmit = false
+        if let id = job.job {
+            switch await state(of: id, name: name, environment: environment) {
+            case .active, .unreachable:
+                break  // a watcher waits for it
+            case .gone where !agentStarted && !cancelled:
+                resubmit = true  // forgotten by a controller that lost its state
+            case .ended(let s) where !agentStarted && !cancelled && ["NODE_FAIL", "BOOT_FAIL", "PREEMPTED"].contains(s):
+                resubmit = true  // lost with its node before the agent started
+            case .gone, .ended:
+                // Over. A copy Slurm started twice may still run the agent: its heartbeat says.
+                guard agentStarted, heartbeatIsFresh(session, token) else { return false }
+            }
+        } else {
+            // Never submitted (the runner died before sbatch), or forgotten before the runner saw its id.
+            guard !agentStarted, !cancelled else { return false }
+            resubmit = true
+        }
+        if resubmit {
+            guard job.submissions < 3 else { return false }
+            record.slurm?.job = nil
+            try await submit(environment: environment, worktree: record.worktree, session: session, record: &record)
+        }
+        let fd = open(session.path("output.log"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StageError("cannot open \(session.path("output.log")): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let (pid, start) = try watch(session: session, record: record, environment: environment, output: fd)
+        record.pid = pid
+        record.startTime = start
+        try? session.writeRecord(record)
+        return true
+    }
+
+    /// Whether the agent of a start beat its heart in the last 15 s (its job script touches
+    /// `beat` every 3 s while the agent runs).
+    static func heartbeatIsFresh(_ session: SessionFiles, _ token: String) -> Bool {
+        var st = stat()
+        guard stat(started(session, token) + "/beat", &st) == 0 else { return false }
+        return Int64(time(nil)) - Int64(st.st_mtim.tv_sec) < 15
+    }
+
+    // MARK: - Ending
+
+    /// Cancels the record's job: the cancel file first (the job's heartbeat ends the agent even
+    /// when the controller is away; a job not yet started never starts it), then `scancel`, by
+    /// id and name, so a reused id is never another job's.
+    static func cancel(session: SessionFiles, record: SessionFiles.Record, environment: [String: String]) async {
+        guard let job = record.slurm, let token = job.token else { return }
+        if !FileManager.default.fileExists(atPath: exitFile(session, token)) {
+            _ = FileManager.default.createFile(atPath: cancelFile(session, token), contents: nil)
+        }
+        if let id = job.job { _ = await CommandRunner.run(["scancel", "-n", name(session), id], in: "/", environment: environment) }
+    }
+
+    /// How the agent of the record's start ended, in words: from its exit file; nil when it
+    /// left none (the watcher's line in output.log says why).
+    static func ending(session: SessionFiles, record: SessionFiles.Record) -> String? {
+        guard let job = record.slurm, let token = job.token else { return nil }
+        let said = CommandRunner.readCapped(exitFile(session, token), limit: 64).trimming(" \n").split(separator: " ")
+        guard said.count == 2, said[0] == "status", let n = Int32(said[1]) else {
+            return job.job.map { "ended with its Slurm job \($0), leaving no exit status" }
+        }
+        return n > 128 && n < 160 ? "was ended by signal \(n - 128) (Slurm job \(job.job ?? "?"))" : "exited with status \(n) (Slurm job \(job.job ?? "?"))"
+    }
+
+    // MARK: - Whether Slurm can be used here
+
+    private static let probed = Mutex<String??>(nil)
+
+    /// Why agents cannot be Slurm jobs from this machine (no sbatch, or no controller answering),
+    /// in words that name the way out; nil when they can. Asked once per process.
+    static func problem(environment: [String: String]) async -> String? {
+        if let known = probed.withLock({ $0 }) { return known }
+        let path = environment["PATH"] ?? "/usr/bin:/bin"
+        var found: String?
+        if let missing = ["sbatch", "squeue", "scancel", "scontrol"].first(where: { ChildProcess.find($0, path: path) == nil }) {
+            found = "`sessions: slurm` needs Slurm's client commands, and \(missing) is not on PATH (Debian: `apt install slurm-client`, with SLURM_CONF naming the cluster's slurm.conf); or set `sessions: local`"
+        } else {
+            let r = await CommandRunner.run(["scontrol", "ping"], in: "/", environment: environment, timeout: .seconds(30))
+            if !r.succeeded {
+                found = "`sessions: slurm`: the Slurm controller does not answer (\(r.failure(["scontrol", "ping"])))\(environment["SLURM_CONF"] == nil ? "; SLURM_CONF is not set" : ", SLURM_CONF=\(environment["SLURM_CONF"]!)")"
+            }
+        }
+        probed.withLock { $0 = .some(found) }
+        return found
+    }
+
+    // MARK: - The scripts
+
+    /// `<state>/slurm/job.sh` and `watch.sh`, written when missing or different (a newer runner).
+    /// sbatch sends the job script to the controller with each job, so only the session and
+    /// worktree directories need to be shared with the nodes.
+    static func scripts(_ stateDirectory: String) throws(StageError) -> (job: String, watcher: String) {
+        let dir = stateDirectory + "/slurm"
+        mkdir(dir, 0o700)
+        try StateDirectory.requireReal(dir)
+        var paths: [String] = []
+        for (file, text) in [("job.sh", jobScript), ("watch.sh", watchScript)] {
+            let path = dir + "/" + file
+            if CommandRunner.readCapped(path, limit: 1 << 16) != text {
+                do { try RunStore.writeAtomically(Array(text.utf8), to: path, mode: 0o700) } catch { throw StageError("cannot write \(path): \(error)") }
+            }
+            paths.append(path)
+        }
+        return (paths[0], paths[1])
+    }
+
+    static let jobScript = #"""
+    #!/bin/sh
+    # amplify-run: one start of an agent as a Slurm batch job (sessions: slurm).
+    # usage: job.sh SESSION_DIR TOKEN WORKTREE ARGV...
+    # Slurm may start a job twice (a controller that lost its state): the first copy to make the
+    # start marker runs the agent; any other leaves at once.
+    dir=$1 token=$2 worktree=$3; shift 3
+    started="$dir/slurm-$token.started"
+    if [ ! -d "$dir" ]; then
+        echo "amplify-run: node $(hostname) cannot see the session directory $dir: the state directory must be on a filesystem the nodes share" >&2
+        exit 96
+    fi
+    if ! cd "$worktree" 2>/dev/null; then
+        echo "amplify-run: node $(hostname) cannot see the worktree $worktree: the worktrees must be on a filesystem the nodes share" >&2
+        exit 96
+    fi
+    if ! mkdir "$started" 2>/dev/null; then
+        echo "amplify-run: Slurm started job ${SLURM_JOB_ID:-?} again; its agent started once already, so not again" >&2
+        exit 0
+    fi
+    echo "$(hostname) ${SLURM_JOB_ID:-?} $$" > "$started/who"
+    touch "$started/beat"
+    # The agent in a process group of its own: the heartbeat can end all of it.
+    setsid "$@" < /dev/null &
+    agent=$!
+    trap 'kill -TERM -- "-$agent" 2>/dev/null' TERM INT HUP
+    # The heartbeat: says the agent still runs, and ends it when the runner asks by file (a
+    # controller that does not answer cannot scancel).
+    (
+        while kill -0 "$agent" 2>/dev/null; do
+            touch "$started/beat"
+            if [ -e "$dir/slurm-$token.cancel" ]; then
+                kill -TERM -- "-$agent" 2>/dev/null; sleep 10; kill -KILL -- "-$agent" 2>/dev/null
+            fi
+            sleep 3
+        done
+    ) &
+    beat=$!
+    status=0
+    while :; do
+        wait "$agent"; status=$?
+        kill -0 "$agent" 2>/dev/null || break
+    done
+    kill "$beat" 2>/dev/null
+    printf 'status %d\n' "$status" > "$dir/slurm-$token.exit.tmp" && mv -f "$dir/slurm-$token.exit.tmp" "$dir/slurm-$token.exit"
+    exit "$status"
+
+    """#
+
+    static let watchScript = #"""
+    #!/bin/sh
+    # amplify-run: stands for one agent's Slurm job on the runner's machine (sessions: slurm).
+    # usage: watch.sh SESSION_DIR TOKEN JOB_ID JOB_NAME
+    # Exits with the agent's status once the job is over; on SIGTERM cancels the job and waits
+    # until it is gone. What it says goes to the session's output.log.
+    dir=$1 token=$2 job=$3 name=$4
+    started="$dir/slurm-$token.started" exitfile="$dir/slurm-$token.exit"
+    say() { echo "amplify-run: Slurm job $job $*"; }
+    finish() {
+        if [ -e "$exitfile" ]; then
+            read -r word status < "$exitfile"
+            case $status in ''|*[!0-9]*) exit 1 ;; *) exit "$status" ;; esac
+        fi
+    }
+    look() {
+        out=$(squeue -h -t all -j "$job" -o '%j|%T' 2>&1); rc=$?
+        if [ $rc -ne 0 ]; then
+            case $out in *"Invalid job id"*) state=gone ;; *) state=unreachable ;; esac
+            return
+        fi
+        case $out in
+            "$name|"*)
+                state=${out#*|}
+                case $state in
+                    PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUED|REQUEUE_HOLD|REQUEUE_FED|RESIZING|SIGNALING|STAGE_OUT|STOPPED|RESV_DEL_HOLD|SPECIAL_EXIT) state=active ;;
+                esac ;;
+            *) state=gone ;;
+        esac
+    }
+    cancelled=
+    cancel() {
+        cancelled=1
+        # A job that has not started its agent never will; one that has is ended by its heartbeat too.
+        mkdir "$started" 2>/dev/null
+        [ -e "$exitfile" ] || : > "$dir/slurm-$token.cancel"
+        scancel -n "$name" "$job" 2>/dev/null
+    }
+    trap cancel TERM INT HUP
+    n=0 quiet=0
+    while :; do
+        finish
+        if [ -n "$cancelled" ] || [ $((n % 5)) -eq 0 ]; then
+            look
+            case $state in
+                active|unreachable)
+                    [ -n "$cancelled" ] && [ $((n % 5)) -eq 0 ] && scancel -n "$name" "$job" 2>/dev/null ;;
+                *)
+                    finish
+                    [ -n "$cancelled" ] && exit 143
+                    if [ -d "$started" ] && [ -n "$(find "$started/beat" -newermt '-15 seconds' 2>/dev/null)" ]; then
+                        : # a copy of the job Slurm started twice still runs the agent
+                    elif [ -d "$started" ]; then
+                        say "ended ($state) and its agent left no exit status (killed with its job, or its node failed)"
+                        exit 137
+                    else
+                        code=$(scontrol show job "$job" 2>/dev/null | sed -n 's/.* ExitCode=\([0-9:]*\).*/\1/p' | head -n 1)
+                        case $state:$code in
+                            gone:*) say "was forgotten by the Slurm controller before its agent started" ;;
+                            *:0:53|*:1:0) say "ended $state (exit $code) before its agent started: the node could not open the session's output.log or see its directories; the worktrees and the state directory must be on a filesystem the nodes share" ;;
+                            *) say "ended $state${code:+ (exit $code)} before its agent started" ;;
+                        esac
+                        exit 75
+                    fi ;;
+            esac
+        fi
+        sleep 1 & wait $!
+        n=$((n + 1))
+    done
+
+    """#
+}
