@@ -12,15 +12,19 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
         // The sandbox hides the checkout, where the scripts are: a sandboxed workflow names them (AGENT_BIN).
         ["PATH": "\(bin.path):/usr/bin:/bin", "BD_DB": db, "AGENT_LOG": box.path + "/agent-starts", "AGENT_BIN": bin.path,
          "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.com"]
+            .merging(slurmConf.map { ["SLURM_CONF": $0] } ?? [:]) { $1 }
     }
+    /// The test cluster's slurm.conf, for a box whose workflow submits agents to Slurm.
+    let slurmConf: String?
 
     /// The default workflow's pipeline with the scripts; `merge` is the merge stage's `with:`,
     /// `cleanup: false` leaves the cleanup stage out; `refill: false` asks the tracker once.
     /// `sandbox: true` runs every agent under bubblewrap (the agent log and the scripts' folder shown in it).
-    static func workflow(timeout: String = "8s", concurrency: Int = 3, merge: String? = nil, refill: Bool = true, cleanup: Bool = true, sandbox: Bool = false) -> String {
+    /// `slurm: true` makes every agent a Slurm batch job (`sessions: slurm`) on the test cluster.
+    static func workflow(timeout: String = "8s", concurrency: Int = 3, merge: String? = nil, refill: Bool = true, cleanup: Bool = true, sandbox: Bool = false, slurm: Bool = false) -> String {
         """
         version: 1
-        settings: {base: main, poll: 200ms, concurrency: \(concurrency)\(sandbox ? ", sandbox: bwrap" : "")}
+        settings: {base: main, poll: 200ms, concurrency: \(concurrency)\(sandbox ? ", sandbox: bwrap" : "")\(slurm ? ", sessions: slurm, slurm: {time: 10m}" : "")}
         vars: {agent: fake-agent}
         stages:
           ready: {uses: query-ready, with: {source: bd\(refill ? ", refill: true, refill-interval: 1s" : "")}}
@@ -43,8 +47,9 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
 
     /// Issues as bd prints them: `(id, behaviour, blocked by)`.
     /// `parent`: where the box is made (`/var/tmp` for agents in a bubblewrap sandbox, which hides `/tmp`).
-    init(_ issues: [(String, String, String?)], workflow: String = Orchestra.workflow(), under parent: URL = FileManager.default.temporaryDirectory) throws {
+    init(_ issues: [(String, String, String?)], workflow: String = Orchestra.workflow(), under parent: URL = FileManager.default.temporaryDirectory, slurm: Bool = false) throws {
         box = try Sandbox(workflow, under: parent)
+        slurmConf = slurm ? SlurmCluster.conf : nil
         _ = FileManager.default.createFile(atPath: box.path + "/agent-starts", contents: nil)
         bin = box.url.appendingPathComponent("bin")
         try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
@@ -115,13 +120,24 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
 
 @Suite("Orchestration, end to end with scripts playing bd and the agent", .serialized)
 struct OrchestrationTests {
-    @Test("items end merged-and-closed, rejected, conflict, failed or timed out; questions, refill, leftovers; nothing twice")
-    func mixedRun() async throws {
+    /// Whether the case with every agent a Slurm job (`sessions: slurm`) can run here: a cluster
+    /// is found or started (scripts/slurm/up.sh); where none can be and AMPLIFY_REQUIRE_SLURM is
+    /// set (.ci/run), that is a failure.
+    static func slurmRuns(_ slurm: Bool) -> Bool {
+        guard slurm, SlurmCluster.conf == nil else { return true }
+        if ProcessInfo.processInfo.environment["AMPLIFY_REQUIRE_SLURM"] != nil { Issue.record("no Slurm cluster (AMPLIFY_REQUIRE_SLURM is set)") }
+        return false
+    }
+
+    @Test("items end merged-and-closed, rejected, conflict, failed or timed out; questions, refill, leftovers; nothing twice — agents here, or Slurm jobs",
+          arguments: [false, true])
+    func mixedRun(slurm: Bool) async throws {
+        guard OrchestrationTests.slurmRuns(slurm) else { return }
         let o = try Orchestra([
             ("a-1", "approve", nil), ("a-2", "reject", nil), ("a-3", "conflict", nil), ("a-4", "conflict", nil),
             ("a-5", "crash", nil), ("a-6", "ask-exit", nil), ("a-7", "approve", "a-1"), ("a-8", "leftovers", nil),
             ("a-9", "hang", nil), ("a-10", "garbage", nil), ("bad..id/../../x", "approve", nil),
-        ])
+        ], workflow: Orchestra.workflow(slurm: slurm), slurm: slurm)
         let run = Task { try await o.run() }
         // The question of a-6 is journaled and shown; answer it as a user would.
         let questions = await o.waitFor({ $0.hasPrefix("a-6-") && $0.hasSuffix("/questions.json") }, under: ".amplify/sessions", seconds: 30)
@@ -198,9 +214,11 @@ struct OrchestrationTests {
         #expect(!o.bdCalls.dropFirst(calls).contains { $0.hasPrefix("close") || $0.hasPrefix("update") })
     }
 
-    @Test("kill -9 while agents work: the resumed runner re-attaches to them; each item lands and closes once")
-    func resumeReattaches() async throws {
-        let o = try Orchestra([("k-1", "approve", nil), ("k-2", "approve", nil), ("k-3", "approve", "k-1")])
+    @Test("kill -9 while agents work: the resumed runner re-attaches to them; each item lands and closes once — agents here, or Slurm jobs",
+          arguments: [false, true])
+    func resumeReattaches(slurm: Bool) async throws {
+        guard OrchestrationTests.slurmRuns(slurm) else { return }
+        let o = try Orchestra([("k-1", "approve", nil), ("k-2", "approve", nil), ("k-3", "approve", "k-1")], workflow: Orchestra.workflow(slurm: slurm), slurm: slurm)
         // Killed once both agents are running.
         let r = try await o.killedWhileAgentsWork(at: "k-2-")
         try o.expectResumedOnce(r, ["k-1", "k-2", "k-3"])
