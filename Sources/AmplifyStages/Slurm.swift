@@ -80,6 +80,10 @@ enum Slurm {
         case unreachable(String)
     }
 
+    /// How a job ends that would end the same way again: it failed on the node before the agent
+    /// started (the node cannot see the session's directories), or ran out of time or memory.
+    static let endsForGood: Set<String> = ["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "DEADLINE", "COMPLETED"]
+
     static let activeStates: Set<String> = ["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                                             "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT"]
 
@@ -208,8 +212,10 @@ enum Slurm {
                 break  // a watcher waits for it
             case .gone where !agentStarted && !cancelled:
                 resubmit = true  // forgotten by a controller that lost its state
-            case .ended(let s) where !agentStarted && !cancelled && ["NODE_FAIL", "BOOT_FAIL", "PREEMPTED"].contains(s):
-                resubmit = true  // lost with its node before the agent started
+            case .ended(let s) where !agentStarted && !cancelled && !Slurm.endsForGood.contains(s):
+                // Ended before the agent started, not by this runner: its node failed, it was
+                // preempted, or the controller cancelled a job it had started twice.
+                resubmit = true
             case .gone, .ended:
                 // Over. A copy Slurm started twice may still run the agent: its heartbeat says.
                 guard agentStarted, heartbeatIsFresh(session, token) else { return false }
@@ -261,7 +267,10 @@ enum Slurm {
         guard let job = record.slurm, let token = job.token else { return nil }
         let said = CommandRunner.readCapped(exitFile(session, token), limit: 64).trimming(" \n").split(separator: " ")
         guard said.count == 2, said[0] == "status", let n = Int32(said[1]) else {
-            return job.job.map { "ended with its Slurm job \($0), leaving no exit status" }
+            guard let id = job.job else { return nil }
+            return FileManager.default.fileExists(atPath: started(session, token))
+                ? "was lost with its Slurm job \(id) (killed with it, or its node failed; no exit status)"
+                : "never started (its Slurm job \(id) ended first)"
         }
         return n > 128 && n < 160 ? "was ended by signal \(n - 128) (Slurm job \(job.job ?? "?"))" : "exited with status \(n) (Slurm job \(job.job ?? "?"))"
     }
