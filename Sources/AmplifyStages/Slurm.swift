@@ -160,8 +160,10 @@ enum Slurm {
                 break
             }
             lastProblem = r.failure(["sbatch"])
-            let unreachable = ["Unable to contact slurm controller", "Socket timed out", "Connection refused", "Transport endpoint is not connected", "Zero Bytes were transmitted"].contains { r.stderr.contains($0) }
-            guard unreachable || (r.succeeded && !isJobId(id)), waited < .seconds(60) else {
+            // A controller away (crashed, restarting) is waited for; a job it refuses is not.
+            var unreachable = r.succeeded || Slurm.unreachableWords.contains { r.stderr.contains($0) }
+            if !unreachable { unreachable = !(await controllerAnswers(environment)) }
+            guard unreachable, waited < .seconds(60) else {
                 throw StageError("sbatch refused the agent's job: \(lastProblem)")
             }
             try? await Task.sleep(for: .seconds(2))
@@ -277,6 +279,15 @@ enum Slurm {
 
     // MARK: - Whether Slurm can be used here
 
+    /// What Slurm's commands say when the controller is away.
+    static let unreachableWords = ["Unable to contact slurm controller", "Socket timed out", "Connection refused", "Connection reset by peer", "Broken pipe",
+                                   "Transport endpoint is not connected", "Zero Bytes were transmitted", "Communication connection failure"]
+
+    /// Whether the controller answers (`scontrol ping`).
+    static func controllerAnswers(_ environment: [String: String]) async -> Bool {
+        await CommandRunner.run(["scontrol", "ping"], in: "/", environment: environment, timeout: .seconds(30)).succeeded
+    }
+
     private static let probed = Mutex<String??>(nil)
 
     /// Why agents cannot be Slurm jobs from this machine (no sbatch, or no controller answering),
@@ -288,9 +299,15 @@ enum Slurm {
         if let missing = ["sbatch", "squeue", "scancel", "scontrol"].first(where: { ChildProcess.find($0, path: path) == nil }) {
             found = "`sessions: slurm` needs Slurm's client commands, and \(missing) is not on PATH (Debian: `apt install slurm-client`, with SLURM_CONF naming the cluster's slurm.conf); or set `sessions: local`"
         } else {
-            let r = await CommandRunner.run(["scontrol", "ping"], in: "/", environment: environment, timeout: .seconds(30))
+            // A controller restarting after a crash is back within seconds: waited for, 20 s.
+            var r = await CommandRunner.run(["scontrol", "ping"], in: "/", environment: environment, timeout: .seconds(30))
+            for _ in 0..<10 where !r.succeeded {
+                try? await Task.sleep(for: .seconds(2))
+                r = await CommandRunner.run(["scontrol", "ping"], in: "/", environment: environment, timeout: .seconds(30))
+            }
             if !r.succeeded {
-                found = "`sessions: slurm`: the Slurm controller does not answer (\(r.failure(["scontrol", "ping"])))\(environment["SLURM_CONF"] == nil ? "; SLURM_CONF is not set" : ", SLURM_CONF=\(environment["SLURM_CONF"]!)")"
+                let said = (r.stdout + r.stderr).split(separator: "\n").first.map(String.init) ?? r.failure(["scontrol", "ping"])
+                found = "`sessions: slurm`: the Slurm controller does not answer (`scontrol ping`: \(said))\(environment["SLURM_CONF"] == nil ? "; SLURM_CONF is not set" : ", SLURM_CONF=\(environment["SLURM_CONF"]!)")"
             }
         }
         probed.withLock { $0 = .some(found) }
