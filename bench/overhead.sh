@@ -13,8 +13,11 @@ RUNS=${2:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 JOBS=$(( 2 * $(nproc) ))
 
-swift build -c release --package-path "$ROOT" >/dev/null
-BIN="$ROOT/.build/release/amplify-run"
+# BIN: a binary built elsewhere (another commit's, to compare in one sitting).
+if [ -z "${BIN:-}" ]; then
+    swift build -c release --package-path "$ROOT" >/dev/null
+    BIN="$ROOT/.build/release/amplify-run"
+fi
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

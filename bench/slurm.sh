@@ -67,7 +67,7 @@ stages:
     uses: dispatch
     for-each: \${{ stages.ready.outputs.items }}
     with: {agent: ["agent"], prompt: "Item \${{ item.id }}"}
-  approved: {uses: wait-approved, timeout: 30m}
+  approved: {uses: wait-approved, timeout: 30m, with: {resume: ["true"]}}
   merge: {uses: merge}
   close: {uses: close}
   cleanup: {uses: cleanup, if: "\${{ always() }}"}
@@ -79,11 +79,12 @@ YAML
     t0=$(date +%s.%N)
     (cd "$repo" && exec "$BIN" wf.yaml > "$WORK/$mode.log" 2>&1) &
     pid=$!
-    while [ "$(wc -l < "$BENCH_STARTS")" -lt "$first" ]; do sleep 0.05; done
+    alive() { kill -0 "$pid" 2>/dev/null || { echo "slurm.sh: the $mode run ended early:" >&2; tail -n 20 "$WORK/$mode.log" >&2; exit 1; }; }
+    while [ "$(wc -l < "$BENCH_STARTS")" -lt "$first" ]; do alive; sleep 0.05; done
     nth=$(date +%s.%N)
     c0=$(ticks "$pid" "$mode"); sleep "$WINDOW"; c1=$(ticks "$pid" "$mode")
     cpu=$(awk -v a="$c0" -v b="$c1" -v w="$WINDOW" -v t="$tick" 'BEGIN { printf "%.1f", (b - a) / t / w * 100 }')
-    while [ "$(wc -l < "$BENCH_STARTS")" -lt "$ITEMS" ]; do sleep 0.05; done
+    while [ "$(wc -l < "$BENCH_STARTS")" -lt "$ITEMS" ]; do alive; sleep 0.05; done
     all=$(date +%s.%N)
     wait "$pid" || { echo "slurm.sh: the $mode run failed:"; tail -n 20 "$WORK/$mode.log"; exit 1; }
     local end; end=$(date +%s.%N)

@@ -64,7 +64,9 @@ enum Agent {
     /// session's agent starts inside its walls (`record.sandbox`): the sandbox is its process.
     /// A session of `sessions: slurm` (`record.slurm`) starts it as a batch job, and its watcher
     /// on this machine is the process recorded.
-    static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record) async throws(StageError) -> (Int32, UInt64) {
+    /// `ended`: the attempt's; a Slurm submission it ends meanwhile is given up (and its job cancelled).
+    static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record,
+                      ended: AttemptEnd) async throws(StageError) -> (Int32, UInt64) {
         let log = session.path("output.log")
         // Never through a symlink planted in the session directory.
         let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -74,7 +76,7 @@ enum Agent {
         if fstat(fd, &st) == 0 { record.starts.append(Int(st.st_size)) }
         let walled = record.sandbox?.wrap(argv) ?? argv
         let (pid, start) = record.slurm != nil
-            ? try await Slurm.start(walled, environment: environment, worktree: worktree, session: session, output: fd, record: &record)
+            ? try await Slurm.start(walled, environment: environment, worktree: worktree, session: session, output: fd, record: &record, ended: ended)
             : try launcher.launch(walled, environment: environment, directory: worktree, output: fd)
         record.pid = pid
         record.startTime = start

@@ -71,8 +71,10 @@ public struct DispatchExecutor: StageExecutor {
                                                 profile: record.profile.flatMap(job.agentProfile), evaluator: ExpressionEvaluator(context: job.context))
                 if try await Slurm.recover(session: session, record: &record, run: job.runId, environment: env), let pid = record.pid, let start = record.startTime {
                     processStarted(pid, start)
-                    return outputs(record, job: job, session: session)
                 }
+                // Over already (its agent ran, or its job is gone for good): wait-approved judges
+                // how it ended. Never a second start.
+                return outputs(record, job: job, session: session)
             }
             // The runner died between starting the agent and recording it: find it by its environment.
             if record.slurm == nil, let agent = Agent.find(session: session, run: job.runId) {
@@ -260,7 +262,7 @@ public struct DispatchExecutor: StageExecutor {
         record.slurm = slurm.map(SlurmJob.init)
         do { try session.writeRecord(record) } catch { throw StageError("dispatch: cannot write \(session.recordPath): \(error)") }
         guard !job.ended.hasHappened else { throw StageError("dispatch: ended by the runner before the agent started") }
-        let (pid, start) = try await Agent.start(argv, environment: env, worktree: worktree, session: session, record: &record)
+        let (pid, start) = try await Agent.start(argv, environment: env, worktree: worktree, session: session, record: &record, ended: job.ended)
         processStarted(pid, start)
         return outputs(record, job: job, session: session)
     }

@@ -105,14 +105,24 @@ enum Slurm {
 
     /// The job of `name` carrying `token`, when Slurm knows one: a start whose id was never
     /// recorded (the runner died while sbatch ran) is found again, never submitted twice.
-    static func lookup(name: String, token: String, environment: [String: String]) async -> String? {
-        let r = await CommandRunner.run(["squeue", "-h", "-t", "all", "-n", name, "-o", "%i|%k"], in: "/", environment: environment)
-        guard r.succeeded else { return nil }
-        for line in r.stdout.split(separator: "\n") {
-            let parts = line.split(separator: "|")
-            if parts.count == 2, parts[1] == token, isJobId(String(parts[0])) { return String(parts[0]) }
+    /// `activeOnly`: a job still pending or running (an ended one is the job being replaced).
+    /// A controller that does not answer is waited for (about a minute), then an error: "none"
+    /// from a controller that never answered would submit a second job.
+    static func lookup(name: String, token: String, activeOnly: Bool = false, environment: [String: String]) async throws(StageError) -> String? {
+        var waited: Duration = .zero
+        while true {
+            let r = await CommandRunner.run(["squeue", "-h", "-t", "all", "-n", name, "-o", "%i|%k|%T"], in: "/", environment: environment)
+            if r.succeeded {
+                for line in r.stdout.split(separator: "\n") {
+                    let parts = line.split(separator: "|").map(String.init)
+                    if parts.count == 3, parts[1] == token, isJobId(parts[0]), !activeOnly || activeStates.contains(parts[2]) { return parts[0] }
+                }
+                return nil
+            }
+            guard waited < .seconds(60) else { throw StageError("the Slurm controller does not answer: \(r.failure(["squeue"]))") }
+            try? await Task.sleep(for: .seconds(2))
+            waited += .seconds(2)
         }
-        return nil
     }
 
     // MARK: - Starting
@@ -121,7 +131,7 @@ enum Slurm {
     /// starts its watcher. The token is recorded before sbatch runs, the job id the moment it
     /// returns. Output is appended to output.log, which the caller has opened as `output`.
     static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, output: Int32,
-                      record: inout SessionFiles.Record) async throws(StageError) -> (pid: Int32, startTime: UInt64) {
+                      record: inout SessionFiles.Record, ended: AttemptEnd) async throws(StageError) -> (pid: Int32, startTime: UInt64) {
         guard var job = record.slurm else { throw StageError("the session has no Slurm job options") }
         job.token = UUID().uuidString.lowercased()
         job.job = nil
@@ -131,21 +141,26 @@ enum Slurm {
         record.pid = nil
         record.startTime = nil
         do { try session.writeRecord(record) } catch { throw StageError("cannot write \(session.recordPath): \(error)") }
-        try await submit(environment: environment, worktree: worktree, session: session, record: &record)
+        try await submit(environment: environment, worktree: worktree, session: session, record: &record, ended: ended)
         return try watch(session: session, record: record, environment: environment, output: output)
     }
 
     /// sbatch for the record's start, unless Slurm already has its job (found by name and token).
     /// A controller that does not answer is waited for (about a minute), as it comes back after a
     /// crash; a job sbatch refuses is an error in sbatch's words.
-    static func submit(environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record) async throws(StageError) {
+    /// `again`: the start's earlier job ended before its agent started; only a job still pending
+    /// or running is taken for this one. An attempt the runner ends meanwhile (a timeout, a
+    /// cancel) submits nothing more, and a job it submitted is cancelled.
+    static func submit(environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record,
+                       again: Bool = false, ended: AttemptEnd? = nil) async throws(StageError) {
         guard var job = record.slurm, let token = job.token, !job.argv.isEmpty else { throw StageError("the session's Slurm start has no token") }
         let script = try scripts(session.stateDirectory).job
         let name = name(session)
         var waited: Duration = .zero
         var lastProblem = ""
         while true {
-            if let found = await lookup(name: name, token: token, environment: environment) {
+            if ended?.hasHappened == true { throw StageError("ended by the runner before the agent's job was submitted") }
+            if let found = try await lookup(name: name, token: token, activeOnly: again, environment: environment) {
                 job.job = found
                 break
             }
@@ -171,6 +186,10 @@ enum Slurm {
         }
         record.slurm = job
         do { try session.writeRecord(record) } catch { throw StageError("cannot write \(session.recordPath): \(error)") }
+        if ended?.hasHappened == true {
+            await cancel(session: session, record: record, environment: environment)
+            throw StageError("ended by the runner while the agent's job was submitted; job \(job.job ?? "?") cancelled")
+        }
     }
 
     /// Starts the watcher of the record's job on this machine, its output appended to `output`.
@@ -200,7 +219,7 @@ enum Slurm {
         }
         if FileManager.default.fileExists(atPath: exitFile(session, token)) { return false }
         let name = name(session)
-        if job.job == nil, let found = await lookup(name: name, token: token, environment: environment) {
+        if job.job == nil, let found = try await lookup(name: name, token: token, environment: environment) {
             job.job = found
             record.slurm = job
             try? session.writeRecord(record)
@@ -230,7 +249,7 @@ enum Slurm {
         if resubmit {
             guard job.submissions < 3 else { return false }
             record.slurm?.job = nil
-            try await submit(environment: environment, worktree: record.worktree, session: session, record: &record)
+            try await submit(environment: environment, worktree: record.worktree, session: session, record: &record, again: true)
         }
         let fd = open(session.path("output.log"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw StageError("cannot open \(session.path("output.log")): \(String(cString: strerror(errno)))") }
@@ -242,12 +261,12 @@ enum Slurm {
         return true
     }
 
-    /// Whether the agent of a start beat its heart in the last 15 s (its job script touches
-    /// `beat` every 3 s while the agent runs).
+    /// Whether the agent of a start beat its heart in the last minute (its job script touches
+    /// `beat` every 3 s while the agent runs; a shared filesystem may show it late).
     static func heartbeatIsFresh(_ session: SessionFiles, _ token: String) -> Bool {
         var st = stat()
         guard stat(started(session, token) + "/beat", &st) == 0 else { return false }
-        return Int64(time(nil)) - Int64(st.st_mtim.tv_sec) < 15
+        return Int64(time(nil)) - Int64(st.st_mtim.tv_sec) < 60
     }
 
     // MARK: - Ending
@@ -257,10 +276,13 @@ enum Slurm {
     /// id and name, so a reused id is never another job's.
     static func cancel(session: SessionFiles, record: SessionFiles.Record, environment: [String: String]) async {
         guard let job = record.slurm, let token = job.token else { return }
-        if !FileManager.default.fileExists(atPath: exitFile(session, token)) {
-            _ = FileManager.default.createFile(atPath: cancelFile(session, token), contents: nil)
-        }
-        if let id = job.job { _ = await CommandRunner.run(["scancel", "-n", name(session), id], in: "/", environment: environment) }
+        guard !FileManager.default.fileExists(atPath: exitFile(session, token)) else { return }
+        _ = FileManager.default.createFile(atPath: cancelFile(session, token), contents: nil)
+        // A job not yet started never starts its agent.
+        mkdir(started(session, token), 0o700)
+        var id = job.job
+        if id == nil { id = (try? await lookup(name: name(session), token: token, environment: environment)) ?? nil }
+        if let id { _ = await CommandRunner.run(["scancel", "-n", name(session), id], in: "/", environment: environment) }
     }
 
     /// How the agent of the record's start ended, in words: from its exit file; nil when it
@@ -310,7 +332,8 @@ enum Slurm {
                 found = "`sessions: slurm`: the Slurm controller does not answer (`scontrol ping`: \(said))\(environment["SLURM_CONF"] == nil ? "; SLURM_CONF is not set" : ", SLURM_CONF=\(environment["SLURM_CONF"]!)")"
             }
         }
-        probed.withLock { $0 = .some(found) }
+        // Only a cluster that answered is remembered: one away now may be back at the next dispatch.
+        if found == nil { probed.withLock { $0 = .some(nil) } }
         return found
     }
 
@@ -350,23 +373,34 @@ enum Slurm {
         echo "amplify-run: node $(hostname) cannot see the worktree $worktree: the worktrees must be on a filesystem the nodes share" >&2
         exit 96
     fi
-    if ! mkdir "$started" 2>/dev/null; then
-        echo "amplify-run: Slurm started job ${SLURM_JOB_ID:-?} again; its agent started once already, so not again" >&2
+    # Cancelled before it started: the agent never starts.
+    if [ -e "$dir/slurm-$token.cancel" ]; then
+        echo "amplify-run: job ${SLURM_JOB_ID:-?} was cancelled before its agent started" >&2
         exit 0
+    fi
+    if ! mkdir "$started" 2>/dev/null; then
+        if [ -d "$started" ]; then
+            echo "amplify-run: Slurm started job ${SLURM_JOB_ID:-?} again; its agent started once already, so not again" >&2
+            exit 0
+        fi
+        echo "amplify-run: node $(hostname) cannot write the session directory $dir" >&2
+        exit 96
     fi
     echo "$(hostname) ${SLURM_JOB_ID:-?} $$" > "$started/who"
     touch "$started/beat"
+    agent= stop=
+    trap 'stop=1; [ -z "$agent" ] || kill -s TERM -- "-$agent" 2>/dev/null' TERM INT HUP
     # The agent in a process group of its own: the heartbeat can end all of it.
     setsid "$@" < /dev/null &
     agent=$!
-    trap 'kill -TERM -- "-$agent" 2>/dev/null' TERM INT HUP
+    [ -z "$stop" ] || kill -s TERM -- "-$agent" 2>/dev/null
     # The heartbeat: says the agent still runs, and ends it when the runner asks by file (a
     # controller that does not answer cannot scancel).
     (
         while kill -0 "$agent" 2>/dev/null; do
             touch "$started/beat"
             if [ -e "$dir/slurm-$token.cancel" ]; then
-                kill -TERM -- "-$agent" 2>/dev/null; sleep 10; kill -KILL -- "-$agent" 2>/dev/null
+                kill -s TERM -- "-$agent" 2>/dev/null; sleep 10; kill -s KILL -- "-$agent" 2>/dev/null
             fi
             sleep 3
         done
@@ -391,6 +425,8 @@ enum Slurm {
     # until it is gone. What it says goes to the session's output.log.
     dir=$1 token=$2 job=$3 name=$4
     started="$dir/slurm-$token.started" exitfile="$dir/slurm-$token.exit"
+    err=$(mktemp) || exit 1
+    trap 'rm -f "$err"' EXIT
     say() { echo "amplify-run: Slurm job $job $*"; }
     finish() {
         if [ -e "$exitfile" ]; then
@@ -399,14 +435,14 @@ enum Slurm {
         fi
     }
     look() {
-        out=$(squeue -h -t all -j "$job" -o '%j|%T' 2>&1); rc=$?
+        out=$(squeue -h -t all -j "$job" -o '%j|%T' 2>"$err"); rc=$?
         if [ $rc -ne 0 ]; then
-            case $out in *"Invalid job id"*) state=gone ;; *) state=unreachable ;; esac
+            case $(cat "$err") in *"Invalid job id"*) state=gone ;; *) state=unreachable ;; esac
             return
         fi
         case $out in
             "$name|"*)
-                state=${out#*|}
+                state=${out#*|} raw=${out#*|}
                 case $state in
                     PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUED|REQUEUE_HOLD|REQUEUE_FED|RESIZING|SIGNALING|STAGE_OUT|STOPPED|RESV_DEL_HOLD|SPECIAL_EXIT) state=active ;;
                 esac ;;
@@ -422,18 +458,40 @@ enum Slurm {
         scancel -n "$name" "$job" 2>/dev/null
     }
     trap cancel TERM INT HUP
-    n=0 quiet=0
+    # A controller that lost its state can keep a job RUNNING whose processes are gone: its
+    # agent's heartbeat (or, before the agent, its start marker) says so within a minute.
+    ghost() {
+        [ "$raw" = RUNNING ] && [ -z "$cancelled" ] || { running_since=; return 1; }
+        running_since=${running_since:-$n}
+        if [ -d "$started" ]; then
+            [ -z "$(find "$started/beat" -newermt '-60 seconds' 2>/dev/null)" ]
+        else
+            [ $((n - running_since)) -ge 60 ]
+        fi
+    }
+    n=0 raw= running_since=
     while :; do
         finish
         if [ -n "$cancelled" ] || [ $((n % 5)) -eq 0 ]; then
             look
             case $state in
                 active|unreachable)
-                    [ -n "$cancelled" ] && [ $((n % 5)) -eq 0 ] && scancel -n "$name" "$job" 2>/dev/null ;;
+                    [ -n "$cancelled" ] && [ $((n % 5)) -eq 0 ] && scancel -n "$name" "$job" 2>/dev/null
+                    if [ "$state" = active ] && ghost; then
+                        ls "$dir" > /dev/null 2>&1
+                        finish
+                        say "is RUNNING for Slurm, but its agent has shown no sign of life for a minute (a controller that lost its state keeps such jobs); cancelled"
+                        scancel -n "$name" "$job" 2>/dev/null
+                        [ -d "$started" ] && exit 137
+                        exit 75
+                    fi ;;
                 *)
+                    # Over. On a shared filesystem a file made on the node may show late: the
+                    # directory is read afresh, and a heartbeat a minute old still counts.
+                    ls "$dir" > /dev/null 2>&1
                     finish
                     [ -n "$cancelled" ] && exit 143
-                    if [ -d "$started" ] && [ -n "$(find "$started/beat" -newermt '-15 seconds' 2>/dev/null)" ]; then
+                    if [ -d "$started" ] && [ -n "$(find "$started/beat" -newermt '-60 seconds' 2>/dev/null)" ]; then
                         : # a copy of the job Slurm started twice still runs the agent
                     elif [ -d "$started" ]; then
                         say "ended ($state) and its agent left no exit status (killed with its job, or its node failed)"

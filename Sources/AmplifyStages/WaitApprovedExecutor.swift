@@ -163,7 +163,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                                               answer: "Continue where you left off: the usage limit that stopped you has reset.")
                     guard !job.ended.hasHappened else { throw StageError("wait-approved: ended by the runner") }
                     job.note("continued", OrderedObject([("start", .int(r.starts.count)), ("session", .string(sid))]))
-                    _ = try await Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r)
+                    _ = try await Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r, ended: job.ended)
                     record = r
                     continue
                 }
@@ -184,7 +184,7 @@ public struct WaitApprovedExecutor: StageExecutor {
                         resumedFor.insert(q.id)
                         job.note("resumed", OrderedObject([("question", .string(q.id)), ("session", .string(sid))]))
                     }
-                    _ = try await Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r)
+                    _ = try await Agent.start(argv, environment: env, worktree: r.worktree, session: session, record: &r, ended: job.ended)
                     record = r
                     continue
                 }

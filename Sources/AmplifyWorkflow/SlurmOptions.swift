@@ -38,6 +38,10 @@ public struct SlurmOptions: Sendable, Hashable, ParameterReading {
         let name = arg.hasPrefix("--") ? String(arg.prefix { $0 != "=" }) : String(arg.prefix(2))
         guard arg.hasPrefix("-") else { return "'\(arg)' is not an sbatch option (write `--name=value` as one string)" }
         if reserved.contains(name) { return "'\(name)' is set by the runner for every agent's job" }
+        // sbatch takes a long option's unambiguous abbreviation (`--out=` for `--output=`).
+        if name.hasPrefix("--"), name.count > 3, let full = reserved.first(where: { $0.hasPrefix("--") && $0.hasPrefix(name) }) {
+            return "'\(name)' is sbatch's abbreviation of '\(full)', which the runner sets for every agent's job"
+        }
         return nil
     }
 

@@ -101,6 +101,32 @@ struct SlurmTests {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    @Test("the cancel file ends a running agent without the controller (one that is away cannot scancel)")
+    func cancelFileEndsTheAgent() async throws {
+        let conf = try #require(SlurmCluster.conf)
+        let dir = "/var/tmp/amplify-slurm-cancel-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir + "/state/sessions/s-1", withIntermediateDirectories: true)
+        let script = try Slurm.scripts(dir + "/state").job
+        let session = dir + "/state/sessions/s-1"
+        // The agent and a child of its own, both working for 10 minutes.
+        let agent = "sh -c 'sleep 612 & echo started >> \(dir)/starts; sleep 611'"
+        let id = try shell("SLURM_CONF=\(conf) sbatch --parsable --output=\(session)/output.log --open-mode=append \(script) \(session) tok-2 \(dir) \(agent)", in: URL(fileURLWithPath: dir))
+        for _ in 0..<100 {
+            if FileManager.default.fileExists(atPath: dir + "/starts") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(FileManager.default.fileExists(atPath: dir + "/starts"), "the agent of job \(id) started")
+        _ = FileManager.default.createFile(atPath: session + "/slurm-tok-2.cancel", contents: nil)
+        for _ in 0..<150 {
+            if FileManager.default.fileExists(atPath: session + "/slurm-tok-2.exit") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect((try? String(contentsOfFile: session + "/slurm-tok-2.exit", encoding: .utf8)) == "status 143\n", "ended by SIGTERM")
+        let left = try shell("pgrep -f 'sleep 61[12]' | wc -l", in: URL(fileURLWithPath: dir)).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(left == "0", "the agent and its child are gone")
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
     @Test("a controller that does not answer stops the run before anything is claimed")
     func unreachableController() async throws {
         let conf = try #require(SlurmCluster.conf)
