@@ -271,6 +271,12 @@ enum Slurm {
 
     // MARK: - Ending
 
+    /// Whether the agent of the record's Slurm start has written its exit status.
+    static func hasExited(_ session: SessionFiles, _ record: SessionFiles.Record) -> Bool {
+        guard let token = record.slurm?.token else { return false }
+        return FileManager.default.fileExists(atPath: exitFile(session, token))
+    }
+
     /// Cancels the record's job: the cancel file first (the job's heartbeat ends the agent even
     /// when the controller is away; a job not yet started never starts it), then `scancel`, by
     /// id and name, so a reused id is never another job's.

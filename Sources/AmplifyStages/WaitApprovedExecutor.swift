@@ -82,7 +82,8 @@ public struct WaitApprovedExecutor: StageExecutor {
             if job.ended.hasHappened { throw StageError("wait-approved: ended by the runner") }
             // The agent, as the record beside the session directory knows it (a resumed agent replaces it).
             let pid = record?.pid
-            let alive = Agent.isAlive(record)
+            // A Slurm job's agent has ended once its exit file is there, a moment before its watcher.
+            let alive = Agent.isAlive(record) && !(record.map { Slurm.hasExited(session, $0) } ?? false)
             if alive, let pid, reported != pid {
                 processStarted(pid, record?.startTime ?? 0)
                 reported = pid
