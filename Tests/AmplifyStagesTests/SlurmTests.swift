@@ -79,52 +79,57 @@ struct SlurmTests {
         #expect(left == "0", "the hanging agent is still running")
     }
 
-    @Test("a job Slurm starts twice runs its agent once (the start marker)")
-    func jobStartedTwiceRunsTheAgentOnce() async throws {
+    /// The job script alone, submitted by hand: a state directory with session `s-1` under
+    /// /var/tmp, removed after `body`. `submit(token, agent)` sbatches one start of `agent` (a
+    /// shell command line) and returns its job id.
+    static func withJobScript(_ name: String, _ body: (_ dir: String, _ session: String, _ submit: (String, String) throws -> String) async throws -> Void) async throws {
         let conf = try #require(SlurmCluster.conf)
-        let dir = "/var/tmp/amplify-slurm-twice-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir + "/state/sessions/s-1", withIntermediateDirectories: true)
-        let script = try Slurm.scripts(dir + "/state").job
+        let dir = "/var/tmp/amplify-slurm-\(name)-\(getpid())"
         let session = dir + "/state/sessions/s-1"
-        // Two jobs of one start (one token), as a controller that lost its state runs it again.
-        let submit = "SLURM_CONF=\(conf) sbatch --parsable --output=\(session)/output.log --open-mode=append \(script) \(session) tok-1 \(dir) sh -c 'echo started >> \(dir)/starts; sleep 2'"
-        let ids = [try shell(submit, in: URL(fileURLWithPath: dir)), try shell(submit, in: URL(fileURLWithPath: dir))]
-        for _ in 0..<200 {
-            if FileManager.default.fileExists(atPath: session + "/slurm-tok-1.exit") { break }
+        try FileManager.default.createDirectory(atPath: session, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = try Slurm.scripts(dir + "/state").job
+        try await body(dir, session) { token, agent in
+            try shell("SLURM_CONF=\(conf) sbatch --parsable --output=\(session)/output.log --open-mode=append \(script) \(session) \(token) \(dir) \(agent)", in: URL(fileURLWithPath: dir))
+        }
+    }
+
+    /// Waits until `path` exists, up to `seconds`.
+    static func waitFor(_ path: String, seconds: Int) async throws {
+        for _ in 0..<(seconds * 10) {
+            if FileManager.default.fileExists(atPath: path) { return }
             try await Task.sleep(for: .milliseconds(100))
         }
-        try await Task.sleep(for: .seconds(1))
-        #expect(ids.allSatisfy { !$0.isEmpty })
-        #expect((try? String(contentsOfFile: dir + "/starts", encoding: .utf8)) == "started\n")
-        #expect((try? String(contentsOfFile: session + "/slurm-tok-1.exit", encoding: .utf8)) == "status 0\n")
-        #expect((try? String(contentsOfFile: session + "/output.log", encoding: .utf8))?.contains("its agent started once already, so not again") == true)
-        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    @Test("a job Slurm starts twice runs its agent once (the start marker)")
+    func jobStartedTwiceRunsTheAgentOnce() async throws {
+        try await SlurmTests.withJobScript("twice") { dir, session, submit in
+            // Two jobs of one start (one token), as a controller that lost its state runs it again.
+            let agent = "sh -c 'echo started >> \(dir)/starts; sleep 2'"
+            let ids = [try submit("tok-1", agent), try submit("tok-1", agent)]
+            try await SlurmTests.waitFor(session + "/slurm-tok-1.exit", seconds: 20)
+            try await Task.sleep(for: .seconds(1))
+            #expect(ids.allSatisfy { !$0.isEmpty })
+            #expect((try? String(contentsOfFile: dir + "/starts", encoding: .utf8)) == "started\n")
+            #expect((try? String(contentsOfFile: session + "/slurm-tok-1.exit", encoding: .utf8)) == "status 0\n")
+            #expect((try? String(contentsOfFile: session + "/output.log", encoding: .utf8))?.contains("its agent started once already, so not again") == true)
+        }
     }
 
     @Test("the cancel file ends a running agent without the controller (one that is away cannot scancel)")
     func cancelFileEndsTheAgent() async throws {
-        let conf = try #require(SlurmCluster.conf)
-        let dir = "/var/tmp/amplify-slurm-cancel-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir + "/state/sessions/s-1", withIntermediateDirectories: true)
-        let script = try Slurm.scripts(dir + "/state").job
-        let session = dir + "/state/sessions/s-1"
-        // The agent and a child of its own, both working for 10 minutes.
-        let agent = "sh -c 'sleep 612 & echo started >> \(dir)/starts; sleep 611'"
-        let id = try shell("SLURM_CONF=\(conf) sbatch --parsable --output=\(session)/output.log --open-mode=append \(script) \(session) tok-2 \(dir) \(agent)", in: URL(fileURLWithPath: dir))
-        for _ in 0..<100 {
-            if FileManager.default.fileExists(atPath: dir + "/starts") { break }
-            try await Task.sleep(for: .milliseconds(100))
+        try await SlurmTests.withJobScript("cancel") { dir, session, submit in
+            // The agent and a child of its own, both working for 10 minutes.
+            let id = try submit("tok-2", "sh -c 'sleep 612 & echo started >> \(dir)/starts; sleep 611'")
+            try await SlurmTests.waitFor(dir + "/starts", seconds: 10)
+            #expect(FileManager.default.fileExists(atPath: dir + "/starts"), "the agent of job \(id) started")
+            _ = FileManager.default.createFile(atPath: session + "/slurm-tok-2.cancel", contents: nil)
+            try await SlurmTests.waitFor(session + "/slurm-tok-2.exit", seconds: 15)
+            #expect((try? String(contentsOfFile: session + "/slurm-tok-2.exit", encoding: .utf8)) == "status 143\n", "ended by SIGTERM")
+            let left = try shell("pgrep -f 'sleep 61[12]' | wc -l", in: URL(fileURLWithPath: dir)).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(left == "0", "the agent and its child are gone")
         }
-        #expect(FileManager.default.fileExists(atPath: dir + "/starts"), "the agent of job \(id) started")
-        _ = FileManager.default.createFile(atPath: session + "/slurm-tok-2.cancel", contents: nil)
-        for _ in 0..<150 {
-            if FileManager.default.fileExists(atPath: session + "/slurm-tok-2.exit") { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect((try? String(contentsOfFile: session + "/slurm-tok-2.exit", encoding: .utf8)) == "status 143\n", "ended by SIGTERM")
-        let left = try shell("pgrep -f 'sleep 61[12]' | wc -l", in: URL(fileURLWithPath: dir)).trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(left == "0", "the agent and its child are gone")
-        try? FileManager.default.removeItem(atPath: dir)
     }
 
     @Test("a controller that does not answer stops the run before anything is claimed")

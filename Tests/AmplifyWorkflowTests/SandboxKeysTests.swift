@@ -4,19 +4,9 @@ import Testing
 /// `sandbox` and `sandbox-writable` (SPEC §12): where they go and what they take.
 @Suite("sandbox: the keys")
 struct SandboxKeysTests {
-    static func workflow(settings: String = "", with: String = "") -> String {
-        """
-        version: 1
-        settings: {base: main\(settings)}
-        stages:
-          ready: {uses: query-ready, with: {source: file, path: issues.jsonl}}
-          dispatch: {uses: dispatch, for-each: "${{ stages.ready.outputs.items }}", with: {prompt: p\(with)}}
-        """
-    }
-
     @Test("settings.sandbox and the dispatch's sandbox take none or bwrap; writable paths are absolute or ~/")
     func accepted() throws {
-        let w = try #require(check(SandboxKeysTests.workflow(settings: ", sandbox: bwrap, sandbox-writable: [~/.cache/pip, /opt/shared]",
+        let w = try #require(check(dispatchWorkflow(settings: ", sandbox: bwrap, sandbox-writable: [~/.cache/pip, /opt/shared]",
                                                               with: ", sandbox: none, sandbox-writable: [\"${{ env.HOME }}/.npm\"]")).workflow)
         #expect(w.settings.sandbox == "bwrap")
         #expect(w.settings.sandboxWritable == ["~/.cache/pip", "/opt/shared"])
@@ -34,7 +24,7 @@ struct SandboxKeysTests {
             ("", ", sandbox-writable: [.cache]", "5:", "`with.sandbox-writable` takes absolute paths or `~/…`"),
         ]
         for (settings, with, line, expected) in cases {
-            let found = errors(SandboxKeysTests.workflow(settings: settings, with: with))
+            let found = errors(dispatchWorkflow(settings: settings, with: with))
             #expect(found.contains { $0.contains(expected) && $0.hasPrefix(line) }, "\(settings)\(with): \(found)")
         }
     }

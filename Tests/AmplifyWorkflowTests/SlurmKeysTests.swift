@@ -4,19 +4,9 @@ import Testing
 /// `sessions` and `slurm` (SPEC §14): where they go, what they take, and the sbatch options they make.
 @Suite("sessions: slurm — the keys")
 struct SlurmKeysTests {
-    static func workflow(settings: String = "", with: String = "") -> String {
-        """
-        version: 1
-        settings: {base: main\(settings)}
-        stages:
-          ready: {uses: query-ready, with: {source: file, path: issues.jsonl}}
-          dispatch: {uses: dispatch, for-each: "${{ stages.ready.outputs.items }}", with: {prompt: p\(with)}}
-        """
-    }
-
     @Test("settings.slurm and a dispatch's slurm: the dispatch's keys win, one by one; time rounds up to minutes")
     func accepted() throws {
-        let w = try #require(check(SlurmKeysTests.workflow(
+        let w = try #require(check(dispatchWorkflow(
             settings: ", sessions: slurm, slurm: {partition: agents, time: 90s, cpus: 4, mem: 8G, account: team-x, extra-args: [\"--qos=long\"]}",
             with: ", sessions: local, slurm: {partition: gpu, mem: 512M}")).workflow)
         #expect(w.settings.sessions == "slurm")
@@ -44,7 +34,7 @@ struct SlurmKeysTests {
             ("", ", slurm: {extra-args: [\"--export=NONE\"]}", "5:", "'--export' is set by the runner"),
         ]
         for (settings, with, line, expected) in cases {
-            let found = errors(SlurmKeysTests.workflow(settings: settings, with: with))
+            let found = errors(dispatchWorkflow(settings: settings, with: with))
             #expect(found.contains { $0.contains(expected) && $0.hasPrefix(line) }, "\(settings)\(with): \(found)")
         }
     }

@@ -21,6 +21,18 @@ enum Repository {
     static var executable: URL { amplifyExecutable(repositoryRoot: root) }
 }
 
+/// A ready → dispatch workflow with more `settings` and dispatch `with` keys (`", sandbox: bwrap"`):
+/// settings are on line 2, the dispatch's `with` on line 5.
+func dispatchWorkflow(settings: String = "", with: String = "") -> String {
+    """
+    version: 1
+    settings: {base: main\(settings)}
+    stages:
+      ready: {uses: query-ready, with: {source: file, path: issues.jsonl}}
+      dispatch: {uses: dispatch, for-each: "${{ stages.ready.outputs.items }}", with: {prompt: p\(with)}}
+    """
+}
+
 /// Checks workflow text given inline.
 func check(_ yaml: String, file: String = "test.yaml") -> WorkflowChecker.Result {
     WorkflowChecker.check(yaml, file: file)
