@@ -5,7 +5,8 @@
 # whose node declares CPUs=8 (SLURM_PROBE_CPUS: 8 jobs at once, oversubscribing the 2 cores).
 # Prints, for each: when the first agent and the 8th started, when all ITEMS had started (Slurm
 # runs them in waves of 8), the runner's CPU while agents work (its own, with its watchers and
-# what they run, over WINDOW (4) seconds once the first 8 run), and the whole run's time.
+# what they run, over WINDOW (4) seconds from a second after every item was dispatched), and the
+# whole run's time.
 #
 #   bench/slurm.sh [ITEMS] [HOLD]        e.g. bench/slurm.sh 8 2 (a quick run)
 # Uses the cluster SLURM_CONF names, else starts one (scripts/slurm/up.sh, /var/tmp/amplify-slurm).
@@ -82,20 +83,24 @@ YAML
     alive() { kill -0 "$pid" 2>/dev/null || { echo "slurm.sh: the $mode run ended early:" >&2; tail -n 20 "$WORK/$mode.log" >&2; exit 1; }; }
     while [ "$(wc -l < "$BENCH_STARTS")" -lt "$first" ]; do alive; sleep 0.05; done
     nth=$(date +%s.%N)
+    # While they work: every item dispatched (its agent running, or its job submitted), a second on.
+    while [ "$(ls "$repo"/.amplify/sessions/*/output.log 2>/dev/null | wc -l)" -lt "$ITEMS" ]; do alive; sleep 0.05; done
+    sleep 1
     c0=$(ticks "$pid" "$mode"); sleep "$WINDOW"; c1=$(ticks "$pid" "$mode")
     cpu=$(awk -v a="$c0" -v b="$c1" -v w="$WINDOW" -v t="$tick" 'BEGIN { printf "%.1f", (b - a) / t / w * 100 }')
     while [ "$(wc -l < "$BENCH_STARTS")" -lt "$ITEMS" ]; do alive; sleep 0.05; done
     all=$(date +%s.%N)
-    wait "$pid" || { echo "slurm.sh: the $mode run failed:"; tail -n 20 "$WORK/$mode.log"; exit 1; }
+    wait "$pid" || { echo "slurm.sh: the $mode run failed:" >&2; tail -n 20 "$WORK/$mode.log" >&2; exit 1; }
     local end; end=$(date +%s.%N)
     local firstStart; firstStart=$(sort -k2 -n "$BENCH_STARTS" | head -n 1 | awk '{print $2}')
-    [ "$(cd "$repo" && git log main --oneline | grep -c ' b-')" -eq "$ITEMS" ] || { echo "slurm.sh: not every $mode item landed"; exit 1; }
+    [ "$(cd "$repo" && git log main --format=%B | grep -c '^Amplify-Item: b-')" -eq "$ITEMS" ] || { echo "slurm.sh: not every $mode item landed" >&2; exit 1; }
     awk -v t0="$t0" -v f="$firstStart" -v n="$nth" -v a="$all" -v e="$end" -v c="$cpu" 'BEGIN { printf "%.2f %.2f %.2f %s %.1f\n", f - t0, n - t0, a - t0, c, e - t0 }'
 }
 
 echo "slurm.sh: $ITEMS items, agents working ${HOLD}s each; the node has CPUs=$cpus; $(sbatch --version)"
 printf '%-8s %12s %12s %12s %22s %10s\n' sessions "first agent" "${first}th agent" "all $ITEMS" "runner CPU (working)" "whole run"
 for mode in local slurm; do
-    read -r f n a c e < <(run "$mode")
+    line=$(run "$mode")
+    read -r f n a c e <<< "$line"
     printf '%-8s %11ss %11ss %11ss %21s%% %9ss\n' "$mode" "$f" "$n" "$a" "$c" "$e"
 done

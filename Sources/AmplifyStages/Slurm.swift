@@ -15,7 +15,7 @@ import Synchronization
 ///
 /// On the runner's machine a small watcher (`watch.sh`) stands for the job: it is the process the
 /// journal records, waits for and ends, as it would a local agent. It exits with the agent's
-/// status once the job is over, says in output.log how a job ended that left no status, and on
+/// status once the job is over (its exit file, looked for every 2 s; squeue every 10 s), says in output.log how a job ended that left no status, and on
 /// SIGTERM cancels the job (`scancel`, and the cancel file the job's own heartbeat obeys when the
 /// controller is away) and waits until it is gone.
 ///
@@ -472,7 +472,7 @@ enum Slurm {
         if [ -d "$started" ]; then
             [ -z "$(find "$started/beat" -newermt '-60 seconds' 2>/dev/null)" ]
         else
-            [ $((n - running_since)) -ge 60 ]
+            [ $((n - running_since)) -ge 30 ]
         fi
     }
     n=0 raw= running_since=
@@ -513,7 +513,7 @@ enum Slurm {
                     fi ;;
             esac
         fi
-        sleep 1 & wait $!
+        sleep 2 & wait $!
         n=$((n + 1))
     done
 
