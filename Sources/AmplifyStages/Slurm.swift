@@ -210,6 +210,8 @@ enum Slurm {
     /// Returns false when the start is over: the caller judges how it ended.
     static func recover(session: SessionFiles, record: inout SessionFiles.Record, run: String, environment: [String: String]) async throws(StageError) -> Bool {
         guard var job = record.slurm, let token = job.token else { return false }
+        // Its agent wrote its status: over, even while its watcher has yet to see it.
+        if FileManager.default.fileExists(atPath: exitFile(session, token)) { return false }
         if Agent.isAlive(record) { return true }
         if let w = LocalProcessLauncher().find(environment: ["AMPLIFY_SESSION_ID=\(session.id)", "AMPLIFY_RUN_ID=\(run)", "AMPLIFY_SLURM_WATCH=\(token)"]) {
             record.pid = w.pid
@@ -217,7 +219,6 @@ enum Slurm {
             try? session.writeRecord(record)
             return true
         }
-        if FileManager.default.fileExists(atPath: exitFile(session, token)) { return false }
         let name = name(session)
         if job.job == nil, let found = try await lookup(name: name, token: token, environment: environment) {
             job.job = found
