@@ -76,23 +76,24 @@ YAML
     (cd "$repo" && git init -q -b main && git add wf.yaml && git commit -qm init && printf '/.beads/\n' >> .git/info/exclude)
     export BD_DB="$repo/.beads/db.jsonl" BENCH_STARTS="$WORK/$mode.starts"
     : > "$BENCH_STARTS"
-    local t0 pid c0 c1 nth="" cpu="" all
+    local t0 pid c0 c1 cpu="n/a"
     t0=$(date +%s.%N)
     (cd "$repo" && exec "$BIN" wf.yaml > "$WORK/$mode.log" 2>&1) &
     pid=$!
     alive() { kill -0 "$pid" 2>/dev/null || { echo "slurm.sh: the $mode run ended early:" >&2; tail -n 20 "$WORK/$mode.log" >&2; exit 1; }; }
-    while [ "$(wc -l < "$BENCH_STARTS")" -lt "$first" ]; do alive; sleep 0.05; done
-    nth=$(date +%s.%N)
-    # While they work: every item dispatched (its agent running, or its job submitted), a second on.
+    # While they work: every item dispatched (its agent running, or its job submitted), a second
+    # on, for WINDOW seconds; "n/a" when the run ended within it (a short HOLD).
     while [ "$(ls "$repo"/.amplify/sessions/*/output.log 2>/dev/null | wc -l)" -lt "$ITEMS" ]; do alive; sleep 0.05; done
     sleep 1
     c0=$(ticks "$pid" "$mode"); sleep "$WINDOW"; c1=$(ticks "$pid" "$mode")
-    cpu=$(awk -v a="$c0" -v b="$c1" -v w="$WINDOW" -v t="$tick" 'BEGIN { printf "%.1f", (b - a) / t / w * 100 }')
-    while [ "$(wc -l < "$BENCH_STARTS")" -lt "$ITEMS" ]; do alive; sleep 0.05; done
-    all=$(date +%s.%N)
+    if kill -0 "$pid" 2>/dev/null; then cpu=$(awk -v a="$c0" -v b="$c1" -v w="$WINDOW" -v t="$tick" 'BEGIN { printf "%.1f", (b - a) / t / w * 100 }'); fi
     wait "$pid" || { echo "slurm.sh: the $mode run failed:" >&2; tail -n 20 "$WORK/$mode.log" >&2; exit 1; }
     local end; end=$(date +%s.%N)
-    local firstStart; firstStart=$(sort -k2 -n "$BENCH_STARTS" | head -n 1 | awk '{print $2}')
+    # When the first, the `first`-th and the last agent started, from the moments they wrote.
+    local firstStart nth all
+    firstStart=$(sort -k2 -n "$BENCH_STARTS" | head -n 1 | awk '{print $2}')
+    nth=$(sort -k2 -n "$BENCH_STARTS" | sed -n "${first}p" | awk '{print $2}')
+    all=$(sort -k2 -n "$BENCH_STARTS" | tail -n 1 | awk '{print $2}')
     [ "$(cd "$repo" && git log main --format=%B | grep -c '^Amplify-Item: b-')" -eq "$ITEMS" ] || { echo "slurm.sh: not every $mode item landed" >&2; exit 1; }
     awk -v t0="$t0" -v f="$firstStart" -v n="$nth" -v a="$all" -v e="$end" -v c="$cpu" 'BEGIN { printf "%.2f %.2f %.2f %s %.1f\n", f - t0, n - t0, a - t0, c, e - t0 }'
 }
@@ -102,5 +103,5 @@ printf '%-8s %12s %12s %12s %22s %10s\n' sessions "first agent" "${first}th agen
 for mode in local slurm; do
     line=$(run "$mode")
     read -r f n a c e <<< "$line"
-    printf '%-8s %11ss %11ss %11ss %21s%% %9ss\n' "$mode" "$f" "$n" "$a" "$c" "$e"
+    printf '%-8s %11ss %11ss %11ss %22s %9ss\n' "$mode" "$f" "$n" "$a" "$([ "$c" = n/a ] && echo n/a || echo "$c%")" "$e"
 done
