@@ -67,10 +67,7 @@ enum Agent {
     /// `ended`: the attempt's; a Slurm submission it ends meanwhile is given up (and its job cancelled).
     static func start(_ argv: [String], environment: [String: String], worktree: String, session: SessionFiles, record: inout SessionFiles.Record,
                       ended: AttemptEnd) async throws(StageError) -> (Int32, UInt64) {
-        let log = session.path("output.log")
-        // Never through a symlink planted in the session directory.
-        let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw StageError("cannot open \(log): \(String(cString: strerror(errno)))") }
+        let fd = try session.openOutputLog()
         defer { close(fd) }
         var st = stat()
         if fstat(fd, &st) == 0 { record.starts.append(Int(st.st_size)) }
@@ -210,6 +207,15 @@ struct LocalProcessLauncher: SessionLauncher {
 }
 
 extension SessionFiles {
+    /// `output.log`, opened for appending (made 0600 when missing): what an agent's start, or a
+    /// Slurm job's watcher, writes to. Never through a symlink planted in the session directory.
+    func openOutputLog() throws(StageError) -> Int32 {
+        let log = path("output.log")
+        let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StageError("cannot open \(log): \(String(cString: strerror(errno)))") }
+        return fd
+    }
+
     /// What the agent said over all its starts, read by its profile's rules (an argv agent is
     /// read as Claude's stream-json, as it always was).
     public func agentReport(agents: [String: AgentProfile] = [:]) -> AgentReport {

@@ -177,7 +177,7 @@ enum Slurm {
             lastProblem = r.failure(["sbatch"])
             // A controller away (crashed, restarting) is waited for; a job it refuses is not.
             var unreachable = r.succeeded || Slurm.unreachableWords.contains { r.stderr.contains($0) }
-            if !unreachable { unreachable = !(await controllerAnswers(environment)) }
+            if !unreachable { unreachable = !(await ping(environment)).succeeded }
             guard unreachable, waited < .seconds(60) else {
                 throw StageError("sbatch refused the agent's job: \(lastProblem)")
             }
@@ -211,7 +211,7 @@ enum Slurm {
     static func recover(session: SessionFiles, record: inout SessionFiles.Record, run: String, environment: [String: String]) async throws(StageError) -> Bool {
         guard var job = record.slurm, let token = job.token else { return false }
         // Its agent wrote its status: over, even while its watcher has yet to see it.
-        if FileManager.default.fileExists(atPath: exitFile(session, token)) { return false }
+        if hasExited(session, record) { return false }
         if Agent.isAlive(record) { return true }
         if let w = LocalProcessLauncher().find(environment: ["AMPLIFY_SESSION_ID=\(session.id)", "AMPLIFY_RUN_ID=\(run)", "AMPLIFY_SLURM_WATCH=\(token)"]) {
             record.pid = w.pid
@@ -252,8 +252,7 @@ enum Slurm {
             record.slurm?.job = nil
             try await submit(environment: environment, worktree: record.worktree, session: session, record: &record, again: true)
         }
-        let fd = open(session.path("output.log"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw StageError("cannot open \(session.path("output.log")): \(String(cString: strerror(errno)))") }
+        let fd = try session.openOutputLog()
         defer { close(fd) }
         let (pid, start) = try watch(session: session, record: record, environment: environment, output: fd)
         record.pid = pid
@@ -283,7 +282,7 @@ enum Slurm {
     /// id and name, so a reused id is never another job's.
     static func cancel(session: SessionFiles, record: SessionFiles.Record, environment: [String: String]) async {
         guard let job = record.slurm, let token = job.token else { return }
-        guard !FileManager.default.fileExists(atPath: exitFile(session, token)) else { return }
+        guard !hasExited(session, record) else { return }
         _ = FileManager.default.createFile(atPath: cancelFile(session, token), contents: nil)
         // A job not yet started never starts its agent.
         mkdir(started(session, token), 0o700)
@@ -312,9 +311,9 @@ enum Slurm {
     static let unreachableWords = ["Unable to contact slurm controller", "Socket timed out", "Connection refused", "Connection reset by peer", "Broken pipe",
                                    "Transport endpoint is not connected", "Zero Bytes were transmitted", "Communication connection failure"]
 
-    /// Whether the controller answers (`scontrol ping`).
-    static func controllerAnswers(_ environment: [String: String]) async -> Bool {
-        await CommandRunner.run(["scontrol", "ping"], in: "/", environment: environment, timeout: .seconds(30)).succeeded
+    /// `scontrol ping`: succeeds when the controller answers.
+    static func ping(_ environment: [String: String]) async -> CommandRunner.Output {
+        await CommandRunner.run(["scontrol", "ping"], in: "/", environment: environment, timeout: .seconds(30))
     }
 
     private static let probed = Mutex<String??>(nil)
@@ -329,10 +328,10 @@ enum Slurm {
             found = "`sessions: slurm` needs Slurm's client commands, and \(missing) is not on PATH (Debian: `apt install slurm-client`, with SLURM_CONF naming the cluster's slurm.conf); or set `sessions: local`"
         } else {
             // A controller restarting after a crash is back within seconds: waited for, 20 s.
-            var r = await CommandRunner.run(["scontrol", "ping"], in: "/", environment: environment, timeout: .seconds(30))
+            var r = await ping(environment)
             for _ in 0..<10 where !r.succeeded {
                 try? await Task.sleep(for: .seconds(2))
-                r = await CommandRunner.run(["scontrol", "ping"], in: "/", environment: environment, timeout: .seconds(30))
+                r = await ping(environment)
             }
             if !r.succeeded {
                 let said = (r.stdout + r.stderr).split(separator: "\n").first.map(String.init) ?? r.failure(["scontrol", "ping"])
@@ -451,7 +450,7 @@ enum Slurm {
             "$name|"*)
                 state=${out#*|} raw=${out#*|}
                 case $state in
-                    PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUED|REQUEUE_HOLD|REQUEUE_FED|RESIZING|SIGNALING|STAGE_OUT|STOPPED|RESV_DEL_HOLD|SPECIAL_EXIT) state=active ;;
+                    \#(activeStates.sorted().joined(separator: "|"))) state=active ;;
                 esac ;;
             *) state=gone ;;
         esac
