@@ -43,11 +43,7 @@ struct FaultTests {
         let o = try Orchestra([("c-1", "hang", nil), ("c-2", "hang", nil)])
         let run = Task { try await o.run() }
         for _ in 0..<200 where o.agentStarts("c-1") + o.agentStarts("c-2") < 2 { try await Task.sleep(for: .milliseconds(50)) }
-        let records = try FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.amplify/sessions").filter { $0.hasSuffix(".run.json") }
-        let pids = records.compactMap { name -> Int32? in
-            let text = o.box.read(".amplify/sessions/" + name)
-            return text.range(of: #""pid":[0-9]+"#, options: .regularExpression).flatMap { Int32(text[$0].dropFirst(6)) }
-        }
+        let pids = await o.box.recordedAgentPids(count: 2)
         #expect(pids.count == 2)
         let cancel = try await amplify(["cancel"], in: o.box, environment: o.environment)
         #expect(cancel.status == 0, "\(cancel.stderr)")
@@ -71,9 +67,7 @@ struct FaultTests {
         runner.standardError = FileHandle.nullDevice
         try runner.run()
         for _ in 0..<200 where o.agentStarts("i-1") < 1 { try await Task.sleep(for: .milliseconds(50)) }
-        let record = try #require(try FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.amplify/sessions").first { $0.hasSuffix(".run.json") })
-        let text = o.box.read(".amplify/sessions/" + record)
-        let pid = try #require(text.range(of: #""pid":[0-9]+"#, options: .regularExpression).flatMap { Int32(text[$0].dropFirst(6)) })
+        let pid = try #require(await o.box.recordedAgentPids(count: 1).first)
         try await Task.sleep(for: .milliseconds(300))
         kill(runner.processIdentifier, SIGINT)
         while runner.isRunning { try await Task.sleep(for: .milliseconds(20)) }
@@ -81,8 +75,7 @@ struct FaultTests {
         #expect(kill(pid, 0) == 0 && Processes.stat(pid)?.state != "Z", "the agent goes on working")
         let cancel = try await amplify(["cancel"], in: o.box, environment: o.environment)
         #expect(cancel.status == 0, "\(cancel.stdout)\(cancel.stderr)")
-        for _ in 0..<100 where kill(pid, 0) == 0 && Processes.stat(pid)?.state != "Z" { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(kill(pid, 0) != 0 || Processes.stat(pid)?.state == "Z", "cancel ended it")
+        #expect(await eventually(seconds: 20) { kill(pid, 0) != 0 || Processes.stat(pid)?.state == "Z" }, "cancel ended it")
     }
 
     @Test("the disk filling up while journaling: a clear error, exit 4, no torn journal; the next run resumes and finishes")

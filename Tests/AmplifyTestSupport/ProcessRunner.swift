@@ -35,3 +35,13 @@ public func amplifyExecutable(repositoryRoot: URL) -> URL {
     if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
     return repositoryRoot.appendingPathComponent(".build/debug/amplify-run")
 }
+
+/// Processes (not zombies) whose environment holds `entry` (`AMPLIFY_ITEM_ID=x-1`): a test's own
+/// agents, not those of the tests running beside it.
+public func livingProcesses(withEnvironment entry: String) -> [Int32] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { name in
+        guard let pid = Int32(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/environ"),
+              let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8), !stat.contains(") Z ") else { return nil }
+        return data.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == entry } ? pid : nil
+    }
+}

@@ -23,6 +23,43 @@ public final class Sandbox {
         let runs = url.appendingPathComponent(".amplify/runs")
         return try FileManager.default.contentsOfDirectory(atPath: runs.path).sorted().map { runs.appendingPathComponent($0).appendingPathComponent("journal.jsonl").path }
     }
+
+    /// Whether the first run's journal holds `text` (an event's name, `"process-started"`).
+    public func journalContains(_ text: String) -> Bool {
+        guard let path = (try? journals())?.first else { return false }
+        return (try? String(contentsOfFile: path, encoding: .utf8))?.contains(text) ?? false
+    }
+
+    /// The pids of the agents the runner has recorded in `.amplify/sessions`, once `count` records
+    /// hold one (or after `seconds`): an agent can write its start before the runner records its
+    /// pid, and a runner killed in between leaves the agent to be found by its environment.
+    /// `prefix`: only the sessions whose names start so (an item's id).
+    public func recordedAgentPids(count: Int, prefix: String = "", seconds: Double = 30) async -> [Int32] {
+        var pids: [Int32] = []
+        await eventually(seconds: seconds) {
+            let sessions = path + "/.amplify/sessions"
+            let records = ((try? FileManager.default.contentsOfDirectory(atPath: sessions)) ?? []).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".run.json") }
+            pids = records.compactMap { name -> Int32? in
+                let text = read(".amplify/sessions/" + name)
+                return text.range(of: #""pid":[0-9]+"#, options: .regularExpression).flatMap { Int32(text[$0].dropFirst(6)) }
+            }
+            return pids.count >= count
+        }
+        return pids
+    }
+}
+
+/// Waits (without blocking the pool) until `condition` holds or `seconds` pass; whether it held.
+/// The deadline is generous on purpose: under the whole suite a loaded machine is slow, and a
+/// wait that ends early only makes the test quicker.
+@discardableResult
+public func eventually(seconds: Double = 30, _ condition: () -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        if Date() > deadline { return false }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return true
 }
 
 @discardableResult
