@@ -66,8 +66,9 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
         try shell("git checkout -q -b main && git add wf.yaml && git -c user.name=T -c user.email=t@example.com commit -qm init && printf '/.beads/\\n/bin/\\n/agent-starts\\n' >> .git/info/exclude", in: box.url)
     }
 
-    func run(_ args: [String] = ["wf.yaml"]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        try await amplify(args, in: box, environment: environment)
+    /// `extra`: more environment, for the scripts (`AGENT_BARRIER`, `AGENT_HOLD`, `AGENT_DELAY`).
+    func run(_ args: [String] = ["wf.yaml"], extra: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await amplify(args, in: box, environment: environment.merging(extra) { $1 })
     }
 
     func git(_ command: String) throws -> String { try shell("git " + command, in: box.url).trimmingCharacters(in: .whitespacesAndNewlines) }
@@ -82,14 +83,15 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
         try git("log main --format=%B").split(separator: "\n").filter { $0 == "Amplify-Item: \(id)" }.count
     }
 
-    /// A run SIGKILLed once the agent of the session `prefix…` has started (agents take 2 s), then
-    /// run again to its end: what the second runner did.
+    /// A run SIGKILLed once the agent of the session `prefix…` has started and been recorded
+    /// (agents take 2 s), then run again to its end: what the second runner did.
     func killedWhileAgentsWork(at prefix: String) async throws -> (status: Int32, stdout: String, stderr: String) {
         var env = environment
         env["AGENT_DELAY"] = "2"
         let runner = try startAmplify(["wf.yaml"], in: box, environment: env)
-        _ = await waitFor({ $0.hasSuffix("output.log") && $0.hasPrefix(prefix) }, under: ".amplify/sessions", seconds: 60)
-        try await Task.sleep(for: .milliseconds(300))
+        // (Killed between the start and its record, the agent is found by its environment only
+        // while it lives: SandboxTests and the torture cover that moment.)
+        _ = await box.recordedAgentPids(count: 1, prefix: prefix, seconds: 60)
         kill(runner.processIdentifier, SIGKILL)
         while runner.isRunning { try await Task.sleep(for: .milliseconds(20)) }
         return try await amplify(["wf.yaml"], in: box, environment: env)

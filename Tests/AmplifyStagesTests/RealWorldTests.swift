@@ -261,6 +261,8 @@ let approvingAgent = """
         let repo = try RealRepo(items: ["i-1"], agent: held)
         let runner = try startAmplify(["wf.yaml"], in: repo.box, environment: repo.environment)
         for _ in 0..<200 where repo.agentStarts().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        // Its pid recorded: the resumed run finds the agent by it, even once the agent has exited.
+        #expect(await repo.box.recordedAgentPids(count: 1).count == 1)
         runner.interrupt()
         runner.waitUntilExit()
         #expect(runner.terminationStatus == 130)

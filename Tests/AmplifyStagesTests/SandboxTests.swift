@@ -191,7 +191,8 @@ struct SandboxTests {
     func foundAgainBeforeItsRecord() async throws {
         let o = try Orchestra([("sbx-f-1", "leftovers", nil)], workflow: Orchestra.workflow(timeout: "60s", sandbox: true), under: SandboxTests.parent)
         var env = o.environment
-        env["AGENT_DELAY"] = "3"
+        // Held until the second runner has found it (the scripts' folder is visible in the sandbox).
+        env["AGENT_HOLD"] = o.bin.path + "/go"
         let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
         for _ in 0..<600 where o.agentStarts("sbx-f-1") == 0 { try await Task.sleep(for: .milliseconds(50)) }
         try await Task.sleep(for: .milliseconds(300))
@@ -205,7 +206,11 @@ struct SandboxTests {
             .replacingOccurrences(of: #","start-time":[0-9]+"#, with: "", options: .regularExpression)
         #expect(!record.contains("\"pid\"") && record.contains("\"sandbox\""), "\(record)")
         try record.write(toFile: sessions + name, atomically: true, encoding: .utf8)
-        let r = try await amplify(["wf.yaml"], in: o.box, environment: env)
+        let resumed = Task { try await amplify(["wf.yaml"], in: o.box, environment: env) }
+        // The record has a pid again once the second runner found the agent (or started another).
+        #expect(await o.box.recordedAgentPids(count: 1).count == 1)
+        _ = FileManager.default.createFile(atPath: o.bin.path + "/go", contents: nil)
+        let r = try await resumed.value
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(o.agentStarts("sbx-f-1") == 1, "found again, not started twice")
         #expect(try o.landed("sbx-f-1") == 1)
@@ -239,8 +244,7 @@ struct SandboxTests {
         #expect(r.status != 0)
         #expect((r.stdout + r.stderr).contains("timed out"), "\(r.stdout)\(r.stderr)")
         // Nothing that carries the session's environment is left: not the sandbox, not the agent's sleep.
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(SandboxTests.processes(withEnvironment: "AMPLIFY_ITEM_ID=sbx-t-1").isEmpty)
+        #expect(await eventually(seconds: 10) { livingProcesses(withEnvironment: "AMPLIFY_ITEM_ID=sbx-t-1").isEmpty })
     }
 
     @Test("cancel ends each sandbox and everything inside it; the repository and session are kept")
@@ -248,12 +252,11 @@ struct SandboxTests {
         let o = try Orchestra([("sbx-c-1", "hang", nil)], workflow: Orchestra.workflow(timeout: "5m", sandbox: true), under: SandboxTests.parent)
         let runner = try startAmplify(["wf.yaml"], in: o.box, environment: o.environment)
         for _ in 0..<600 where o.agentStarts("sbx-c-1") == 0 { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(!SandboxTests.processes(withEnvironment: "AMPLIFY_ITEM_ID=sbx-c-1").isEmpty, "the sandbox and its agent run")
+        #expect(!livingProcesses(withEnvironment: "AMPLIFY_ITEM_ID=sbx-c-1").isEmpty, "the sandbox and its agent run")
         let cancel = try await o.run(["cancel"])
         #expect(cancel.status == 0, "\(cancel.stderr)")
         while runner.isRunning { try await Task.sleep(for: .milliseconds(50)) }
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(SandboxTests.processes(withEnvironment: "AMPLIFY_ITEM_ID=sbx-c-1").isEmpty)
+        #expect(await eventually(seconds: 10) { livingProcesses(withEnvironment: "AMPLIFY_ITEM_ID=sbx-c-1").isEmpty })
         let kept = (try? FileManager.default.contentsOfDirectory(atPath: o.box.path + "/.worktrees")) ?? []
         #expect(kept.contains { $0.hasPrefix("sbx-c-1-") && !$0.hasSuffix(".git") }, "a cancelled run keeps the session's repository: \(kept)")
     }
@@ -276,14 +279,6 @@ struct SandboxTests {
         #expect(o.agentStarts("n-1") == 0)
     }
 
-    /// Processes whose environment holds `entry`.
-    static func processes(withEnvironment entry: String) -> [Int32] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { name in
-            guard let pid = Int32(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/environ"),
-                  let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8), !stat.contains(") Z ") else { return nil }
-            return data.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == entry } ? pid : nil
-        }
-    }
 }
 
 /// The walls, as bwrap is given them.

@@ -69,14 +69,9 @@ struct SlurmTests {
             jobs = SlurmTests.jobs("st-1", o)
         }
         #expect(jobs.count == 1 && jobs.first?.state == "CANCELLED", "\(jobs)")
-        // The agent's `sleep 600` went with it.
-        var left = ""
-        for _ in 0..<50 {
-            left = try shell("pgrep -f 'sleep 60[0]' | wc -l", in: o.box.url).trimmingCharacters(in: .whitespacesAndNewlines)
-            if left == "0" { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(left == "0", "the hanging agent is still running")
+        // The agent's `sleep 600` went with it (this item's: other tests' agents hang too).
+        #expect(await eventually(seconds: 15) { livingProcesses(withEnvironment: "AMPLIFY_ITEM_ID=st-1").isEmpty },
+                "the hanging agent is still running: \(livingProcesses(withEnvironment: "AMPLIFY_ITEM_ID=st-1"))")
     }
 
     /// The job script alone, submitted by hand: a state directory with session `s-1` under
@@ -109,11 +104,12 @@ struct SlurmTests {
             let agent = "sh -c 'echo started >> \(dir)/starts; sleep 2'"
             let ids = [try submit("tok-1", agent), try submit("tok-1", agent)]
             try await SlurmTests.waitFor(session + "/slurm-tok-1.exit", seconds: 20)
-            try await Task.sleep(for: .seconds(1))
+            // The second job may run after the first has ended: wait for its word.
+            let log = { (try? String(contentsOfFile: session + "/output.log", encoding: .utf8)) ?? "" }
+            #expect(await eventually(seconds: 30) { log().contains("its agent started once already, so not again") }, "\(log())")
             #expect(ids.allSatisfy { !$0.isEmpty })
             #expect((try? String(contentsOfFile: dir + "/starts", encoding: .utf8)) == "started\n")
             #expect((try? String(contentsOfFile: session + "/slurm-tok-1.exit", encoding: .utf8)) == "status 0\n")
-            #expect((try? String(contentsOfFile: session + "/output.log", encoding: .utf8))?.contains("its agent started once already, so not again") == true)
         }
     }
 
@@ -127,8 +123,9 @@ struct SlurmTests {
             _ = FileManager.default.createFile(atPath: session + "/slurm-tok-2.cancel", contents: nil)
             try await SlurmTests.waitFor(session + "/slurm-tok-2.exit", seconds: 15)
             #expect((try? String(contentsOfFile: session + "/slurm-tok-2.exit", encoding: .utf8)) == "status 143\n", "ended by SIGTERM")
-            let left = try shell("pgrep -f 'sleep 61[12]' | wc -l", in: URL(fileURLWithPath: dir)).trimmingCharacters(in: .whitespacesAndNewlines)
-            #expect(left == "0", "the agent and its child are gone")
+            // (The job script, whose command line names them too, may still be on its way out.)
+            let left = { (try? shell("pgrep -f 'sleep 61[12]' | wc -l", in: URL(fileURLWithPath: dir)))?.trimmingCharacters(in: .whitespacesAndNewlines) }
+            #expect(await eventually(seconds: 10) { left() == "0" }, "the agent and its child are gone")
         }
     }
 
