@@ -146,16 +146,15 @@ import Testing
             while [ $i -lt 40 ]; do echo '{"type":"step","cost":0.4}'; sleep 0.25; i=$((i+1)); done
             touch "$AMPLIFY_SESSION_DIR/../spent-it-all"
             """)
-        let started = Date()
         let r = try await repo.run(["wf.yaml", "--var", "agent=spender"])
         #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
         let item = try #require(Self.items(try await Self.statusJSON(repo))["s-1"])
         #expect(item["outcome"] as? String == "over budget", "\(item)")
         #expect((item["detail"] as? String ?? "").contains("the runner ended the agent"), "\(item)")
         let cost = try #require(item["cost"] as? Double)
-        #expect(cost > 1 && cost < 3, "ended soon after passing $1: \(cost)")
-        #expect(!FileManager.default.fileExists(atPath: repo.box.path + "/.amplify/sessions/spent-it-all"))
-        #expect(Date().timeIntervalSince(started) < 9, "the agent (10 s of work) was ended, not waited for")
+        // $1.60 a second: within about 3 s of passing $1 (a loaded machine is slow to read).
+        #expect(cost > 1 && cost < 6, "ended soon after passing $1: \(cost)")
+        #expect(!FileManager.default.fileExists(atPath: repo.box.path + "/.amplify/sessions/spent-it-all"), "the agent (10 s of work) was ended, not waited for")
     }
 
     @Test("the run's budget: once the known cost reaches it nothing new is dispatched, the rest are skipped (reason budget), exit 1")
@@ -179,13 +178,13 @@ import Testing
 
     @Test("a usage limit pauses the item and later resumes its agent with \"continue\", across a kill -9 of the runner during the pause; the pause does not count against the stage's timeout")
     func usageLimitPausesAndResumes() async throws {
-        // A 3 s timeout, and a pause of about 4 s.
-        let repo = try RealRepo(items: ["l-1"], agent: "exit 9\n", workflow: Self.workflow(approved: "timeout: 3s"))
+        // A 5 s timeout, and a pause of about 8 s (long enough to be seen and killed in).
+        let repo = try RealRepo(items: ["l-1"], agent: "exit 9\n", workflow: Self.workflow(approved: "timeout: 5s"))
         // First start: Claude Code's rejected rate_limit_event (resetsAt in Unix seconds; PR
         // paperclipai/paperclip#5776), then its error result; the second start works.
         try Self.script(repo, "claude", """
             if [ "$(grep -c "^$AMPLIFY_ITEM_ID " "$AGENT_LOG")" = 1 ]; then
-              printf '{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":%s,"rateLimitType":"five_hour"}}\\n' $(( $(date +%s) + 2 ))
+              printf '{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":%s,"rateLimitType":"five_hour"}}\\n' $(( $(date +%s) + 6 ))
               echo '{"type":"result","subtype":"success","is_error":true,"num_turns":1,"total_cost_usd":0.05,"result":"Claude AI usage limit reached","session_id":"s"}'
               exit 1
             fi
@@ -206,13 +205,9 @@ import Testing
             return p
         }
         let first = try runner()
-        var paused = ""
-        for _ in 0..<100 {
-            let st = try await repo.run(["status"])
-            if st.stdout.contains("paused until") { paused = st.stdout; break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(paused.contains("usage limit"), "status shows the pause: \(paused)")
+        #expect(await eventually { repo.box.journalContains("\"paused\"") }, "the pause is journaled")
+        let paused = try await repo.run(["status"]).stdout
+        #expect(paused.contains("paused until") && paused.contains("usage limit"), "status shows the pause: \(paused)")
         kill(first.processIdentifier, SIGKILL)
         while first.isRunning { try await Task.sleep(for: .milliseconds(20)) }
         #expect(repo.agentStarts().count == 1, "nothing started during the pause")

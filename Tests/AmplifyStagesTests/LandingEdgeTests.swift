@@ -138,7 +138,7 @@ struct LandingEdgeTests {
         let cancel = try await amplify(["cancel"], in: o.box, environment: o.environment)
         let took = Date().timeIntervalSince(started)
         print("cancel took \(took) s: \(cancel.stdout) \(cancel.stderr)")
-        #expect(took < 5, "cancel waited \(took) s for the queue's batch-wait")
+        #expect(took < 10, "cancel waited \(took) s for the queue's batch-wait (15 s)")
         #expect(try o.landed("c-1") == 0, "c-1 landed after the run was cancelled")
     }
 }

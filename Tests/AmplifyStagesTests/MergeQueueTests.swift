@@ -50,7 +50,8 @@ struct MergeQueueTests {
     func oneVerification() async throws {
         let ids = (1...8).map { "n-\($0)" }
         let o = try MergeQueueTests.orchestra(ids, merge: "{batch: 8, batch-wait: 3s, verify: \(MergeQueueTests.verify(failingWith: []))}")
-        let r = try await o.run()
+        // The agents end together, so all 8 reach the queue within its batch-wait on a loaded machine too.
+        let r = try await o.run(extra: ["AGENT_BARRIER": "\(ids.count)"])
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         #expect(verifications(o).count == 1, "\(verifications(o))")
         // The run's lines say where each item is in the queue, in words.
@@ -72,7 +73,7 @@ struct MergeQueueTests {
     func conflictTakenOut() async throws {
         let ids = ["c-1", "c-2", "c-3", "c-4"]
         let o = try MergeQueueTests.orchestra(ids, conflicting: ["c-2", "c-3"], merge: "{batch: 4, batch-wait: 3s, verify: \(MergeQueueTests.verify(failingWith: []))}")
-        let r = try await o.run()
+        let r = try await o.run(extra: ["AGENT_BARRIER": "\(ids.count)"])
         #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
         #expect(try o.landed("c-1") == 1)
         #expect(try o.landed("c-4") == 1)

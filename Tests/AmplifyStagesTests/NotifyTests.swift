@@ -23,7 +23,7 @@ final class Receiver: @unchecked Sendable {  // read-only after init
         process.standardError = FileHandle.nullDevice
         try process.run()
         var port: Int?
-        for _ in 0..<100 {
+        for _ in 0..<400 {  // up to 20 s: python starting on a loaded machine
             port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) }
             if port != nil { break }
             try await Task.sleep(for: .milliseconds(50))
@@ -247,7 +247,7 @@ struct NotifyTests {
         let ran = Double(try #require(journal.at("run-finished")) - (try #require(journal.at("run-started")))) / 1000
         // The run did its work at its own pace; the runner then waited at most 5 s for the sends
         // (three attempts of 10 s each at the hanging one would have been 30 s and more).
-        #expect(ran < 10, "the run took \(ran) s")
+        #expect(ran < 25, "the run took \(ran) s")
         #expect(wall < ran + 9, "the runner left \(wall - ran) s after the run ended")
         let expected = journal.expected.count
         let refused = journal.notified(target: 2)

@@ -61,7 +61,9 @@ case "$AMPLIFY_ITEM_ID" in
   review|reject|terminal)
     work "ready for review"; echo "Changed $AMPLIFY_ITEM_ID.txt" > "$dir/summary.md"; status completed; exit 0 ;;
   self)
-    i=0; while [ $i -lt 6 ]; do echo "working $i"; sleep 0.5; i=$((i+1)); done
+    # Works until the page has shown it running ($AGENT_LOG.go; at most 60 s): a browser slow to
+    # start on a loaded machine must not miss the running state.
+    i=0; while [ ! -e "$AGENT_LOG.go" ] && [ $i -lt 120 ]; do echo "working $i"; sleep 0.5; i=$((i+1)); done
     work "done"; status approved; echo '{"type":"result","is_error":false,"num_turns":3,"total_cost_usd":0.42,"result":"done"}' ;;
 esac
 """
@@ -135,6 +137,7 @@ try:
     check(driver.find_elements(By.CSS_SELECTOR, "#dag svg g[data-stage]"), "the DAG is drawn (SVG from the plan)")
     # Live: the self-approving item goes from running to merged without a reload.
     wait_for("an item is shown running", lambda: outcome("self") == "running", 10)
+    open(env["AGENT_LOG"] + ".go", "w").close()
     wait_for("it becomes merged on the page, live", lambda: outcome("self") == "merged", 20)
     # A question, answered on the page, reaches the agent.
     form = wait_for("the question appears with an answer form", lambda: driver.find_element(By.CSS_SELECTOR, 'form[data-question$="/q1"]'))
