@@ -16,16 +16,12 @@ struct SandboxKeysTests {
 
     @Test("a wrong value is an error at its line, with what it takes")
     func refusals() {
-        let cases: [(String, String, String, String)] = [
+        expectRefused([
             (", sandbox: bwarp", "", "2:", "settings.sandbox must be `none` or `bwrap`, not 'bwarp'; did you mean 'bwrap'?"),
             (", sandbox-writable: [relative/dir]", "", "2:", "takes absolute paths or `~/…`"),
             (", sandbox-writable: [/opt/../etc]", "", "2:", "without '..'"),
             ("", ", sandbox: docker", "5:", "sandbox"),
             ("", ", sandbox-writable: [.cache]", "5:", "`with.sandbox-writable` takes absolute paths or `~/…`"),
-        ]
-        for (settings, with, line, expected) in cases {
-            let found = errors(dispatchWorkflow(settings: settings, with: with))
-            #expect(found.contains { $0.contains(expected) && $0.hasPrefix(line) }, "\(settings)\(with): \(found)")
-        }
+        ])
     }
 }

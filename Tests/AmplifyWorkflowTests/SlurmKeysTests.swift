@@ -19,7 +19,7 @@ struct SlurmKeysTests {
 
     @Test("a value sbatch would refuse, or one that undoes the runner's own options, is an error at its line")
     func refusals() {
-        let cases: [(String, String, String, String)] = [
+        expectRefused([
             (", sessions: slrum", "", "2:", "settings.sessions must be `local` or `slurm`, not 'slrum'; did you mean 'slurm'?"),
             (", slurm: {mem: 8GB}", "", "2:", "must be memory in Slurm's form"),
             (", slurm: {partition: \"-p x\"}", "", "2:", "must be a partition's name"),
@@ -32,10 +32,6 @@ struct SlurmKeysTests {
             (", slurm: {extra-args: [qos]}", "", "2:", "is not an sbatch option"),
             ("", ", sessions: cluster", "5:", "sessions"),
             ("", ", slurm: {extra-args: [\"--export=NONE\"]}", "5:", "'--export' is set by the runner"),
-        ]
-        for (settings, with, line, expected) in cases {
-            let found = errors(dispatchWorkflow(settings: settings, with: with))
-            #expect(found.contains { $0.contains(expected) && $0.hasPrefix(line) }, "\(settings)\(with): \(found)")
-        }
+        ])
     }
 }

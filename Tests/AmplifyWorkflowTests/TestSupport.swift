@@ -1,6 +1,7 @@
 import AmplifyTestSupport
 import AmplifyWorkflow
 import Foundation
+import Testing
 
 /// Paths of the repository, found from this file's location.
 enum Repository {
@@ -31,6 +32,15 @@ func dispatchWorkflow(settings: String = "", with: String = "") -> String {
       ready: {uses: query-ready, with: {source: file, path: issues.jsonl}}
       dispatch: {uses: dispatch, for-each: "${{ stages.ready.outputs.items }}", with: {prompt: p\(with)}}
     """
+}
+
+/// Each case `(settings, with, line, expected)`: `dispatchWorkflow(settings:with:)` has an error
+/// at `line` ("2:" for settings, "5:" for the dispatch's `with`) saying `expected`.
+func expectRefused(_ cases: [(settings: String, with: String, line: String, expected: String)], sourceLocation: SourceLocation = #_sourceLocation) {
+    for (settings, with, line, expected) in cases {
+        let found = errors(dispatchWorkflow(settings: settings, with: with))
+        #expect(found.contains { $0.contains(expected) && $0.hasPrefix(line) }, "\(settings)\(with): \(found)", sourceLocation: sourceLocation)
+    }
 }
 
 /// Checks workflow text given inline.
