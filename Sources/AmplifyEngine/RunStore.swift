@@ -1,4 +1,5 @@
 import AmplifyWorkflow
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,6 +8,8 @@ import Glibc
 /// started with), `journal.jsonl`, `lock`, and `logs/` and `outputs/` of its instances.
 public struct RunStore: Sendable {
     public let root: String
+    /// Numbers the temp files of `writeAtomically` within this process.
+    private static let temporaries = Atomic<Int>(0)
 
     public init(root: String) {
         self.root = root
@@ -159,9 +162,11 @@ public struct RunStore: Sendable {
         return nil
     }
 
-    /// Writes a file atomically: temp file, fsync, rename, fsync the directory.
+    /// Writes a file atomically: temp file, fsync, rename, fsync the directory. Writers of one
+    /// file at once each have a temp file of their own (`.tmp-<pid>-<n>`): with the pid alone, two
+    /// dispatches writing the Slurm job script renamed one temp file, and the second failed.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(JournalError) {
-        let tmp = path + ".tmp-\(getpid())"
+        let tmp = path + ".tmp-\(getpid())-\(temporaries.wrappingAdd(1, ordering: .relaxed).newValue)"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw JournalError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
         var rest = bytes[...]

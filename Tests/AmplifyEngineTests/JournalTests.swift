@@ -2,6 +2,7 @@ import AmplifyEngine
 import AmplifyTestSupport
 import AmplifyWorkflow
 import Foundation
+import Synchronization
 import Testing
 
 @Suite("Journal")
@@ -75,6 +76,22 @@ struct JournalTests {
             #expect(error.message.contains("\(path):2: error:"), "\(error.message)")
             #expect(error.message.contains(words), "\(error.message)")
         }
+    }
+
+    @Test("one file written atomically by many threads at once: every write succeeds, the file is one of them whole, no temp file is left")
+    func atomicWritesAtOnce() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atomic-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/job.sh"
+        let texts = (0..<8).map { String(repeating: "writer \($0)\n", count: 2000) }
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 64) { i in
+            do { try RunStore.writeAtomically(Array(texts[i % 8].utf8), to: path) } catch { failures.withLock { $0.append("\(error)") } }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 }.prefix(3))")
+        #expect(texts.contains(try String(contentsOfFile: path, encoding: .utf8)))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["job.sh"])
     }
 
     @Test("timestamps round-trip", arguments: [Int64(0), 1_700_000_000_123, 951_782_400_000, 4_102_444_799_999])
