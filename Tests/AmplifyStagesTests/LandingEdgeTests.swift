@@ -18,13 +18,11 @@ struct LandingEdgeTests {
         func views() -> Int { o.box.read(".gh/calls.log").split(separator: "\n").filter { $0.hasPrefix(#"["pr", "view""#) }.count }
         let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
         defer { if runner.isRunning { kill(runner.processIdentifier, SIGKILL) } }
-        let deadline = Date().addingTimeInterval(120)
-        while views() < 2, Date() < deadline, runner.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        await eventually(seconds: 120) { views() >= 2 || !runner.isRunning }
         #expect(views() >= 2)
         let cancel = try startAmplify(["cancel"], in: o.box, environment: env)
         defer { if cancel.isRunning { kill(cancel.processIdentifier, SIGKILL) } }
-        let end = Date().addingTimeInterval(120)
-        while runner.isRunning || cancel.isRunning, Date() < end { try await Task.sleep(for: .milliseconds(100)) }
+        await eventually(seconds: 120) { !runner.isRunning && !cancel.isRunning }
         #expect(!runner.isRunning, "the runner still runs 120 s after `cancel`; gh pr view calls: \(views())")
         #expect(!cancel.isRunning, "`amplify-run cancel` still waits")
     }
@@ -130,9 +128,8 @@ struct LandingEdgeTests {
         let o = try MergeQueueTests.orchestra(ids, merge: "{batch: 4, batch-wait: 15s, verify: \(MergeQueueTests.verify(failingWith: []))}")
         let runner = try startAmplify(["wf.yaml"], in: o.box, environment: o.environment)
         defer { if runner.isRunning { kill(runner.processIdentifier, SIGKILL) } }
-        let deadline = Date().addingTimeInterval(120)
-        func queued() -> Bool { ((try? o.box.journals().first).flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? "").contains(#""kind":"queued""#) }
-        while Date() < deadline, !queued() { try await Task.sleep(for: .milliseconds(50)) }
+        func queued() -> Bool { o.box.journalContains(#""kind":"queued""#) }
+        await eventually(seconds: 120) { queued() }
         #expect(queued())
         let started = Date()
         let cancel = try await amplify(["cancel"], in: o.box, environment: o.environment)

@@ -89,8 +89,7 @@ struct MergeQueueTests {
         let o = try MergeQueueTests.orchestra(ids, merge: "{batch: 6, batch-wait: 3s, verify: \(MergeQueueTests.verify(failingWith: ["k-2"], sleep: "0.4"))}")
         let runner = try startAmplify(["wf.yaml"], in: o.box, environment: o.environment)
         // Killed once the second verification has started: in the middle of the bisection.
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline, verifications(o).count < 2 { try await Task.sleep(for: .milliseconds(50)) }
+        await eventually(seconds: 120) { verifications(o).count >= 2 }
         #expect(verifications(o).count >= 2)
         kill(runner.processIdentifier, SIGKILL)
         runner.waitUntilExit()

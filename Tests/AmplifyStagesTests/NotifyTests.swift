@@ -50,12 +50,12 @@ final class Receiver: @unchecked Sendable {  // read-only after init
 
     /// Waits (without blocking the pool) until a delivered request passes `test`.
     func waitFor(seconds: Double, _ test: (Value) -> Bool) async -> Value? {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if let found = delivered.first(where: test) { return found }
-            try? await Task.sleep(for: .milliseconds(100))
+        var found: Value?
+        await eventually(seconds: seconds) {
+            found = delivered.first(where: test)
+            return found != nil
         }
-        return nil
+        return found
     }
 }
 

@@ -109,14 +109,15 @@ final class Orchestra: @unchecked Sendable {  // read-only after init
         }
     }
 
-    /// Waits (without blocking the pool) until `path` exists under the box, or `seconds` pass.
+    /// Waits (without blocking the pool) until a path under `dir` of the box matches `glob`, or
+    /// `seconds` pass; the path.
     func waitFor(_ glob: (String) -> Bool, under dir: String, seconds: Double) async -> String? {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            for sub in (try? FileManager.default.subpathsOfDirectory(atPath: box.path + "/" + dir)) ?? [] where glob(sub) { return sub }
-            try? await Task.sleep(for: .milliseconds(100))
+        var found: String?
+        await eventually(seconds: seconds) {
+            found = ((try? FileManager.default.subpathsOfDirectory(atPath: box.path + "/" + dir)) ?? []).first(where: glob)
+            return found != nil
         }
-        return nil
+        return found
     }
 }
 

@@ -81,16 +81,6 @@ final class PullRequestRepo: @unchecked Sendable {  // read-only after init
         job.note = { kind, fields in notes.add(kind, fields) }
         return await StageExecutors(grace: .seconds(1)).executor(for: .merge).execute(job) { _, _ in }
     }
-
-    /// Waits (without blocking the pool) until `condition` holds, or `seconds` pass.
-    func waitUntil(seconds: Double, _ condition: () -> Bool) async -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return condition()
-    }
 }
 
 /// The notes an instance journals, kept across its attempts as the journal keeps them.
@@ -174,7 +164,7 @@ struct PullRequestTests {
     func closedUnmerged() async throws {
         let repo = try PullRequestRepo()
         let merging = Task { try await repo.merge("{via: pull-request, auto-merge: true}", environment: ["FAKE_GH_PENDING": "hold"]) }
-        #expect(await repo.waitUntil(seconds: 120) { repo.calls("pr", "view").count >= 2 }, "waiting for the merge")
+        #expect(await eventually(seconds: 120) { repo.calls("pr", "view").count >= 2 }, "waiting for the merge")
         try await repo.github("close", "1")
         let result = try await merging.value
         #expect(result == .failedAs(.prClosed, "pull request #1 was closed without being merged: \(PullRequestTests.url)"))
@@ -221,7 +211,7 @@ struct PullRequestTests {
     func vanished() async throws {
         let repo = try PullRequestRepo()
         let merging = Task { try await repo.merge("{via: pull-request}", environment: ["FAKE_GH_PENDING": "hold"]) }
-        #expect(await repo.waitUntil(seconds: 120) { !repo.calls("pr", "view").isEmpty })
+        #expect(await eventually(seconds: 120) { !repo.calls("pr", "view").isEmpty })
         // Put in place under fake-gh's own lock: a `gh pr view` in flight would write its read of the old state back.
         try #"{"next": 2, "prs": [], "views": 0}"#.write(toFile: repo.ghState + ".new", atomically: true, encoding: .utf8)
         try shell("flock '\(repo.ghState).lock' mv '\(repo.ghState).new' '\(repo.ghState)'", in: repo.box.url)
@@ -322,8 +312,7 @@ struct PullRequestRunTests {
         }
 
         let runner = try startAmplify(["wf.yaml"], in: o.box, environment: env)
-        let deadline = Date().addingTimeInterval(120)
-        while calls(#"["pr", "view""#) < 2, Date() < deadline, runner.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        await eventually(seconds: 120) { calls(#"["pr", "view""#) >= 2 || !runner.isRunning }
         #expect(calls(#"["pr", "view""#) >= 2, "the runner waits for GitHub: \(o.box.read(".gh/calls.log"))")
         kill(runner.processIdentifier, SIGKILL)
         while runner.isRunning { try await Task.sleep(for: .milliseconds(20)) }

@@ -89,21 +89,13 @@ struct SlurmTests {
         }
     }
 
-    /// Waits until `path` exists, up to `seconds`.
-    static func waitFor(_ path: String, seconds: Int) async throws {
-        for _ in 0..<(seconds * 10) {
-            if FileManager.default.fileExists(atPath: path) { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-    }
-
     @Test("a job Slurm starts twice runs its agent once (the start marker)")
     func jobStartedTwiceRunsTheAgentOnce() async throws {
         try await SlurmTests.withJobScript("twice") { dir, session, submit in
             // Two jobs of one start (one token), as a controller that lost its state runs it again.
             let agent = "sh -c 'echo started >> \(dir)/starts; sleep 2'"
             let ids = [try submit("tok-1", agent), try submit("tok-1", agent)]
-            try await SlurmTests.waitFor(session + "/slurm-tok-1.exit", seconds: 20)
+            await eventually(seconds: 20) { FileManager.default.fileExists(atPath: session + "/slurm-tok-1.exit") }
             // The second job may run after the first has ended: wait for its word.
             let log = { (try? String(contentsOfFile: session + "/output.log", encoding: .utf8)) ?? "" }
             #expect(await eventually(seconds: 30) { log().contains("its agent started once already, so not again") }, "\(log())")
@@ -118,10 +110,10 @@ struct SlurmTests {
         try await SlurmTests.withJobScript("cancel") { dir, session, submit in
             // The agent and a child of its own, both working for 10 minutes.
             let id = try submit("tok-2", "sh -c 'sleep 612 & echo started >> \(dir)/starts; sleep 611'")
-            try await SlurmTests.waitFor(dir + "/starts", seconds: 10)
+            await eventually(seconds: 10) { FileManager.default.fileExists(atPath: dir + "/starts") }
             #expect(FileManager.default.fileExists(atPath: dir + "/starts"), "the agent of job \(id) started")
             _ = FileManager.default.createFile(atPath: session + "/slurm-tok-2.cancel", contents: nil)
-            try await SlurmTests.waitFor(session + "/slurm-tok-2.exit", seconds: 15)
+            await eventually(seconds: 15) { FileManager.default.fileExists(atPath: session + "/slurm-tok-2.exit") }
             #expect((try? String(contentsOfFile: session + "/slurm-tok-2.exit", encoding: .utf8)) == "status 143\n", "ended by SIGTERM")
             // (The job script, whose command line names them too, may still be on its way out.)
             let left = { (try? shell("pgrep -f 'sleep 61[12]' | wc -l", in: URL(fileURLWithPath: dir)))?.trimmingCharacters(in: .whitespacesAndNewlines) }
